@@ -1,0 +1,158 @@
+"""Argument pieces shared by the lab scripts, and the wrapper that turns bad input into one line and exit code 2.
+
+Every lab flag defaults to None in the parser, so `resolve_settings` can tell a flag the user gave from one left
+alone: explicit flags always win, then (on the embedded data) the lab's demo profile, then the course default.
+"""
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+from labkit.errors import LabkitInputError
+from labkit.training import PRECISIONS, STRATEGIES, TrainingDiverged
+
+
+class LabArgumentParser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose usage errors are one line, ``error: …``, and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _number(kind, check, rule):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{text} is not {rule}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+positive_int = _number(int, lambda v: v > 0, "> 0")
+positive_float = _number(float, lambda v: v > 0, "> 0")
+nonnegative_float = _number(float, lambda v: v >= 0, ">= 0")
+dropout_rate = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
+open_fraction = _number(float, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")
+
+
+def lab_parser(description, course):
+    """A parser with the flags every lab shares; `course` holds the course defaults shown in ``--help``."""
+    parser = LabArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = lambda key: f" (course default: {course[key]})" if key in course else ""  # noqa: E731
+    add = parser.add_argument
+    add("--data-dir", type=Path, help="dataset folder in the lab's layout (absent: the embedded synthetic data, "
+        "with a demo-sized profile)")
+    add("--out", type=Path, help="run folder (default: runs/<lab>-<timestamp>)")
+    add("--epochs", type=positive_int, help="training epochs" + default("epochs"))
+    add("--batch-size", type=positive_int, help="images per batch" + default("batch_size"))
+    add("--lr", type=positive_float, help="Adam learning rate" + default("lr"))
+    add("--img-size", type=positive_int, help="side of the square network input in pixels" + default("img_size"))
+    add("--seed", type=int, help="seed of the split, augmentation and weight initialisation" + default("seed"))
+    add("--precision", choices=PRECISIONS, help="Keras dtype policy; auto picks mixed_bfloat16 on CPUs/GPUs with "
+        "native bf16, mixed_float16 on older GPUs, float32 otherwise (default: auto)")
+    add("--distribute", choices=STRATEGIES, help="tf.distribute strategy: mirrored (all local GPUs) or multiworker "
+        "(TF_CONFIG); the global batch is --batch-size × replicas (default: none)")
+    add("--resume", action="store_true", help="continue the interrupted run in --out from its last completed epoch")
+    add("--overwrite", action="store_true", help="replace a run already in --out")
+    add("--deterministic", action="store_true", help="enable TensorFlow op determinism: repeatable numbers, "
+        "somewhat slower training")
+    add("--tensorboard", action="store_true", help="also write TensorBoard logs to <out>/tensorboard")
+    add("--skip-bad-files", action="store_true", help="skip unreadable images with a warning instead of stopping")
+    add("--quiet", action="store_true", help="no progress bars, one line per epoch")
+    return parser
+
+
+#: Defaults of the flags every lab shares, under the lab's own course defaults.
+COMMON_DEFAULTS = {"seed": 42, "precision": "auto", "distribute": "none"}
+
+
+def resolve_settings(args, course, demo):
+    """Settings from explicit flags, then the demo profile (only without ``--data-dir``), then course defaults.
+
+    Returns:
+        ``(settings, is_demo)``: a dict with every key of `course` and `demo`, and whether the demo profile applied.
+    """
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    is_demo = given.get("data_dir") is None
+    settings = {**vars(args), **COMMON_DEFAULTS, **course, **(demo if is_demo else {}), **given}
+    return settings, is_demo
+
+
+def versions():
+    """Versions of Python, labkit, TensorFlow, Keras and NumPy, for ``config.json``."""
+    import keras
+    import numpy
+    import tensorflow
+
+    import labkit
+
+    return {
+        "python": platform.python_version(),
+        "labkit": labkit.__version__,
+        "tensorflow": tensorflow.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def run_lab(main, argv=None):
+    """Run a lab's ``main(argv)`` and exit: 0 done, 2 bad input (one ``error:`` line), 1 diverged training."""
+    try:
+        main(argv)
+    except LabkitInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except TrainingDiverged as exc:
+        print(f"error: training diverged: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted: rerun with --resume --out <run folder> to continue", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(0)
+
+
+def start_run(lab_name, args, course, demo):
+    """Resolve the settings, open the run folder and set seed, precision and progress output.
+
+    On ``--resume`` the settings stored in the run's ``config.json`` are used, so the run continues as it began.
+
+    Returns:
+        ``(settings, run)``: an `argparse.Namespace` of resolved settings (``settings.demo`` says whether the demo
+        profile applied; ``settings.precision`` is the resolved policy) and the `labkit.runs.RunFolder`.
+    """
+    from labkit import progress, runs, training
+
+    settings, is_demo = resolve_settings(args, course, demo)
+    out = args.out or runs.default_run_dir(lab_name)
+    run = runs.RunFolder.create(out, overwrite=args.overwrite, resume=args.resume)
+    if args.resume:
+        stored = run.read_json("config.json")["settings"]
+        settings = {**stored, "resume": True, "out": str(run.path), "quiet": args.quiet}
+        is_demo = stored.get("demo", is_demo)
+        print(f"resuming {run.path} from its last completed epoch")
+    settings = argparse.Namespace(**{**settings, "demo": is_demo, "out": str(run.path)})
+    settings.data_dir = str(settings.data_dir) if settings.data_dir is not None else None
+    progress.set_quiet(settings.quiet)
+    training.set_seed(settings.seed, deterministic=settings.deterministic)
+    settings.precision = training.set_precision(settings.precision)
+    print(f"precision policy: {settings.precision}")
+    return settings, run
+
+
+def save_config(run, settings, data_dir, n_files):
+    """Write ``config.json``: every resolved setting, the data folder with its file count, and the versions."""
+    run.write_json(
+        "config.json",
+        {
+            "settings": vars(settings),
+            "data": {"dir": str(data_dir), "files": int(n_files)},
+            "versions": versions(),
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        },
+    )

@@ -1,0 +1,111 @@
+"""Decode one image or mask file into a float32 NumPy array (the course's ``load_image`` / ``load_mask``).
+
+Pixel values are scaled by the file's bit depth (8-bit → /255, 16-bit → /65535), so 8-bit and 16-bit masks follow
+the same rule: foreground where the scaled value is above 0.5 (above 127 in 8-bit).
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from labkit.errors import LabkitInputError, require
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def read_scaled(path):
+    """Read an image file as float32 in [0, 1], shape (h, w) or (h, w, 3) in RGB order."""
+    path = Path(path)
+    require(path.is_file(), f"image file not found: {path}")
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise LabkitInputError(f"cannot read image {path}: not an image file or corrupt")
+    scale = float(np.iinfo(raw.dtype).max) if np.issubdtype(raw.dtype, np.integer) else 1.0
+    image = raw.astype(np.float32) / scale
+    if image.ndim == 3:
+        image = image[..., :3]  # drop alpha
+        image = image[..., 0] if image.shape[-1] == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
+
+
+def _to_channels(image, channels):
+    if image.ndim == 2:
+        image = image[..., None]
+    if channels == 1 and image.shape[-1] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
+    elif channels == 3 and image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    return image
+
+
+def _resize(image, img_width, img_height):
+    if image.shape[:2] == (img_height, img_width):
+        return image
+    resized = cv2.resize(image, (int(img_width), int(img_height)), interpolation=cv2.INTER_LINEAR)
+    return resized if resized.ndim == image.ndim else resized[..., None]
+
+
+def load_image(path, img_width, img_height, channels=1):
+    """Load one image, convert it to `channels` (1 = grey, 3 = RGB) and resize it (bilinear).
+
+    Args:
+        path: an image file (PNG, JPEG or BMP; 8 or 16 bits).
+        img_width, img_height: output size in pixels.
+        channels: 1 or 3.
+
+    Returns:
+        float32 array of shape ``(img_height, img_width, channels)`` in [0, 1].
+
+    Raises:
+        LabkitInputError: the file is missing or cannot be decoded (the message names it).
+
+    Example:
+        >>> load_image("X_ray/Image/case_001.png", 256, 256).shape
+        (256, 256, 1)
+    """
+    require(channels in (1, 3), f"channels must be 1 or 3, got {channels}")
+    image = _to_channels(read_scaled(path), channels)
+    return _resize(image, img_width, img_height).astype(np.float32)
+
+
+def load_mask(path, img_width, img_height):
+    """Load one mask, resize it (bilinear) and binarise it: foreground where the scaled value is > 0.5.
+
+    RGB masks are converted to grey first; 8-bit masks are foreground above 127, 16-bit above 32767.
+
+    Returns:
+        float32 array of shape ``(img_height, img_width, 1)`` with values in {0, 1}.
+    """
+    mask = _to_channels(read_scaled(path), 1)
+    return (_resize(mask, img_width, img_height) > 0.5).astype(np.float32)
+
+
+def _decode_problem(path):
+    """The reason `path` cannot be decoded completely, or None when it can."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        # Pillow decodes the whole stream and raises on truncated data, where OpenCV pads it silently.
+        with Image.open(path) as image:
+            image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))  # JPEG: fast DCT scaling
+            image.load()
+    except FileNotFoundError:
+        return "file not found"
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is unusable
+        return f"cannot decode ({type(exc).__name__}: {exc})".splitlines()[0]
+    return None
+
+
+def find_unreadable(paths, workers=4):
+    """Check that each file decodes completely; returns ``[(path, reason), …]`` for those that do not.
+
+    Decoding runs in a thread pool (the decoders release the GIL), so a few thousand files take seconds.
+    """
+    paths = list(paths)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        problems = list(pool.map(_decode_problem, paths))
+    return [(path, reason) for path, reason in zip(paths, problems) if reason]

@@ -1,0 +1,115 @@
+"""Find the files of a dataset layout and pair them by name, never by directory-listing order.
+
+Layouts (see ``data/README.md``):
+
+* course X-ray / CT (Lab 3–4): ``<root>/Image/<name>.png|jpg`` with ``<root>/Mask/<name>.png`` or
+  ``<root>/Mask/<name>_Mask.png``; `<root>` may also be the folder that holds ``X_ray/``.
+"""
+
+from pathlib import Path
+
+from labkit.data.io import IMAGE_EXTENSIONS, find_unreadable
+from labkit.errors import LabkitInputError, require
+
+MASK_SUFFIXES = ("_Mask", "_mask", "_Segmentation", "_segmentation", "_seg")
+
+
+def _names(paths, limit=5):
+    shown = ", ".join(Path(p).name for p in list(paths)[:limit])
+    return shown + (f" (and {len(paths) - limit} more)" if len(paths) > limit else "")
+
+
+def list_image_files(folder):
+    """Image files in `folder` (not recursive, hidden files skipped), sorted by name."""
+    folder = Path(folder)
+    require(folder.is_dir(), f"folder not found: {folder}")
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def _mask_key(path, suffixes):
+    stem = path.stem
+    for suffix in suffixes:
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def pair_by_name(image_dir, mask_dir, mask_suffixes=MASK_SUFFIXES):
+    """Pair every image with the mask of the same name (ignoring extension and a mask suffix such as ``_Mask``).
+
+    Args:
+        image_dir: folder of images.
+        mask_dir: folder of masks.
+        mask_suffixes: suffixes a mask's name may carry after the image's name.
+
+    Returns:
+        A list of ``(image_path, mask_path)`` sorted by image name.
+
+    Raises:
+        LabkitInputError: a folder is missing or empty, two masks claim one image, or images lack masks / masks lack
+            images (up to five of each are named).
+    """
+    images = list_image_files(image_dir)
+    require(images, f"no images (.png, .jpg, .jpeg, .bmp) in {image_dir}")
+    masks = {}
+    for mask in list_image_files(mask_dir):
+        key = _mask_key(mask, mask_suffixes)
+        require(key not in masks, f"two masks for image {key!r} in {mask_dir}: {masks.get(key, Path()).name}, {mask.name}")
+        masks[key] = mask
+    image_keys = {p.stem for p in images}
+    orphans = [p for p in images if p.stem not in masks]
+    strays = [m for k, m in sorted(masks.items()) if k not in image_keys]
+    problems = []
+    if orphans:
+        problems.append(f"{len(orphans)} image(s) in {image_dir} without a mask in {mask_dir}: {_names(orphans)}")
+    if strays:
+        problems.append(f"{len(strays)} mask(s) in {mask_dir} without an image: {_names(strays)}")
+    if problems:
+        raise LabkitInputError("; ".join(problems))
+    return [(p, masks[p.stem]) for p in images]
+
+
+def _subfolders(folder):
+    return sorted(p.name for p in Path(folder).iterdir() if p.is_dir()) if Path(folder).is_dir() else []
+
+
+def find_xray_pairs(data_dir, image_dir="Image", mask_dir="Mask"):
+    """Image/mask pairs of the course X-ray (or CT) layout under `data_dir`.
+
+    `data_dir` is either the folder holding `image_dir` and `mask_dir`, or its parent holding ``X_ray/``.
+    """
+    root = Path(data_dir)
+    require(root.is_dir(), f"data folder not found: {root}")
+    if not (root / image_dir).is_dir() and (root / "X_ray" / image_dir).is_dir():
+        root = root / "X_ray"
+    found = _subfolders(root)
+    require(
+        (root / image_dir).is_dir() and (root / mask_dir).is_dir(),
+        f"{root} does not have the course X-ray layout: expected folders {image_dir}/ and {mask_dir}/, "
+        f"found {', '.join(found) + '/' if found else 'no folders'}",
+    )
+    return pair_by_name(root / image_dir, root / mask_dir)
+
+
+def check_readable(paths, skip_bad=False, warn=print):
+    """Return `paths` after checking that each decodes; raise on the first bad files, or skip them with `skip_bad`.
+
+    Args:
+        paths: a list of files, or of tuples of files (e.g. image/mask pairs; a tuple goes if any member is bad).
+        skip_bad: drop bad entries with one warning (count and first names) instead of raising.
+        warn: where the warning goes.
+    """
+    paths = list(paths)
+    flat = [p for entry in paths for p in (entry if isinstance(entry, tuple) else (entry,))]
+    bad = dict(find_unreadable(flat))
+    if not bad:
+        return paths
+    first = next(iter(bad.items()))
+    if not skip_bad:
+        more = f" (and {len(bad) - 1} more bad file(s); --skip-bad-files skips them)" if len(bad) > 1 else ""
+        raise LabkitInputError(f"unreadable image {first[0]}: {first[1]}{more}")
+    kept = [e for e in paths if not any(p in bad for p in (e if isinstance(e, tuple) else (e,)))]
+    warn(f"warning: skipped {len(bad)} unreadable file(s): {_names(list(bad))}")
+    return kept

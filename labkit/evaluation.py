@@ -1,0 +1,60 @@
+"""NumPy metrics on whole binarised masks of any dimension, and per-image reports.
+
+Masks are binarised before any metric: boolean masks as they are, others where the value is > 0.5.
+Empty masks never raise: both empty → Dice/Jaccard 1.0; exactly one empty → 0.0.
+"""
+
+import numpy as np
+
+from labkit.errors import require
+
+
+def binarise(mask, threshold=0.5):
+    """A boolean copy of `mask`: as is for booleans, ``mask > threshold`` otherwise."""
+    mask = np.asarray(mask)
+    return mask if mask.dtype == bool else mask > threshold
+
+
+def _pair(pred, ref):
+    pred, ref = binarise(pred), binarise(ref)
+    require(pred.shape == ref.shape, f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
+    return pred, ref
+
+
+def dice(pred, ref):
+    """Dice ``2|P∩R| / (|P| + |R|)`` of two binarised masks; 1.0 when both are empty.
+
+    Example:
+        >>> dice(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]))
+        0.6666666666666666
+    """
+    pred, ref = _pair(pred, ref)
+    total = pred.sum() + ref.sum()
+    return 1.0 if total == 0 else float(2.0 * np.logical_and(pred, ref).sum() / total)
+
+
+def jaccard(pred, ref):
+    """Jaccard index (IoU) ``|P∩R| / |P∪R|`` of two binarised masks; 1.0 when both are empty."""
+    pred, ref = _pair(pred, ref)
+    union = np.logical_or(pred, ref).sum()
+    return 1.0 if union == 0 else float(np.logical_and(pred, ref).sum() / union)
+
+
+def per_image_scores(preds, refs, names=None):
+    """Dice and Jaccard of each image of a batch: a list of dicts ``{name, dice, jaccard}``."""
+    require(len(preds) == len(refs), f"{len(preds)} predictions but {len(refs)} references")
+    names = names if names is not None else [str(i) for i in range(len(preds))]
+    return [{"name": str(n), "dice": dice(p, r), "jaccard": jaccard(p, r)} for n, p, r in zip(names, preds, refs)]
+
+
+def mean_std(rows, keys):
+    """``{key: {"mean": …, "std": …}}`` over the rows (finite values only) for each key."""
+    summary = {}
+    for key in keys:
+        values = np.array([row[key] for row in rows], dtype=float)
+        values = values[np.isfinite(values)]
+        summary[key] = {
+            "mean": float(values.mean()) if values.size else float("nan"),
+            "std": float(values.std()) if values.size else float("nan"),
+        }
+    return summary

@@ -1,0 +1,314 @@
+"""The one fit path every lab uses: precision, seeds, distribution, compile, callbacks and the run record.
+
+`fit` wraps `keras.Model.fit` with a `RunRecorder` (``history.csv`` each epoch, ``model.keras`` whenever the monitored
+metric improves, both written atomically), Keras's `BackupAndRestore` for ``--resume``, and a NaN guard that stops
+with the epoch and step at fault.
+"""
+
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from labkit.errors import require
+from labkit.losses import dice_coef_loss, segmentation_loss
+from labkit.metrics import dice_coef, iou_coef, thresholded_dice
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("none", "mirrored", "multiworker")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the epoch and step."""
+
+
+def cpu_has_bf16():
+    """True when the CPU has native bfloat16 arithmetic (AMX-BF16 or AVX512-BF16), read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(name="auto"):
+    """The Keras dtype policy name for ``--precision`` `name`.
+
+    ``auto`` picks ``mixed_bfloat16`` on a GPU of compute capability ≥ 8.0 or a CPU with native bf16,
+    ``mixed_float16`` on older GPUs, and ``float32`` otherwise.
+    """
+    require(name in PRECISIONS, f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")
+    if name != "auto":
+        return name
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+        return "mixed_bfloat16" if tuple(capability) >= (8, 0) else "mixed_float16"
+    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+
+
+def set_precision(name="auto"):
+    """Set the global Keras dtype policy from a ``--precision`` name; returns the resolved policy name."""
+    policy = resolve_precision(name)
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def set_seed(seed, deterministic=False):
+    """Seed Python, NumPy and TensorFlow; with `deterministic`, also enable TensorFlow's op determinism.
+
+    Op determinism makes repeated runs give identical numbers at some cost in speed (some ops lose their
+    parallel, non-deterministic kernels).
+    """
+    keras.utils.set_random_seed(int(seed))
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def get_strategy(name="none"):
+    """A `tf.distribute` strategy for ``--distribute``: none (default device), mirrored (all local GPUs) or
+    multiworker (machines listed in ``TF_CONFIG``)."""
+    require(name in STRATEGIES, f"unknown distribution strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        require("TF_CONFIG" in os.environ, "--distribute multiworker needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+_METRIC_NAMES = {"dice_coef": dice_coef, "dice": thresholded_dice, "iou": iou_coef, "iou_coef": iou_coef}
+
+
+def resolve_loss(loss):
+    """A loss from a course or lab name (``binary_crossentropy``/``bce``, ``dice``/``dice_coef_loss``,
+    ``bce+dice``), any other Keras loss name, or a callable."""
+    if callable(loss):
+        return loss
+    if loss in ("dice", "dice_coef_loss"):
+        return dice_coef_loss
+    try:
+        return segmentation_loss(loss)
+    except ValueError:
+        return keras.losses.get(loss)
+
+
+def compile_model(model, learning_rate, loss, metrics=(), optimizer=None):
+    """Compile with Adam(`learning_rate`) (or `optimizer`), `loss` (see `resolve_loss`) and `metrics`."""
+    require(float(learning_rate) > 0, f"learning rate must be > 0, got {learning_rate}")
+    metrics = [_METRIC_NAMES.get(m, m) if isinstance(m, str) else m for m in metrics]
+    model.compile(
+        optimizer=optimizer or keras.optimizers.Adam(learning_rate=float(learning_rate)),
+        loss=resolve_loss(loss),
+        metrics=metrics,
+    )
+    return model
+
+
+def _improved(value, best, mode):
+    return best is None or (value > best if mode == "max" else value < best)
+
+
+def monitor_mode(monitor):
+    """``max`` for accuracy/Dice/IoU/AUC-like metrics, ``min`` for losses and distances."""
+    if "loss" in monitor:
+        return "min"
+    return "max" if any(k in monitor for k in ("acc", "dice", "iou", "auc", "jaccard", "f1")) else "min"
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Write ``history.csv`` after every epoch and ``model.keras`` whenever `monitor` improves; stop on NaN.
+
+    On a resumed run, rows of epochs that are trained again replace the old ones, so every epoch appears once.
+    """
+
+    def __init__(self, run, monitor, mode, rows=()):
+        super().__init__()
+        self.run, self.monitor, self.mode = run, monitor, mode
+        self.rows = list(rows)
+        self.diverged = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._start = epoch, time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged = f"loss became {float(loss)} at epoch {self._epoch + 1}, step {batch + 1}"
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged:
+            return
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        row["seconds"] = round(time.perf_counter() - self._start, 3)
+        self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
+        if self.run is None:
+            return
+        self.run.write_csv("history.csv", self.rows)
+        earlier = [r[self.monitor] for r in self.rows[:-1] if self.monitor in r]
+        best = (max if self.mode == "max" else min)(earlier) if earlier else None
+        if self.monitor in row and _improved(row[self.monitor], best, self.mode):
+            self.run.save_model(self.model)
+
+
+def fit(
+    model,
+    train_data,
+    val_data=None,
+    epochs=1,
+    run=None,
+    monitor="val_loss",
+    mode=None,
+    steps_per_epoch=None,
+    validation_steps=None,
+    verbose=1,
+    callbacks=(),
+    tensorboard=False,
+    class_weight=None,
+):
+    """Train a compiled model and record the run.
+
+    Args:
+        model: a compiled `keras.Model`.
+        train_data, val_data: datasets (or anything `Model.fit` takes as ``x``) of ``(inputs, targets)``.
+        epochs: total epochs; a resumed run continues from its last completed epoch up to this.
+        run: a `labkit.runs.RunFolder` (``history.csv``, best ``model.keras``, resume backup), or None.
+        monitor: history key that picks the best epoch, e.g. ``val_dice_coef``.
+        mode: ``min`` or ``max`` (default: from the name, see `monitor_mode`).
+        steps_per_epoch, validation_steps: as in `Model.fit` (needed for repeated datasets).
+        verbose: Keras progress output (1 bar, 2 one line per epoch, 0 silent).
+        callbacks: extra Keras callbacks.
+        tensorboard: also write TensorBoard logs to ``<run>/tensorboard``.
+        class_weight: as in `Model.fit`.
+
+    Returns:
+        The history as a dict of lists, one entry per epoch of the whole run (resumed epochs included),
+        with ``epoch`` and ``seconds`` keys.
+
+    Raises:
+        TrainingDiverged: the loss became NaN/inf (the last good ``model.keras`` is kept).
+    """
+    require(int(epochs) >= 1, f"epochs must be at least 1, got {epochs}")
+    mode = mode or monitor_mode(monitor)
+    previous = []
+    if run is not None and run.file("history.csv").is_file():
+        from labkit.runs import read_csv
+
+        previous = read_csv(run.file("history.csv"))
+    recorder = RunRecorder(run, monitor, mode, previous)
+    stack = [recorder, *callbacks]
+    if run is not None:
+        stack.append(keras.callbacks.BackupAndRestore(str(run.file("backup")), double_checkpoint=True))
+        if tensorboard:
+            stack.append(keras.callbacks.TensorBoard(str(run.file("tensorboard")), write_graph=False))
+    model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=int(epochs),
+        steps_per_epoch=steps_per_epoch,
+        validation_steps=validation_steps,
+        verbose=verbose,
+        callbacks=stack,
+        class_weight=class_weight,
+        shuffle=False,  # datasets shuffle themselves (seeded); Keras cannot shuffle a tf.data.Dataset
+    )
+    if recorder.diverged:
+        raise TrainingDiverged(recorder.diverged + (f"; last good model kept in {run.file('model.keras')}" if run else ""))
+    return {key: [row.get(key) for row in recorder.rows] for key in dict.fromkeys(k for r in recorder.rows for k in r)}
+
+
+def best_epoch(history, monitor, mode=None):
+    """Index (0-based) of the best epoch in a history dict by `monitor`."""
+    values = np.asarray(history[monitor], dtype=float)
+    return int(np.nanargmax(values) if (mode or monitor_mode(monitor)) == "max" else np.nanargmin(values))
+
+
+def summarize(history, monitor, mode=None):
+    """The ``metrics.json`` core: ``best`` (epoch and every value there), ``final`` (last row), ``epochs_run`` and
+    ``train_seconds``."""
+    index = best_epoch(history, monitor, mode)
+    row = lambda i: {k: v[i] for k, v in history.items() if k != "seconds"}  # noqa: E731
+    return {
+        "monitor": monitor,
+        "best": row(index),
+        "final": row(len(history[monitor]) - 1),
+        "epochs_run": len(history[monitor]),
+        "train_seconds": round(float(sum(history.get("seconds", []))), 2),
+    }
+
+
+class _HistoryView:
+    """Stands in for `keras.callbacks.History` (``.history`` dict, ``.epoch`` list) for course code."""
+
+    def __init__(self, history):
+        self.history = {k: v for k, v in history.items() if k not in ("epoch", "seconds")}
+        self.epoch = [e - 1 for e in history.get("epoch", [])]
+
+
+def train_unet(
+    model,
+    train_images,
+    train_masks,
+    val_images,
+    val_masks,
+    batch_size,
+    epochs,
+    learning_rate,
+    metrics,
+    verbose=1,
+    loss="binary_crossentropy",
+    generator=None,
+):
+    """The course's ``train_unet``: compile with Adam(`learning_rate`) and fit on in-memory arrays.
+
+    Args:
+        model: a `keras.Model`, e.g. from `get_unet`.
+        train_images, train_masks, val_images, val_masks: NumPy arrays ``(n, h, w, c)`` / ``(n, h, w, 1)``.
+        batch_size, epochs, learning_rate: training settings.
+        metrics: list of metrics (callables, Keras names, or ``"dice_coef"``).
+        verbose: Keras verbosity.
+        loss: ``"binary_crossentropy"``, ``"dice"`` (= `dice_coef_loss`), ``"bce+dice"``, another Keras loss or a callable.
+        generator: None to fit on the arrays, or a training dataset / generator from `create_generator`
+            (infinite; ``len(train_images) // batch_size`` steps per epoch).
+
+    Returns:
+        ``(model, history)``; ``history.history`` maps metric names to per-epoch lists, as Keras's `History`.
+
+    Example:
+        >>> model, history = train_unet(get_unet((64, 64, 1)), xt, yt, xv, yv, 8, 5, 1e-4, [dice_coef], loss="dice")
+    """
+    from labkit.data.pipeline import array_dataset
+
+    compile_model(model, learning_rate, loss, metrics)
+    val = array_dataset(val_images, val_masks, batch_size)
+    if generator is None:
+        train = array_dataset(train_images, train_masks, batch_size, shuffle=True)
+        steps = None
+    else:
+        train, steps = generator, max(1, len(train_images) // int(batch_size))
+    history = fit(model, train, val, epochs, monitor="val_loss", steps_per_epoch=steps, verbose=verbose)
+    return model, _HistoryView(history)
+
+
+def collect_predictions(model, dataset, max_items=None):
+    """Run `model` over a dataset of ``(inputs, targets)`` batches.
+
+    Returns:
+        ``(inputs, targets, predictions)`` as NumPy arrays, at most `max_items` of each.
+    """
+    inputs, targets, predictions = [], [], []
+    count = 0
+    for x, y in dataset:
+        inputs.append(np.asarray(x))
+        targets.append(np.asarray(y))
+        predictions.append(np.asarray(model.predict_on_batch(x)))
+        count += len(inputs[-1])
+        if max_items is not None and count >= max_items:
+            break
+    stack = lambda parts: np.concatenate(parts)[:max_items]  # noqa: E731
+    return stack(inputs), stack(targets), stack(predictions)
