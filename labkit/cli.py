@@ -156,3 +156,10 @@ def save_config(run, settings, data_dir, n_files):
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         },
     )
+
+
+def add_weights_argument(parser, default="imagenet"):
+    """``--weights imagenet|none|PATH`` for labs with an ImageNet encoder."""
+    parser.add_argument("--weights", default=default, help="encoder weights: imagenet (Keras's cache; no network "
+                        "needed once cached), none (random initialisation) or a path to a local .h5 file "
+                        f"(default: {default})")

@@ -24,7 +24,7 @@ from labkit.data import check_readable, find_xray_pairs, segmentation_dataset, s
 from labkit.data.split import train_val_split  # noqa: E402
 from labkit.evaluation import mean_std, per_image_scores  # noqa: E402
 from labkit.plots import segmentation_samples  # noqa: E402
-from labkit.training import collect_predictions, compile_model, fit, summarize  # noqa: E402
+from labkit.training import collect_predictions, compile_model, fit, get_strategy, summarize  # noqa: E402
 
 import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
 
@@ -66,14 +66,17 @@ def main(argv=None):
     train_pairs, val_pairs = train_val_split(pairs, settings.val_split, settings.seed)
     cli.save_config(run, settings, data_dir, 2 * len(pairs))
     print(f"data: {len(train_pairs)} training and {len(val_pairs)} validation pairs from {data_dir}")
-    train = segmentation_dataset(train_pairs, size, settings.batch_size, augment=settings.augment, shuffle=True,
+    strategy = get_strategy(settings.distribute)
+    batch = settings.batch_size * strategy.num_replicas_in_sync  # --batch-size per replica
+    train = segmentation_dataset(train_pairs, size, batch, augment=settings.augment, shuffle=True,
                                  seed=settings.seed, cache=True)
-    val = segmentation_dataset(val_pairs, size, settings.batch_size, cache=True)
+    val = segmentation_dataset(val_pairs, size, batch, cache=True)
 
-    # Model: the course's U-Net graph.
-    model = get_unet((size, size, 1), base=settings.base, batchnorm=settings.batchnorm, dropout=settings.dropout)
-    loss = "dice" if settings.loss == "dice" else "binary_crossentropy"
-    compile_model(model, settings.lr, loss, metrics=[dice_coef])
+    # Model: the course's U-Net graph, built and compiled inside the distribution strategy's scope.
+    with strategy.scope():
+        model = get_unet((size, size, 1), base=settings.base, batchnorm=settings.batchnorm, dropout=settings.dropout)
+        loss = "dice" if settings.loss == "dice" else "binary_crossentropy"
+        compile_model(model, settings.lr, loss, metrics=[dice_coef])
     print(f"model: U-Net base {settings.base}, {model.count_params():,} parameters, loss {settings.loss}")
 
     # Training: history.csv every epoch, model.keras at every new best validation Dice.

@@ -94,3 +94,33 @@ class JointAugment:
         images = ops.clip(stacked[..., :channels], 0.0, 1.0)
         masks = ops.cast(stacked[..., channels:] > 0.5, "float32")
         return images, masks
+
+
+def classification_augmentation(
+    horizontal_flip=True, vertical_flip=False, rotation_range=0, width_shift_range=0.0, height_shift_range=0.0,
+    zoom_range=0.0, brightness=0.0, contrast=0.0, seed=None,
+):
+    """Image-only augmentation for classifiers: the geometric layers of `augmentation_layers` plus colour jitter.
+
+    Args:
+        horizontal_flip, vertical_flip, rotation_range, width_shift_range, height_shift_range, zoom_range:
+            as in `augmentation_layers` (fill with edge pixels here: no mask to keep honest).
+        brightness: maximum brightness change, as a fraction of the [0, 1] range.
+        contrast: maximum contrast change factor.
+        seed: seed of the random layers.
+
+    Returns:
+        A `keras.Sequential` taking image batches in [0, 1].
+    """
+    geometric = augmentation_layers(rotation_range, width_shift_range, height_shift_range, zoom_range,
+                                    horizontal_flip, vertical_flip, seed=seed)
+    stack = list(geometric.layers)
+    for layer in stack:
+        if hasattr(layer, "fill_mode"):
+            layer.fill_mode = "nearest"
+    offset = (seed or 0) + 100
+    if brightness:
+        stack.append(layers.RandomBrightness(brightness, value_range=(0.0, 1.0), seed=offset if seed is not None else None))
+    if contrast:
+        stack.append(layers.RandomContrast(contrast, seed=offset + 1 if seed is not None else None))
+    return keras.Sequential(stack, name="classification_augmentation")

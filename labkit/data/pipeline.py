@@ -89,3 +89,43 @@ def array_dataset(images, masks, batch_size, augment=None, shuffle=False, seed=N
     require(len(images) > 0, "no images")
     dataset = tf.data.Dataset.from_tensor_slices((np.asarray(images, np.float32), np.asarray(masks, np.float32)))
     return _batched(dataset, batch_size, augment, seed, shuffle, len(images), repeat)
+
+
+def classification_dataset(
+    paths, labels, img_size, batch_size, n_class, channels=3, augment=None, shuffle=False, seed=None, cache=False,
+    repeat=False,
+):
+    """A batched ``(image, one_hot_label)`` dataset read from image files.
+
+    Args:
+        paths: image files.
+        labels: integer class index of each file.
+        img_size: int or ``(height, width)``.
+        batch_size: images per batch.
+        n_class: number of classes (labels are one-hot encoded to this width).
+        channels: 1 or 3.
+        augment: None, or a callable / Keras layer applied to each image batch (e.g. `classification_augmentation`).
+        shuffle, seed, cache, repeat: as in `segmentation_dataset`.
+
+    Returns:
+        A `tf.data.Dataset` of float32 ``(b, h, w, channels)`` images in [0, 1] and ``(b, n_class)`` labels.
+    """
+    require(len(paths) > 0, "no images to read")
+    require(len(paths) == len(labels), f"{len(paths)} images but {len(labels)} labels")
+    labels = np.asarray(labels, dtype=np.int64)
+    require(labels.min() >= 0 and labels.max() < n_class, f"labels must be in [0, {n_class}), got {labels.min()}…{labels.max()}")
+    dataset = tf.data.Dataset.from_tensor_slices((tf.constant([str(p) for p in paths]), labels)).map(
+        lambda path, label: (decode_image(path, img_size, channels), tf.one_hot(label, n_class)),
+        num_parallel_calls=AUTOTUNE,
+    )
+    if cache:
+        dataset = dataset.cache("" if cache is True else str(cache))
+    if shuffle:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.batch(int(batch_size), num_parallel_calls=AUTOTUNE)
+    if augment is not None:
+        dataset = dataset.map(lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y),
+                              num_parallel_calls=AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)

@@ -1,9 +1,9 @@
 """Find the files of a dataset layout and pair them by name, never by directory-listing order.
 
-Layouts (see ``data/README.md``):
+This module holds what every layout shares (listing image files, pairing by name, checking that files decode);
+one submodule per layout family finds its files (see ``data/README.md``):
 
-* course X-ray / CT (Lab 3–4): ``<root>/Image/<name>.png|jpg`` with ``<root>/Mask/<name>.png`` or
-  ``<root>/Mask/<name>_Mask.png``; `<root>` may also be the folder that holds ``X_ray/``.
+* `xray`: course X-ray / CT (Lab 3–4).
 """
 
 from pathlib import Path
@@ -14,7 +14,13 @@ from labkit.errors import LabkitInputError, require
 MASK_SUFFIXES = ("_Mask", "_mask", "_Segmentation", "_segmentation", "_seg")
 
 
-def _names(paths, limit=5):
+def subfolders(folder):
+    """Names of the subfolders of `folder` (empty when it is not a folder), sorted."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.is_dir()) if Path(folder).is_dir() else []
+
+
+def name_some(paths, limit=5):
+    """The names of the first `limit` paths, and how many more there are, for an error message."""
     shown = ", ".join(Path(p).name for p in list(paths)[:limit])
     return shown + (f" (and {len(paths) - limit} more)" if len(paths) > limit else "")
 
@@ -63,34 +69,12 @@ def pair_by_name(image_dir, mask_dir, mask_suffixes=MASK_SUFFIXES):
     strays = [m for k, m in sorted(masks.items()) if k not in image_keys]
     problems = []
     if orphans:
-        problems.append(f"{len(orphans)} image(s) in {image_dir} without a mask in {mask_dir}: {_names(orphans)}")
+        problems.append(f"{len(orphans)} image(s) in {image_dir} without a mask in {mask_dir}: {name_some(orphans)}")
     if strays:
-        problems.append(f"{len(strays)} mask(s) in {mask_dir} without an image: {_names(strays)}")
+        problems.append(f"{len(strays)} mask(s) in {mask_dir} without an image: {name_some(strays)}")
     if problems:
         raise LabkitInputError("; ".join(problems))
     return [(p, masks[p.stem]) for p in images]
-
-
-def _subfolders(folder):
-    return sorted(p.name for p in Path(folder).iterdir() if p.is_dir()) if Path(folder).is_dir() else []
-
-
-def find_xray_pairs(data_dir, image_dir="Image", mask_dir="Mask"):
-    """Image/mask pairs of the course X-ray (or CT) layout under `data_dir`.
-
-    `data_dir` is either the folder holding `image_dir` and `mask_dir`, or its parent holding ``X_ray/``.
-    """
-    root = Path(data_dir)
-    require(root.is_dir(), f"data folder not found: {root}")
-    if not (root / image_dir).is_dir() and (root / "X_ray" / image_dir).is_dir():
-        root = root / "X_ray"
-    found = _subfolders(root)
-    require(
-        (root / image_dir).is_dir() and (root / mask_dir).is_dir(),
-        f"{root} does not have the course X-ray layout: expected folders {image_dir}/ and {mask_dir}/, "
-        f"found {', '.join(found) + '/' if found else 'no folders'}",
-    )
-    return pair_by_name(root / image_dir, root / mask_dir)
 
 
 def check_readable(paths, skip_bad=False, warn=print):
@@ -111,5 +95,8 @@ def check_readable(paths, skip_bad=False, warn=print):
         more = f" (and {len(bad) - 1} more bad file(s); --skip-bad-files skips them)" if len(bad) > 1 else ""
         raise LabkitInputError(f"unreadable image {first[0]}: {first[1]}{more}")
     kept = [e for e in paths if not any(p in bad for p in (e if isinstance(e, tuple) else (e,)))]
-    warn(f"warning: skipped {len(bad)} unreadable file(s): {_names(list(bad))}")
+    warn(f"warning: skipped {len(bad)} unreadable file(s): {name_some(list(bad))}")
     return kept
+
+
+from labkit.data.layouts.xray import find_xray_pairs  # noqa: E402  (the submodule uses the helpers above)

@@ -1,52 +1,12 @@
-"""Embedded synthetic datasets, written in the real layouts so the demo runs through the real loaders.
-
-Every set is deterministic (same arguments → same bytes), written to a temporary folder and renamed into place
-when complete, and reused on the next call. The default home is ``data/embedded/`` in a source checkout
-(git-ignored), else ``~/.cache/labkit/embedded``; ``LABKIT_DATA_HOME`` overrides both.
-"""
-
-import os
-import shutil
-import uuid
-from pathlib import Path
+"""Embedded chest X-ray set (Lab 4 Task 4) in the course layout ``X_ray/Image`` + ``X_ray/Mask``."""
 
 import cv2
 import numpy as np
 
+from labkit.data.synthetic.common import default_data_home, write_once
 from labkit.progress import progress
 
 GENERATOR_VERSION = 1
-
-
-def default_data_home():
-    """Where embedded datasets are written (see the module docstring)."""
-    if os.environ.get("LABKIT_DATA_HOME"):
-        return Path(os.environ["LABKIT_DATA_HOME"])
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "data" / "README.md").is_file() and (checkout / "labs").is_dir():
-        return checkout / "data" / "embedded"
-    return Path.home() / ".cache" / "labkit" / "embedded"
-
-
-def write_once(root, name, writer):
-    """Run ``writer(tmp_folder)`` once and rename the result to ``root/name``; later calls reuse it.
-
-    A crash half-way leaves only a temporary folder (removed on the next try), never a half-written dataset.
-    """
-    final = Path(root) / name
-    if final.is_dir():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        writer(tmp)
-        os.replace(tmp, final)
-    except OSError:
-        if not final.is_dir():  # a real failure, not a concurrent writer that finished first
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def _blob_polygon(rng, center, radii, wobble, n_points=64):

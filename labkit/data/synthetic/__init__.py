@@ -1,0 +1,12 @@
+"""Embedded synthetic datasets, written in the real layouts so the demos run through the real loaders.
+
+Every set is deterministic (same arguments → same bytes), written to a temporary folder and renamed into place
+when complete, and reused on the next call. The default home is ``data/embedded/`` in a source checkout
+(git-ignored), else ``~/.cache/labkit/embedded``; ``LABKIT_DATA_HOME`` overrides both.
+One module per set: `xray` (Lab 4 chest X-rays).
+"""
+
+from labkit.data.synthetic.common import default_data_home, write_once
+from labkit.data.synthetic.xray import chest_xray, xray_dataset
+
+__all__ = ["chest_xray", "default_data_home", "write_once", "xray_dataset"]
