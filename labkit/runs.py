@@ -86,6 +86,15 @@ def read_csv(path):
         return [{k: convert(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
+def markdown_table(rows, fieldnames=None, floatfmt=".4f"):
+    """A GitHub-flavoured Markdown table of a list of dicts (floats formatted with `floatfmt`)."""
+    fieldnames = fieldnames or list(dict.fromkeys(key for row in rows for key in row))
+    cell = lambda v: format(v, floatfmt) if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(fieldnames) + " |", "|" + "---|" * len(fieldnames)]
+    lines += ["| " + " | ".join(cell(row.get(k)) for k in fieldnames) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def default_run_dir(lab_name, root="runs"):
     """``runs/<lab>-<YYYYmmdd-HHMMSS>``."""
     return Path(root) / f"{lab_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -148,6 +157,11 @@ class RunFolder:
 
     def write_csv(self, name, rows, fieldnames=None):
         return write_csv(self.file(name), rows, fieldnames)
+
+    def write_table(self, stem, rows, fieldnames=None, floatfmt=".4f"):
+        """Write a comparison table twice: ``<stem>.csv`` and a Markdown copy ``<stem>.md``."""
+        self.write_csv(f"{stem}.csv", rows, fieldnames)
+        return self.write_text(f"{stem}.md", markdown_table(rows, fieldnames, floatfmt))
 
     def write_text(self, name, text):
         return atomic_write(self.file(name), lambda tmp: Path(tmp).write_text(text))

@@ -1,4 +1,4 @@
-"""NumPy metrics on whole binarised masks of any dimension, and per-image reports.
+"""Overlap metrics (Dice, Jaccard) on whole binarised masks of any dimension, and per-image tables.
 
 Masks are binarised before any metric: boolean masks as they are, others where the value is > 0.5.
 Empty masks never raise: both empty → Dice/Jaccard 1.0; exactly one empty → 0.0.
