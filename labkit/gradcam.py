@@ -2,7 +2,8 @@
 
 The target layer's output is captured during an ordinary forward pass and watched by the gradient tape, so the
 map works wherever the layer sits: in a Sequential or functional model, or inside a nested backbone model (where
-rebuilding a "gradient model" from layer outputs, the usual recipe, breaks).
+rebuilding a "gradient model" from layer outputs, the usual recipe, breaks because the inner layer's output belongs
+to the inner model's graph, not the outer one).
 """
 
 import keras
@@ -13,6 +14,8 @@ from matplotlib.figure import Figure
 
 from labkit.errors import LabkitInputError, require
 
+_FINAL_ACTIVATIONS = (keras.activations.softmax, keras.activations.sigmoid)
+
 
 def _walk(model):
     """Every layer of `model`, depth first, nested models' layers included, in order."""
@@ -22,26 +25,48 @@ def _walk(model):
             yield from _walk(layer)
 
 
+def _feature_map_rank(layer):
+    """The rank of the layer's (single) output, or None when it has several outputs or none yet."""
+    try:
+        output = layer.output
+    except (AttributeError, ValueError):
+        return None
+    shape = getattr(output, "shape", None)
+    return len(shape) if shape is not None else None
+
+
 def find_layer(model, layer_name=None):
-    """The layer named `layer_name` (searched in nested models too), or by default ``Last_ConvLayer`` when present,
-    else the last layer with a 4D (image-like) output."""
+    """The layer Grad-CAM explains.
+
+    Args:
+        model: a Keras model (nested models are searched too).
+        layer_name: a layer name; default ``Last_ConvLayer`` when the model has one, else the last layer with a
+            2D feature map (4D output) that is neither a pooling layer nor an output of `model` itself — e.g.
+            ``block5_conv3`` in VGG16, ``conv5_block3_out`` in ResNet50, ``out_relu`` in MobileNetV2, the last
+            decoder convolution of a U-Net.
+
+    Returns:
+        The `keras.layers.Layer`.
+
+    Raises:
+        LabkitInputError: no such layer, or no layer with a 2D feature map.
+    """
     layers = list(_walk(model))
     name = layer_name or ("Last_ConvLayer" if any(l.name == "Last_ConvLayer" for l in layers) else None)
     if name:
         matches = [l for l in layers if l.name == name]
         require(matches, f"layer {name!r} not found in model {model.name}")
         return matches[-1]
-    spatial = [l for l in layers if not isinstance(l, keras.Model) and _is_feature_map(l)]
+    outputs = {id(getattr(t, "_keras_history", (None,))[0]) for t in model.outputs}
+    spatial = [
+        l for l in layers
+        if not isinstance(l, (keras.Model, keras.layers.InputLayer))
+        and "Pooling" not in type(l).__name__
+        and id(l) not in outputs
+        and _feature_map_rank(l) == 4
+    ]
     require(spatial, f"model {model.name} has no layer with a 2D feature map for Grad-CAM")
     return spatial[-1]
-
-
-def _is_feature_map(layer):
-    try:
-        shape = layer.output.shape
-    except (AttributeError, ValueError):
-        return False
-    return len(shape) == 4 and not isinstance(layer, keras.layers.InputLayer)
 
 
 class _Capture:
@@ -51,6 +76,7 @@ class _Capture:
         self.layer, self.tape, self.output = layer, tape, None
 
     def __enter__(self):
+        self.saved = self.layer.__dict__.get("call")  # an instance-level call, if some wrapper set one
         original = self.layer.call
 
         def call(*args, **kwargs):
@@ -62,16 +88,22 @@ class _Capture:
         return self
 
     def __exit__(self, *exc):
-        del self.layer.call  # back to the class's method
+        if self.saved is None:
+            del self.layer.call  # back to the class's method
+        else:
+            self.layer.call = self.saved
 
 
 class _Logits:
-    """Temporarily drop a final softmax/sigmoid so the class score is the pre-activation logit, as in the paper."""
+    """Temporarily drop a final softmax/sigmoid so the class score is the pre-activation logit, as in the paper.
+
+    Covers a final ``Dense(..., activation="softmax")`` / ``Conv2D(..., activation="sigmoid")`` and a separate
+    final ``Activation("softmax")`` layer (the course's models).
+    """
 
     def __init__(self, model):
         last = model.layers[-1]
-        self.layer = last if getattr(last, "activation", None) in (
-            keras.activations.softmax, keras.activations.sigmoid) else None
+        self.layer = last if getattr(last, "activation", None) in _FINAL_ACTIVATIONS else None
 
     def __enter__(self):
         if self.layer is not None:
@@ -83,27 +115,49 @@ class _Logits:
             self.layer.activation = self.saved
 
 
+def _score(output, class_index):
+    """The scalar Grad-CAM explains and the class it belongs to (classifier: the class logit; segmenter: the mean
+    logit of a class channel)."""
+    if output.shape.rank == 2:
+        index = int(tf.argmax(output[0])) if class_index is None else int(class_index)
+        require(0 <= index < output.shape[-1], f"class_index {index} outside the model's {output.shape[-1]} classes")
+        return output[0, index], index
+    channels = output.shape[-1]
+    if class_index is None:  # one channel: it; several: the foreground channel with the largest mean score
+        index = 0 if channels == 1 else 1 + int(tf.argmax(tf.reduce_mean(output[0, ..., 1:], axis=(0, 1))))
+    else:
+        index = int(class_index)
+    require(0 <= index < channels, f"class_index {index} outside the model's {channels} output channels")
+    return tf.reduce_mean(output[0, ..., index]), index
+
+
 def grad_cam(model, image, layer_name=None, class_index=None):
     """The Grad-CAM heatmap of one image.
 
-    Channel weights are the spatial mean of the gradients of the class score with respect to the layer's output;
-    the map is the ReLU of the weighted sum of the channels, resized (bilinear) to the input size and divided by
-    its maximum.
+    With ``A`` the layer's output (``h' × w' × K``) and ``y`` the score, the channel weights are
+    ``α_k = mean_ij ∂y/∂A_ijk`` and the map is ``ReLU(Σ_k α_k A_k)``, resized (bilinear) to the input size and
+    divided by its maximum.
 
     Args:
-        model: a Keras classifier (``(b, n_class)`` output) or segmenter (``(b, h, w, n_class)`` output).
+        model: a Keras classifier (``(b, n_class)`` output) or segmenter (``(b, h, w, n_class)`` output);
+            Sequential or functional, with nested backbone models allowed.
         image: one image ``(h, w, c)`` (or a batch of one), scaled as the model expects.
-        layer_name: the convolutional layer to explain (default: ``Last_ConvLayer`` when present, else the last
-            layer with a 2D feature map, nested models included).
-        class_index: the class to explain (default: the predicted class; for a one-channel segmenter, 0).
-            Classifier score: the class logit (a final softmax/sigmoid is bypassed). Segmenter score: the mean over
-            pixels of the class channel's logit.
+        layer_name: the convolutional layer to explain (default: see `find_layer`; ``Last_ConvLayer`` when present).
+        class_index: the class to explain (default: the predicted class). Classifier score: the class logit
+            (a final softmax/sigmoid is bypassed). Segmenter score: the mean over pixels of the class channel's
+            logit (default channel: 0 for one channel, else the foreground channel with the largest mean logit).
 
     Returns:
         float32 array ``(h, w)`` in [0, 1] (all zeros when no location raises the score).
 
+    Raises:
+        LabkitInputError: a batch of more than one image, an unknown layer or class, or a layer that the score does
+            not depend on.
+
     Example:
         >>> heatmap = grad_cam(model, images[0])          # predicted class, last conv layer
+        >>> heatmap.shape == images[0].shape[:2]
+        True
     """
     batch = np.asarray(image, dtype=np.float32)
     batch = batch[None] if batch.ndim == len(model.input_shape) - 1 else batch
@@ -111,34 +165,66 @@ def grad_cam(model, image, layer_name=None, class_index=None):
     layer = find_layer(model, layer_name)
     with tf.GradientTape() as tape, _Capture(layer, tape) as capture, _Logits(model):
         output = tf.cast(model(batch, training=False), tf.float32)
-        if output.shape.rank == 2:
-            index = int(tf.argmax(output[0])) if class_index is None else int(class_index)
-            score = output[:, index]
-        else:
-            score = tf.reduce_mean(output[..., 0 if class_index is None else int(class_index)])
+        score, _ = _score(output, class_index)
     if capture.output is None:
         raise LabkitInputError(f"layer {layer.name!r} did not run in the forward pass of model {model.name}")
+    gradients = tape.gradient(score, capture.output)
+    if gradients is None:
+        raise LabkitInputError(f"the output of model {model.name} does not depend on layer {layer.name!r}")
     features = tf.cast(capture.output, tf.float32)
-    gradients = tf.cast(tape.gradient(score, capture.output), tf.float32)
-    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    weights = tf.reduce_mean(tf.cast(gradients, tf.float32), axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[0]
     cam = tf.image.resize(cam[..., None], batch.shape[1:3], method="bilinear")[..., 0].numpy()
-    peak = cam.max()
+    peak = float(np.nanmax(cam)) if cam.size else 0.0
     return (cam / peak if peak > 0 else np.zeros_like(cam)).astype(np.float32)
 
 
-def overlay_heatmap(image, heatmap, alpha=0.4, cmap="jet"):
-    """Blend a [0, 1] heatmap (coloured with `cmap`) over an image in [0, 1]; returns an RGB float array."""
+def _as_rgb(image):
     image = np.asarray(image, dtype=np.float32)
-    image = np.repeat(image, 3, axis=-1) if image.ndim == 2 or image.shape[-1] == 1 else image[..., :3]
-    image = image.reshape(heatmap.shape + (3,))
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    return np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image[..., :3]
+
+
+def overlay_heatmap(image, heatmap, alpha=0.4, cmap="jet"):
+    """Blend a [0, 1] heatmap (coloured with `cmap`) over an image in [0, 1].
+
+    Args:
+        image: ``(h, w)``, ``(h, w, 1)`` or ``(h, w, 3)`` in [0, 1].
+        heatmap: ``(h', w')`` in [0, 1]; resized (bilinear) to the image when the sizes differ.
+        alpha: weight of the heatmap's colour.
+        cmap: a matplotlib colormap name.
+
+    Returns:
+        float32 RGB array ``(h, w, 3)`` in [0, 1].
+
+    Example:
+        >>> overlay = overlay_heatmap(images[0], grad_cam(model, images[0]))
+    """
+    image = _as_rgb(image)
+    heatmap = np.asarray(heatmap, dtype=np.float32)
+    if heatmap.shape != image.shape[:2]:
+        heatmap = tf.image.resize(heatmap[..., None], image.shape[:2], method="bilinear")[..., 0].numpy()
     colour = colormaps[cmap](np.clip(heatmap, 0, 1))[..., :3]
-    return np.clip((1 - alpha) * image + alpha * colour, 0, 1)
+    return np.clip((1 - alpha) * image + alpha * colour, 0, 1).astype(np.float32)
 
 
-def activation_map_figure(images, heatmaps, titles=None, alpha=0.4, save_to=None):
-    """One row per image: the image, its heatmap and the overlay. Returns a `Figure`."""
+def activation_map_figure(images, heatmaps, titles=None, alpha=0.4, title=None, save_to=None):
+    """One row per image: the image, its Grad-CAM heatmap and the overlay.
+
+    Args:
+        images: images in [0, 1], each ``(h, w)``, ``(h, w, 1)`` or ``(h, w, 3)``.
+        heatmaps: one ``(h, w)`` map in [0, 1] per image.
+        titles: optional label per image (e.g. ``"AFF (pred. AFF 0.93)"``), shown over the image.
+        alpha: heatmap weight in the overlay.
+        title: optional figure title.
+        save_to: optional PNG path.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+    """
     n = len(images)
+    require(n == len(heatmaps) and n > 0, f"need one heatmap per image, got {n} images and {len(heatmaps)} maps")
     figure = Figure(figsize=(8, 2.7 * n), layout="constrained")
     axes = figure.subplots(n, 3, squeeze=False)
     for i, (image, heatmap) in enumerate(zip(images, heatmaps)):
@@ -147,8 +233,10 @@ def activation_map_figure(images, heatmaps, titles=None, alpha=0.4, save_to=None
         axes[i, 1].imshow(heatmap, cmap="jet", vmin=0, vmax=1)
         axes[i, 2].imshow(overlay_heatmap(image, heatmap, alpha))
         for axis, label in zip(axes[i], ("image", "Grad-CAM", "overlay")):
-            axis.set_title(f"{titles[i]}: {label}" if titles and label == "image" else label, fontsize="small")
+            axis.set_title(f"{titles[i]}" if titles and label == "image" else label, fontsize="small")
             axis.axis("off")
+    if title:
+        figure.suptitle(title)
     if save_to is not None:
         figure.savefig(save_to, dpi=110, bbox_inches="tight")
     return figure

@@ -83,3 +83,65 @@ def segmentation_loss(name, from_logits=False):
     if key == "dice":
         return DiceLoss(from_logits=from_logits)
     return BCEDiceLoss(from_logits=from_logits)
+
+
+@keras.saving.register_keras_serializable(package="labkit")
+class CEFocalLoss(keras.losses.Loss):
+    """Categorical cross-entropy plus Keras's categorical focal cross-entropy (Lin et al., 2017).
+
+    ``ce_weight·CE + focal_weight·FL`` per sample, where FL is `keras.losses.categorical_focal_crossentropy`
+    ``−Σ alpha·(1 − p)^gamma·y·log p`` (Keras's own, not a copy). The focal term weights hard, misclassified
+    examples up; the cross-entropy term keeps a full-strength gradient on easy ones. Computed in float32.
+
+    Args:
+        gamma: focusing parameter (0 turns FL into ``alpha``·CE).
+        alpha: weight of FL, a scalar or one float per class (e.g. inverse class frequencies).
+        ce_weight, focal_weight: weights of the two terms.
+        from_logits: `y_pred` holds logits instead of softmax probabilities.
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=CEFocalLoss(gamma=2.0, alpha=0.25))
+    """
+
+    def __init__(self, gamma=2.0, alpha=0.25, ce_weight=1.0, focal_weight=1.0, from_logits=False,
+                 name="ce_focal_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.gamma = float(gamma)
+        self.alpha = [float(a) for a in alpha] if isinstance(alpha, (list, tuple)) else float(alpha)
+        self.ce_weight = float(ce_weight)
+        self.focal_weight = float(focal_weight)
+        self.from_logits = from_logits
+
+    def call(self, y_true, y_pred):
+        y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
+        ce = keras.losses.categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits)
+        focal = keras.losses.categorical_focal_crossentropy(y_true, y_pred, alpha=self.alpha, gamma=self.gamma,
+                                                            from_logits=self.from_logits)
+        return self.ce_weight * ce + self.focal_weight * focal
+
+    def get_config(self):
+        return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha, "ce_weight": self.ce_weight,
+                "focal_weight": self.focal_weight, "from_logits": self.from_logits}
+
+
+CLASSIFICATION_LOSSES = ("ce", "focal", "ce+focal")
+
+
+def classification_loss(name, gamma=2.0, alpha=0.25, from_logits=False):
+    """The loss object for a classification lab's ``--loss`` name, on one-hot targets.
+
+    Args:
+        name: ``ce`` (`keras.losses.CategoricalCrossentropy`), ``focal`` (`keras.losses.CategoricalFocalCrossentropy`)
+            or ``ce+focal`` (`CEFocalLoss`, the sum of both).
+        gamma, alpha: the focal term's focusing parameter and weight (Keras's defaults 2.0 and 0.25).
+        from_logits: the model outputs logits instead of probabilities.
+
+    Example:
+        >>> loss = classification_loss("ce+focal", gamma=2.0, alpha=0.25)
+    """
+    require(name in CLASSIFICATION_LOSSES, f"unknown loss {name!r}: choose one of {', '.join(CLASSIFICATION_LOSSES)}")
+    if name == "ce":
+        return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
+    if name == "focal":
+        return keras.losses.CategoricalFocalCrossentropy(alpha=alpha, gamma=gamma, from_logits=from_logits)
+    return CEFocalLoss(gamma=gamma, alpha=alpha, from_logits=from_logits)

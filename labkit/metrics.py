@@ -53,3 +53,38 @@ def iou_coef(y_true, y_pred, threshold=0.5, smooth=1e-7):
     intersection = ops.sum(y_true * y_pred)
     union = ops.sum(y_true) + ops.sum(y_pred) - intersection
     return (intersection + smooth) / (union + smooth)
+
+
+@keras.saving.register_keras_serializable(package="labkit")
+def dice_from_logits(y_true, logits):
+    """`thresholded_dice` for a model that outputs logits: foreground where ``sigmoid(logit) > 0.5``, i.e. logit > 0.
+
+    Batch-level Dice ``(2·|T∩P| + s) / (|T| + |P| + s)`` with s = 1e-7 (two empty masks give 1); Keras averages
+    it over the batches of an epoch.
+    """
+    return thresholded_dice(y_true, logits, threshold=0.0)
+
+
+@keras.saving.register_keras_serializable(package="labkit")
+def iou_from_logits(y_true, logits):
+    """`iou_coef` for a model that outputs logits: foreground where logit > 0 (probability > 0.5)."""
+    return iou_coef(y_true, logits, threshold=0.0)
+
+
+def logit_segmentation_metrics():
+    """Per-epoch metrics of a binary segmenter that outputs logits, all at probability 0.5.
+
+    Returns:
+        ``[accuracy, iou, dice]``: pixel accuracy (`keras.metrics.BinaryAccuracy` at logit 0), and the batch IoU
+        and Dice of `iou_from_logits` / `dice_from_logits`; their history keys are ``accuracy``, ``iou`` and
+        ``dice`` (``val_…`` on validation data).
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        ...               metrics=logit_segmentation_metrics())
+    """
+    return [
+        keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0),
+        keras.metrics.MeanMetricWrapper(iou_from_logits, name="iou"),
+        keras.metrics.MeanMetricWrapper(dice_from_logits, name="dice"),
+    ]

@@ -113,3 +113,367 @@ def segmentation_samples(images, masks, predictions, scores=None, title=None, sa
     if title:
         figure.suptitle(title)
     return _finish(figure, save_to)
+
+
+def _object_slices(label, pred, n_slices):
+    """`n_slices` axial (last-axis) indices spread over the slices of the true object (of the prediction when the
+    true mask is empty, of the whole volume when both are)."""
+    present = np.flatnonzero(np.any(label, axis=(0, 1)))
+    if not present.size:
+        present = np.flatnonzero(np.any(pred, axis=(0, 1)))
+    low, high = (present[0], present[-1]) if present.size else (0, label.shape[2] - 1)
+    return np.unique(np.linspace(low, high, n_slices + 2)[1:-1].round().astype(int)) if high > low else [low]
+
+
+def volume_slices(images, labels, predictions, names=None, scores=None, n_slices=4, title=None, save_to=None):
+    """Several axial slices per case: the image with the true contour (green) and the predicted contour (red).
+
+    Slices are spread evenly over the slices where the true object lies (the predicted one when the true mask is
+    empty). Image grey levels are windowed to each case's 1st–99th percentile (z-scored MRI has no fixed range).
+
+    Args:
+        images: sequence of volumes ``(x, y, z)`` (or with a trailing channel axis).
+        labels: true masks, same shapes.
+        predictions: predicted masks or probabilities (contoured at 0.5), same shapes.
+        names: case names for the row titles.
+        scores: optional per-case Dice values shown in the row titles.
+        n_slices: slices per case.
+
+    Returns:
+        A `Figure` with one row per case and `n_slices` columns.
+
+    Example:
+        >>> volume_slices([image], [label], [prediction], names=["case1"], scores=[0.91])
+    """
+    squeeze = lambda v: np.asarray(v)[..., 0] if np.ndim(v) == 4 else np.asarray(v)  # noqa: E731
+    n = len(images)
+    figure = Figure(figsize=(2.6 * n_slices, 2.7 * n), layout="constrained")
+    axes = figure.subplots(n, n_slices, squeeze=False)
+    for row in range(n):
+        image, label, pred = squeeze(images[row]), squeeze(labels[row]) > 0.5, squeeze(predictions[row]) > 0.5
+        low, high = np.percentile(image, (1, 99))
+        picked = list(_object_slices(label, pred, n_slices))
+        for column, axis in enumerate(axes[row]):
+            axis.axis("off")
+            if column >= len(picked):
+                continue
+            z = picked[column]
+            axis.imshow(image[:, :, z].T, cmap="gray", vmin=low, vmax=high)
+            _outline(axis, label[:, :, z].T, "lime")
+            _outline(axis, pred[:, :, z].T, "red")
+            name = names[row] if names is not None else f"case {row}"
+            score = f", Dice {scores[row]:.3f}" if scores is not None and column == 0 else ""
+            axis.set_title(f"{name} z={z}{score}" if column == 0 else f"z={z}", fontsize="small")
+    figure.legend(handles=[_line("lime", "true"), _line("red", "predicted")], loc="outside lower center", ncols=2)
+    if title:
+        figure.suptitle(title)
+    return _finish(figure, save_to)
+
+
+def _line(color, label):
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color=color, label=label)
+
+
+def _surface_mesh(mask, spacing, region, step):
+    """Vertices (in spacing units) and faces of the 0.5 iso-surface of `mask` inside `region` (padded by one voxel,
+    so objects touching the region's edge come out closed), or None for an empty mask."""
+    from skimage.measure import marching_cubes
+
+    block = np.pad(np.asarray(mask[region], dtype=np.float32), 1)
+    if not block.any():
+        return None
+    verts, faces, _, _ = marching_cubes(block, 0.5, spacing=spacing, step_size=step)
+    offset = np.array([s.start - 1 for s in region]) * np.asarray(spacing)
+    return verts + offset, faces
+
+
+def surface_view(label, prediction, spacing=None, title=None, names=("true", "predicted"), max_steps=80,
+                 save_to=None):
+    """A 3D view of the true and the predicted surface side by side (marching cubes at 0.5, same axes and angle).
+
+    Args:
+        label: true mask ``(x, y, z)``.
+        prediction: predicted mask or probabilities, same shape.
+        spacing: voxel size per axis, so the object has its physical proportions (default 1 per axis).
+        title: figure title.
+        names: panel titles.
+        max_steps: the marching-cubes step grows so that the object's box is at most about this many steps across
+            (keeps full-size LA volumes quick to draw).
+
+    Returns:
+        A `Figure` with two 3D axes; an empty mask gets a panel saying so.
+
+    Example:
+        >>> surface_view(label, prediction > 0.5, spacing=(0.625, 0.625, 0.625), title="case 1")
+    """
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    masks = [np.squeeze(np.asarray(label)) > 0.5, np.squeeze(np.asarray(prediction)) > 0.5]
+    unit = "voxels" if spacing is None else "mm"
+    spacing = tuple(float(s) for s in (spacing if spacing is not None else (1.0, 1.0, 1.0)))
+    union = np.argwhere(masks[0] | masks[1])
+    low, high = (union.min(0), union.max(0) + 1) if len(union) else (np.zeros(3, int), np.array(masks[0].shape))
+    region = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+    step = max(1, int(np.ceil((high - low).max() / max_steps)))
+    figure = Figure(figsize=(10, 4.8), layout="constrained")
+    for index, (mask, name, color) in enumerate(zip(masks, names, ("tab:green", "tab:red"))):
+        axis = figure.add_subplot(1, 2, index + 1, projection="3d")
+        mesh = _surface_mesh(mask, spacing, region, step)
+        if mesh is None:
+            axis.text2D(0.5, 0.5, "empty mask", transform=axis.transAxes, ha="center")
+        else:
+            verts, faces = mesh
+            axis.add_collection3d(Poly3DCollection(verts[faces], facecolors=color, edgecolor="none", alpha=0.85,
+                                                   shade=True))
+        lows, highs = low * np.asarray(spacing), high * np.asarray(spacing)
+        axis.set(xlim=(lows[0], highs[0]), ylim=(lows[1], highs[1]), zlim=(lows[2], highs[2]),
+                 xlabel=f"x ({unit})", ylabel=f"y ({unit})", zlabel=f"z ({unit})", title=name)
+        axis.set_box_aspect(highs - lows)
+        axis.view_init(elev=25, azim=-60)
+    if title:
+        figure.suptitle(title)
+    return _finish(figure, save_to)
+
+
+def comparison_curves(histories, metrics=("loss", "iou", "dice"), title=None, save_to=None):
+    """Several models' training curves on shared axes: one panel per metric, one colour per model.
+
+    Training values are solid lines, validation values (``val_<metric>``) dashed.
+
+    Args:
+        histories: ``{model name: history}``, each a dict of per-epoch lists, a Keras `History` or a CSV path.
+        metrics: history keys, one panel each.
+        title: figure title.
+        save_to: optional PNG path.
+
+    Returns:
+        A `Figure` with one axis per metric.
+
+    Example:
+        >>> comparison_curves({"frozen": history_1, "finetune": history_2}, ("loss", "iou", "dice"))
+    """
+    histories = {name: _history_dict(h) for name, h in histories.items()}
+    figure = Figure(figsize=(4.6 * len(metrics), 3.8), layout="constrained")
+    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+    colours = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
+    for axis, metric in zip(axes, metrics):
+        for (name, history), colour in zip(histories.items(), colours):
+            for key, style, split in ((metric, "-", "train"), (f"val_{metric}", "--", "validation")):
+                if key in history:
+                    values = history[key]
+                    axis.plot(np.arange(1, len(values) + 1), values, style, color=colour, label=f"{name} {split}")
+        axis.set(xlabel="epoch", ylabel=metric, title=metric.replace("_", " "))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    if title:
+        figure.suptitle(title)
+    return _finish(figure, save_to)
+
+
+def comparison_samples(images, masks, probabilities, names=None, scores=None, threshold=0.5, title=None,
+                       save_to=None):
+    """One row per image: the image, its true mask, then each model's probability map and its mask at `threshold`.
+
+    Args:
+        images: ``(n, h, w, c)`` in [0, 1].
+        masks: ``(n, h, w, 1)`` true masks.
+        probabilities: ``{model name: (n, h, w, 1) probabilities}`` (two models give six columns).
+        names: optional image names for the row titles.
+        scores: optional ``{model name: per-image Dice}`` shown over each model's mask.
+        threshold: probability above which a pixel is foreground.
+
+    Returns:
+        A `Figure` with ``2 + 2·len(probabilities)`` columns.
+
+    Example:
+        >>> comparison_samples(images[:4], masks[:4], {"frozen": p1[:4], "finetune": p2[:4]})
+    """
+    n, columns = len(images), 2 + 2 * len(probabilities)
+    figure = Figure(figsize=(2.1 * columns, 2.3 * n), layout="constrained")
+    axes = figure.subplots(n, columns, squeeze=False)
+    for i in range(n):
+        _show(axes[i, 0], images[i], "image" if names is None else str(names[i]))
+        _show(axes[i, 1], masks[i], "true mask")
+        for j, (model, probs) in enumerate(probabilities.items()):
+            score = f"\nDice {scores[model][i]:.3f}" if scores is not None else ""
+            _show(axes[i, 2 + 2 * j], probs[i], f"{model} probability", cmap="magma")
+            _show(axes[i, 3 + 2 * j], np.asarray(probs[i]) > threshold, f"{model} mask{score}")
+    if title:
+        figure.suptitle(title)
+    return _finish(figure, save_to)
+
+
+def _figure_png(figure):
+    """The PNG bytes of `figure`, trimmed to its content (what Jupyter displays)."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def show_figures_inline():
+    """Let Jupyter draw a `Figure` that a cell returns, even when pyplot was never imported.
+
+    IPython knows how to display a `Figure` only once matplotlib's inline backend is active (``%matplotlib inline``
+    or an ``import matplotlib.pyplot``); before that, a cell ending in ``loss_dice_plot(history, "U-Net")`` shows only
+    ``<Figure size 1000x380 with 2 Axes>``. This registers a PNG formatter for `Figure` with the running IPython shell,
+    unless some formatter (e.g. the inline backend's, with the user's ``figure_formats``) already handles figures.
+    Importing `labkit.plots` calls it; outside IPython it does nothing.
+
+    Returns:
+        True when the formatter was registered.
+
+    Example:
+        >>> from labkit.plots import loss_dice_plot
+        >>> loss_dice_plot(history, "U-Net")      # last line of a notebook cell: drawn inline
+    """
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    formatters = getattr(getattr(shell, "display_formatter", None), "formatters", None)
+    if not formatters or "image/png" not in formatters:
+        return False
+    if any(formatter.for_type(Figure) is not None for formatter in formatters.values()):
+        return False
+    formatters["image/png"].for_type(Figure, _figure_png)
+    return True
+
+
+show_figures_inline()
+
+
+def confusion_matrix_figure(y_true, y_pred, class_names, title=None, save_to=None):
+    """The confusion matrix twice: counts, and row-normalised (each true class's row sums to 1, so the diagonal is
+    the per-class recall).
+
+    Args:
+        y_true, y_pred: class indices ``(n,)`` (or one-hot / probability rows, reduced by arg-max).
+        class_names: names of the classes in index order.
+        title: figure title.
+
+    Returns:
+        A `Figure` with two panels; rows are true classes, columns predicted ones (scikit-learn's convention). A true
+        class without images shows an empty row.
+
+    Example:
+        >>> confusion_matrix_figure(labels, probabilities, CLASSES, title="ResNet50, CE")
+    """
+    from labkit.evaluation.classification import confusion_counts
+
+    n = len(class_names)
+    counts = confusion_counts(y_true, y_pred, n)
+    rows = counts.sum(axis=1, keepdims=True)
+    normalised = np.divide(counts, rows, out=np.zeros(counts.shape, float), where=rows > 0)
+    figure = Figure(figsize=(2 * (2.2 + 0.55 * n), 1.6 + 0.55 * n), layout="constrained")
+    for axis, matrix, name, fmt in zip(figure.subplots(1, 2), (counts, normalised), ("counts", "row-normalised"),
+                                       ("d", ".2f")):
+        shown = axis.imshow(matrix / max(matrix.max(), 1e-12), cmap="Blues", vmin=0, vmax=1)
+        for i in range(n):
+            for j in range(n):
+                axis.text(j, i, format(matrix[i, j], fmt), ha="center", va="center", fontsize="small",
+                          color="white" if shown.norm(matrix[i, j] / max(matrix.max(), 1e-12)) > 0.6 else "black")
+        axis.set(xticks=range(n), yticks=range(n), xlabel="predicted class", ylabel="true class", title=name)
+        axis.set_xticklabels(class_names, rotation=45, ha="right")
+        axis.set_yticklabels([f"{c} ({r})" for c, r in zip(class_names, rows[:, 0])])
+    if title:
+        figure.suptitle(title)
+    return _finish(figure, save_to)
+
+
+def roc_figure(y_true, probabilities, class_names, title=None, save_to=None):
+    """One-vs-rest ROC curves of every class with its AUC in the legend, plus the micro and macro averages.
+
+    Curves come from scikit-learn's `roc_curve`. The micro average pools every (image, class) decision; the macro
+    average is the mean true-positive rate over a common false-positive-rate grid, and its legend shows the mean of
+    the per-class AUCs (the ``macro_auc`` of `labkit.evaluation.classification`). A class with no positive image in
+    `y_true` has no curve (its legend entry says so).
+
+    Args:
+        y_true: class indices ``(n,)`` or one-hot rows.
+        probabilities: predicted probabilities ``(n, k)``.
+        class_names: the `k` class names.
+        title: figure title.
+
+    Returns:
+        A `Figure` with one axis.
+
+    Example:
+        >>> roc_figure(labels, probabilities, CLASSES, title="ResNet50, CE")
+    """
+    from sklearn.metrics import auc, roc_curve
+
+    from labkit.evaluation.classification import as_labels, per_class_auc
+
+    y_true = as_labels(y_true)
+    probabilities = np.asarray(probabilities, dtype=float)
+    onehot = np.eye(len(class_names))[y_true]
+    aucs = per_class_auc(y_true, probabilities)
+    figure = Figure(figsize=(6.4, 5.6), layout="constrained")
+    axis = figure.subplots()
+    grid, tprs = np.linspace(0, 1, 201), []
+    for k, name in enumerate(class_names):
+        if not np.isfinite(aucs[k]):
+            axis.plot([], [], label=f"{name}: no positive/negative test image")
+            continue
+        fpr, tpr, _ = roc_curve(onehot[:, k], probabilities[:, k])
+        tprs.append(np.interp(grid, fpr, tpr))
+        axis.plot(fpr, tpr, linewidth=1.2, label=f"{name} (AUC {aucs[k]:.3f})")
+    fpr, tpr, _ = roc_curve(onehot.ravel(), probabilities.ravel())
+    axis.plot(fpr, tpr, "k:", linewidth=2, label=f"micro-average (AUC {auc(fpr, tpr):.3f})")
+    if tprs:
+        mean_tpr = np.mean(tprs, axis=0)
+        mean_tpr[0] = 0.0
+        axis.plot(grid, mean_tpr, "k--", linewidth=2, label=f"macro-average (mean AUC {np.nanmean(aucs):.3f})")
+    axis.plot([0, 1], [0, 1], color="grey", linewidth=0.8, alpha=0.6)
+    axis.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (1 − specificity)",
+             ylabel="true positive rate (sensitivity)", title=title or "one-vs-rest ROC")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small", loc="lower right")
+    return _finish(figure, save_to)
+
+
+def class_gradcam_figure(images, heatmaps, true_labels, predicted_labels, class_names, alpha=0.4, title=None,
+                         save_to=None):
+    """Grad-CAM by true class: one row per class, each sample as the image and its heatmap overlay.
+
+    Titles give the true and the predicted class (green when they agree, red otherwise).
+
+    Args:
+        images: images ``(n, h, w, c)`` in [0, 1].
+        heatmaps: Grad-CAM maps ``(n, h, w)`` in [0, 1] (e.g. from `labkit.gradcam.grad_cam`).
+        true_labels, predicted_labels: class indices ``(n,)``.
+        class_names: names of the classes; rows follow their order, classes without samples are left out.
+        alpha: opacity of the heatmap in the overlay.
+        title: figure title.
+
+    Returns:
+        A `Figure` with a row per class present and two columns per sample.
+
+    Example:
+        >>> class_gradcam_figure(images, [grad_cam(model, im) for im in images], labels, predicted, CLASSES)
+    """
+    from labkit.gradcam import overlay_heatmap
+
+    true_labels, predicted_labels = np.asarray(true_labels), np.asarray(predicted_labels)
+    present = [k for k in range(len(class_names)) if (true_labels == k).any()]
+    columns = max(int((true_labels == k).sum()) for k in present) if present else 1
+    figure = Figure(figsize=(2.0 * 2 * columns, 2.2 * max(1, len(present))), layout="constrained")
+    axes = figure.subplots(max(1, len(present)), 2 * columns, squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for row, k in enumerate(present):
+        for j, i in enumerate(np.flatnonzero(true_labels == k)):
+            image = np.asarray(images[i])
+            axes[row, 2 * j].imshow(np.squeeze(image), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
+            axes[row, 2 * j + 1].imshow(overlay_heatmap(image, np.asarray(heatmaps[i]), alpha))
+            right = predicted_labels[i] == k
+            axes[row, 2 * j].set_title(f"true {class_names[k]}", fontsize="small")
+            axes[row, 2 * j + 1].set_title(f"pred {class_names[predicted_labels[i]]}", fontsize="small",
+                                           color="green" if right else "red")
+    if title:
+        figure.suptitle(title)
+    return _finish(figure, save_to)

@@ -24,6 +24,7 @@ from labkit.data import check_readable, find_xray_pairs, segmentation_dataset, s
 from labkit.data.split import train_val_split  # noqa: E402
 from labkit.evaluation import mean_std, per_image_scores  # noqa: E402
 from labkit.plots import segmentation_samples  # noqa: E402
+from labkit.tensorboard import SegmentationImages  # noqa: E402
 from labkit.training import collect_predictions, compile_model, fit, get_strategy, summarize  # noqa: E402
 
 import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
@@ -38,7 +39,8 @@ def parse_args(argv=None):
     parser = cli.lab_parser(__doc__, COURSE)
     parser.add_argument("--loss", choices=("bce", "dice"), help="bce: binary cross-entropy; dice: 1 − soft Dice "
                         "(course default: bce)")
-    parser.add_argument("--base", type=cli.positive_int, help="filters of the first level (course: 8, 16, 32)")
+    parser.add_argument("--base", type=cli.positive_int, help="filters of the first level; Task 4d tries 8, 16 and 32 "
+                        "(course default: 8)")
     parser.add_argument("--dropout", type=cli.dropout_rate, help="dropout after each pooling and concatenation "
                         "(course Task 4c: 0.2; default: none)")
     parser.add_argument("--batchnorm", action="store_true", help="batch normalisation after every convolution")
@@ -79,8 +81,11 @@ def main(argv=None):
         compile_model(model, settings.lr, loss, metrics=[dice_coef])
     print(f"model: U-Net base {settings.base}, {model.count_params():,} parameters, loss {settings.loss}")
 
-    # Training: history.csv every epoch, model.keras at every new best validation Dice.
-    history = fit(model, train, val, settings.epochs, run=run, monitor="val_dice_coef",
+    # Training: history.csv every epoch, model.keras at every new best validation Dice; with --tensorboard, epoch
+    # scalars plus three validation images with their true and predicted masks (~10 snapshots over the run).
+    callbacks = [SegmentationImages.from_dataset(run.file("tensorboard"), val, n_images=3,
+                                                 names=[p[0].stem for p in val_pairs])] if settings.tensorboard else []
+    history = fit(model, train, val, settings.epochs, run=run, monitor="val_dice_coef", callbacks=callbacks,
                   verbose=2 if settings.quiet else 1, tensorboard=settings.tensorboard)
 
     # Evaluation: the best model on every validation image, masks binarised at 0.5.

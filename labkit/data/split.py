@@ -16,3 +16,75 @@ def train_val_split(items, val_fraction=0.2, seed=42):
     n_val = min(len(items) - 1, max(1, round(len(items) * float(val_fraction))))
     train, val = train_test_split(items, test_size=n_val, random_state=int(seed), shuffle=True)
     return sorted(train), sorted(val)
+
+
+def _grouped_holdout(labels, groups, fraction, seed, class_names):
+    """Indices ``(kept, held_out)``: about `fraction` of the items held out, stratified by label, grouped by group.
+
+    Uses scikit-learn's `StratifiedGroupKFold` with ``round(1 / fraction)`` folds and takes the first fold (in a
+    seeded order) whose held-out part and remainder both contain every class.
+    """
+    import numpy as np
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from labkit.errors import LabkitInputError
+
+    n_splits = max(2, round(1.0 / float(fraction)))
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=int(seed))
+    classes = np.unique(labels)
+    for kept, held in folds.split(np.zeros(len(labels)), labels, groups):
+        if len(np.unique(labels[kept])) == len(classes) and len(np.unique(labels[held])) == len(classes):
+            return kept, held
+    counts = {c: len(set(np.asarray(groups)[labels == c])) for c in classes}
+    rarest = min(counts, key=counts.get)
+    name = class_names[rarest] if class_names is not None else rarest
+    raise LabkitInputError(
+        f"cannot split so that every split holds every class: class {name} has only {counts[rarest]} lesion(s) "
+        f"(groups); each split needs at least one"
+    )
+
+
+def grouped_stratified_split(labels, groups, val_fraction=0.15, test_fraction=0.15, seed=42, class_names=None):
+    """Split items into training, validation and test indices, stratified by class and grouped by lesion.
+
+    All items of one group (e.g. the images of one HAM10000 ``lesion_id``) land in the same split, so no lesion is
+    seen in training and scored in test; each split holds every class, and class proportions are kept as well as
+    whole groups allow. The test part is held out first, then the validation part from the rest, each with
+    scikit-learn's `StratifiedGroupKFold` (fractions are rounded to ``1 / n_folds``).
+
+    Args:
+        labels: class index of each item.
+        groups: group (lesion) ID of each item; use the item's own ID when there are no groups.
+        val_fraction: fraction for validation, or 0 for no validation split.
+        test_fraction: fraction for test, or 0 for no test split.
+        seed: the split's seed; items are identified by position, so keep their order fixed.
+        class_names: names of the classes, for error messages.
+
+    Returns:
+        ``(train, val, test)``: sorted int arrays of item indices (an empty array for a fraction of 0).
+
+    Raises:
+        LabkitInputError: a fraction outside [0, 1), or a class with too few groups to appear in every split.
+
+    Example:
+        >>> train, val, test = grouped_stratified_split(labels, lesion_ids, 0.15, 0.15, seed=42)
+    """
+    import numpy as np
+
+    labels = np.asarray(labels)
+    groups = np.asarray([str(g) for g in groups])
+    require(len(labels) == len(groups), f"{len(labels)} labels but {len(groups)} groups")
+    for flag, value in (("--val-split", val_fraction), ("--test-split", test_fraction)):
+        require(0.0 <= float(value) < 1.0, f"{flag} must be in [0, 1), got {value}")
+    require(float(val_fraction) + float(test_fraction) < 1.0,
+            f"--val-split {val_fraction} and --test-split {test_fraction} leave nothing to train on")
+    empty = np.array([], dtype=np.int64)
+    rest, test = np.arange(len(labels)), empty
+    if test_fraction:
+        rest, test = _grouped_holdout(labels, groups, test_fraction, seed, class_names)
+    val = empty
+    if val_fraction:
+        kept, held = _grouped_holdout(labels[rest], groups[rest], val_fraction / (1.0 - test_fraction), seed + 1,
+                                      class_names)
+        rest, val = rest[kept], rest[held]
+    return np.sort(rest), np.sort(val), np.sort(test)

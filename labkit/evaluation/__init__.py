@@ -6,3 +6,10 @@ One module per family: `overlap` (Dice, Jaccard on binarised masks, per-image ta
 from labkit.evaluation.overlap import binarise, dice, jaccard, mean_std, per_image_scores
 
 __all__ = ["binarise", "dice", "jaccard", "mean_std", "per_image_scores"]
+
+# Surface distances (medpy 0.5 definitions) and per-volume tables: `surface`, `volumes`.
+from labkit.evaluation.surface import asd, assd, hd, hd95, surface_distances, surface_metrics  # noqa: E402
+from labkit.evaluation.volumes import case_scores, evaluate_volumes, write_per_case_csv  # noqa: E402
+
+__all__ += ["asd", "assd", "case_scores", "evaluate_volumes", "hd", "hd95", "surface_distances", "surface_metrics",
+            "write_per_case_csv"]

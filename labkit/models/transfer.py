@@ -1,8 +1,10 @@
 """ImageNet encoders from `keras.applications`, offline-friendly weight resolution and a grayscale adapter.
 
 ``weights`` is ``"imagenet"`` (Keras's cache, downloaded once), ``None`` / ``"none"`` (random initialisation) or a
-path to a local ``.h5`` / ``.weights.h5`` file. When ImageNet weights cannot be fetched, `WeightsUnavailableError`
-says which file to put where.
+path to a local weights file: the very file Keras downloads (legacy ``.h5``, e.g.
+``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``) or a Keras 3 ``.weights.h5``. When ImageNet weights cannot
+be fetched (no network), `WeightsUnavailableError` says in one line which file to put in which folder, and that
+``--weights none`` trains from random initialisation instead.
 
 Inputs are images in [0, 1]: each backbone is preceded by an `ImageNetPreprocess` layer that converts them to what
 the backbone was trained on, so a saved model is self-contained. A one-channel input goes through a
@@ -10,6 +12,8 @@ the backbone was trained on, so a saved model is self-contained. A one-channel i
 """
 
 import os
+import tempfile
+import urllib.error
 from pathlib import Path
 
 import keras
@@ -23,6 +27,8 @@ _APPLICATIONS = {
     "mobilenet_v2": ("MobileNetV2", "tf"),
 }
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_MIN_SIZE = 32  # keras.applications refuses smaller inputs
+_DOWNLOAD_FUNCTIONS = {"get_file", "urlretrieve", "urlopen"}
 
 
 class WeightsUnavailableError(LabkitInputError):
@@ -33,7 +39,8 @@ class WeightsUnavailableError(LabkitInputError):
 class ImageNetPreprocess(layers.Layer):
     """Map RGB images in [0, 1] to a backbone's expected input.
 
-    ``mode="caffe"`` (VGG16, ResNet50): scale to 0–255, RGB → BGR, subtract the ImageNet channel means.
+    ``mode="caffe"`` (VGG16, ResNet50): scale to 0–255, RGB → BGR, subtract the ImageNet channel means
+    (what ``keras.applications.vgg16.preprocess_input`` does to 0–255 RGB images).
     ``mode="tf"`` (MobileNetV2): scale to [−1, 1].
     """
 
@@ -48,13 +55,20 @@ class ImageNetPreprocess(layers.Layer):
         bgr = ops.flip(inputs * 255.0, axis=-1)
         return bgr - ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=bgr.dtype)
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
 
 
 @keras.saving.register_keras_serializable(package="labkit")
 class GrayscaleToRGB(layers.Layer):
-    """Repeat a one-channel image three times, so grey images can feed an ImageNet (RGB) encoder."""
+    """Repeat a one-channel image three times, so grey images can feed an ImageNet (RGB) encoder.
+
+    A grey image repeated in R, G and B is exactly what an RGB file of a grey picture holds (as the course's JPEG
+    radiographs), so the encoder sees what its ImageNet training saw for grey pictures.
+    """
 
     def call(self, inputs):
         return ops.repeat(inputs, 3, axis=-1)
@@ -64,8 +78,21 @@ class GrayscaleToRGB(layers.Layer):
 
 
 def keras_cache_dir():
-    """The folder where `keras.applications` looks for downloaded weights (``$KERAS_HOME/models`` or ``~/.keras/models``)."""
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    """The folder where `keras.applications` looks for (and downloads) weights files.
+
+    ``$KERAS_HOME/models`` or ``~/.keras/models``; ``/tmp/.keras/models`` when that is not writable (as
+    `keras.utils.get_file` decides).
+    """
+    try:
+        from keras.src.backend.config import keras_home  # the value Keras itself uses
+
+        base = keras_home()
+    except ImportError:  # pragma: no cover - older or newer Keras layouts
+        base = os.environ.get("KERAS_HOME", str(Path.home() / ".keras"))
+    base = os.path.expanduser(base)
+    if not os.access(base, os.W_OK):
+        base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return Path(base) / "models"
 
 
 def weights_file_name(name, input_shape):
@@ -82,9 +109,33 @@ def normalise_weights(weights):
         return None
     if str(weights).lower() == "imagenet":
         return "imagenet"
-    path = Path(weights)
+    path = Path(weights).expanduser()
     require(path.is_file(), f"--weights {weights}: file not found (use imagenet, none or a path to an .h5 file)")
     return path
+
+
+def weights_label(weights):
+    """A short record of a ``weights`` value for config files and tables: ``imagenet``, ``none`` or the path."""
+    weights = normalise_weights(weights)
+    return "none" if weights is None else str(weights)
+
+
+def _is_download_failure(exc):
+    """True when `exc` was raised while fetching a file (Keras's ``get_file``), not while building the model."""
+    if isinstance(exc, (urllib.error.URLError, ConnectionError, TimeoutError)):
+        return True
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_name in _DOWNLOAD_FUNCTIONS:
+            return True
+        frame = frame.tb_next
+    return False
+
+
+def _short_reason(exc):
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    reason = text.rsplit(" -- ", 1)[-1]  # get_file's "URL fetch failure on <url>: <errno> -- <reason>"
+    return reason if len(reason) <= 80 else reason[:77] + "..."
 
 
 def imagenet_backbone(name, input_shape, weights="imagenet", trainable=True):
@@ -92,17 +143,20 @@ def imagenet_backbone(name, input_shape, weights="imagenet", trainable=True):
 
     Args:
         name: ``"vgg16"``, ``"resnet50"`` or ``"mobilenet_v2"``.
-        input_shape: ``(height, width, channels)`` with 1 or 3 channels.
-        weights: ``"imagenet"``, None/``"none"`` or a path to a local weights file.
+        input_shape: ``(height, width, channels)`` with 1 or 3 channels, at least 32×32.
+        weights: ``"imagenet"``, None/``"none"`` or a path to a local weights file (the ``.h5`` Keras downloads,
+            or a ``.weights.h5`` saved from the same architecture).
         trainable: whether the backbone's weights train.
 
     Returns:
-        A `keras.Model` named ``"<name>_backbone"`` from the image to the last feature map. The inner
-        `keras.applications` model is kept as a nested model (its layer names stay the familiar ones).
+        A `keras.Model` named ``"<name>_backbone"`` from the image to the last feature map: an optional
+        `GrayscaleToRGB` adapter, `ImageNetPreprocess`, then the `keras.applications` model as a nested model
+        (its layer names stay the familiar ones, e.g. ``block5_conv3``).
 
     Raises:
-        WeightsUnavailableError: ImageNet weights could not be fetched; the message names the file, the folder to put
-            it in and ``--weights none``.
+        WeightsUnavailableError: ImageNet weights could not be fetched; the one-line message names the file, the
+            folder to put it in and ``--weights none``.
+        LabkitInputError: unknown backbone, bad input shape, or a weights file that does not fit.
 
     Example:
         >>> backbone = imagenet_backbone("mobilenet_v2", (128, 128, 3), weights=None)
@@ -110,8 +164,12 @@ def imagenet_backbone(name, input_shape, weights="imagenet", trainable=True):
         (None, 4, 4, 1280)
     """
     require(name in _APPLICATIONS, f"unknown backbone {name!r}: choose one of {', '.join(_APPLICATIONS)}")
+    input_shape = tuple(int(d) for d in input_shape)
     require(len(input_shape) == 3 and input_shape[-1] in (1, 3),
-            f"input_shape {tuple(input_shape)} must be (height, width, 1 or 3)")
+            f"input_shape {input_shape} must be (height, width, 1 or 3)")
+    require(min(input_shape[:2]) >= _MIN_SIZE,
+            f"{name} needs images of at least {_MIN_SIZE}×{_MIN_SIZE}, got {input_shape[0]}×{input_shape[1]} "
+            "(--img-size)")
     constructor, mode = _APPLICATIONS[name]
     weights = normalise_weights(weights)
     rgb_shape = (*input_shape[:2], 3)
@@ -119,23 +177,66 @@ def imagenet_backbone(name, input_shape, weights="imagenet", trainable=True):
         application = getattr(keras.applications, constructor)(
             include_top=False, weights="imagenet" if weights == "imagenet" else None, input_shape=rgb_shape
         )
-    except Exception as exc:  # noqa: BLE001 - the download raises many kinds (URLError, OSError, Exception)
-        if weights != "imagenet":
+    except Exception as exc:  # noqa: BLE001 - get_file raises a bare Exception on a failed download
+        if weights != "imagenet" or not _is_download_failure(exc):
             raise
-        file = weights_file_name(name, input_shape)
         raise WeightsUnavailableError(
-            f"ImageNet weights for {name} could not be fetched ({type(exc).__name__}): put {file} in "
-            f"{keras_cache_dir()}/ or pass --weights PATH to a local copy, or --weights none to train from scratch"
+            f"ImageNet weights for {name} could not be fetched ({_short_reason(exc)}): put "
+            f"{weights_file_name(name, input_shape)} in {keras_cache_dir()}/, or pass --weights PATH to a local "
+            "copy, or --weights none to train from random initialisation"
         ) from exc
     if isinstance(weights, Path):
         try:
             application.load_weights(str(weights))
-        except Exception as exc:  # noqa: BLE001
-            raise LabkitInputError(f"--weights {weights}: cannot load into {name} ({exc})".splitlines()[0]) from exc
+        except Exception as exc:  # noqa: BLE001 - h5py, ValueError on shapes, …
+            raise LabkitInputError(
+                f"--weights {weights}: cannot load into {name} without its top ({_short_reason(exc)}); expected "
+                f"e.g. {weights_file_name(name, input_shape)}"
+            ) from exc
     application.trainable = trainable
 
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    inputs = keras.Input(shape=input_shape, name="image")
     x = GrayscaleToRGB(name="grayscale_to_rgb")(inputs) if input_shape[-1] == 1 else inputs
     x = ImageNetPreprocess(mode, name="imagenet_preprocess")(x)
     outputs = application(x)
     return keras.Model(inputs, outputs, name=f"{name}_backbone")
+
+
+def backbone_features(backbone, layer_names, name=None):
+    """A multi-output model from a backbone's image input to activations inside its `keras.applications` model.
+
+    `imagenet_backbone` nests the application model, so its inner activations (e.g. U-Net skips) are not outputs
+    of the backbone. This rebuilds the same graph — the same layer objects, so the same weights and trainable
+    state — with those activations as outputs.
+
+    Args:
+        backbone: a model from `imagenet_backbone`.
+        layer_names: names of layers inside the application model, e.g. ``["block_1_expand_relu", "out_relu"]``.
+        name: name of the new model (default ``"<backbone name>_features"``).
+
+    Returns:
+        A `keras.Model` from the backbone's input to the listed activations, in the order given.
+
+    Raises:
+        LabkitInputError: a layer name is not in the application model.
+
+    Example:
+        >>> backbone = imagenet_backbone("mobilenet_v2", (128, 128, 3), weights=None)
+        >>> [s[1] for s in backbone_features(backbone, ["block_1_expand_relu", "out_relu"]).output_shape]
+        [64, 4]
+    """
+    application = next(layer for layer in backbone.layers if isinstance(layer, keras.Model))
+    known = {layer.name for layer in application.layers}
+    missing = [n for n in layer_names if n not in known]
+    require(not missing, f"no layer(s) {', '.join(missing)} in {application.name}")
+    inner = keras.Model(application.inputs, [application.get_layer(n).output for n in layer_names],
+                        name=f"{application.name}_features")
+    inputs = keras.Input(shape=backbone.input_shape[1:], name="image")
+    x = inputs
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if layer is application:
+            break
+        x = layer(x)  # the adapters in front of the application (grayscale, ImageNet preprocessing)
+    return keras.Model(inputs, inner(x), name=name or f"{backbone.name}_features")

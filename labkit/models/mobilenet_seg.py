@@ -1,0 +1,197 @@
+"""MobileNetV2 encoder–decoder segmenters (the ISIC 2016 lesion lab): a transposed-convolution or a U-Net decoder.
+
+The encoder is the ImageNet MobileNetV2 feature extractor without its top (`labkit.models.transfer.imagenet_backbone`,
+input in [0, 1], 1 or 3 channels), nested in the segmenter as the layer ``"encoder"``; it has 2,257,984 weights,
+2,223,872 of them trainable when unfrozen. Two decoders:
+
+* ``transpose`` (the course's): five ``Conv2DTranspose(kernel 4, stride 2, same)`` stages 1280 → 512 → 256 → 128 →
+  64 → 32, each followed by BatchNorm, ReLU and Dropout(0.5), then a 1×1 convolution to one channel. Its trainable
+  parameters equal those of PyTorch's ``ConvTranspose2d(1280, 512, 4, 2, 1)`` … ``Conv2d(32, 1, 1)`` table:
+  ``Σ (16·cᵢₙ·cₒᵤₜ + cₒᵤₜ + 2·cₒᵤₜ) + 33`` = 13,274,049.
+* ``unet``: the same five upsampling stages, each after the first four concatenated with a MobileNetV2 activation of
+  that resolution (1/16, 1/8, 1/4, 1/2: ``block_13/6/3/1_expand_relu``), then dropout and a 3×3 conv + BN + ReLU.
+
+Both output **logits** at the input resolution (train with ``from_logits=True`` losses; a sigmoid gives
+probabilities). BatchNorm uses PyTorch's defaults (momentum 0.1 in PyTorch's convention, epsilon 1e-5) so short
+runs settle their moving statistics as the course code did. A frozen encoder (``encoder_trainable=False``) runs its
+BatchNorm layers in inference mode and never changes.
+"""
+
+import keras
+from keras import layers
+
+from labkit.errors import require
+from labkit.models.transfer import backbone_features, imagenet_backbone
+from labkit.optimizers import per_layer_learning_rates
+from labkit.training import parameter_counts
+
+ENCODER = "encoder"
+DECODERS = ("transpose", "unet")
+DECODER_CHANNELS = (512, 256, 128, 64, 32)
+#: MobileNetV2 activations at 1/16, 1/8, 1/4 and 1/2 of the input resolution (deepest first), then the 1/32 output.
+UNET_SKIPS = ("block_13_expand_relu", "block_6_expand_relu", "block_3_expand_relu", "block_1_expand_relu")
+BOTTLENECK = "out_relu"
+STRIDE = 32
+
+
+def _batchnorm(name):
+    # PyTorch's BatchNorm2d defaults: running-average factor 0.1 (Keras momentum 0.9), epsilon 1e-5.
+    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+
+
+def upsample_block(x, filters, dropout=0.5, name=None):
+    """``Conv2DTranspose(filters, 4, strides=2, padding="same")`` → BatchNorm → ReLU → Dropout: doubles height and width.
+
+    The same stage as PyTorch's ``ConvTranspose2d(c_in, filters, 4, 2, 1)`` + ``BatchNorm2d`` + ``ReLU`` + ``Dropout``.
+    """
+    x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", name=f"{name}_deconv")(x)
+    x = _batchnorm(f"{name}_bn")(x)
+    x = layers.ReLU(name=f"{name}_relu")(x)
+    return layers.Dropout(dropout, name=f"{name}_dropout")(x) if dropout else x
+
+
+def conv_bn_relu(x, filters, name=None):
+    """3×3 same-padded convolution → BatchNorm → ReLU."""
+    x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv")(x)
+    x = _batchnorm(f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def logits_head(x):
+    """1×1 convolution to one channel of logits, kept in float32 under mixed precision."""
+    return layers.Conv2D(1, 1, dtype="float32", name="logits")(x)
+
+
+def transpose_decoder(features, dropout=0.5, channels=DECODER_CHANNELS):
+    """The course's decoder: five `upsample_block` stages (1280 → 512 → … → 32) and a 1×1 conv to logits.
+
+    Args:
+        features: the encoder's 1/32-resolution feature map (1280 channels).
+        dropout: dropout rate after every stage (course: 0.5).
+        channels: output channels of the five stages.
+
+    Returns:
+        The logits tensor at 32× the feature map's resolution.
+    """
+    x = features
+    for i, filters in enumerate(channels, start=1):
+        x = upsample_block(x, filters, dropout, name=f"decoder_up{i}")
+    return logits_head(x)
+
+
+def unet_decoder(skips, bottleneck, dropout=0.5, channels=DECODER_CHANNELS):
+    """A U-Net decoder: upsample, concatenate the skip of that resolution, dropout, 3×3 conv; last stage to full size.
+
+    Args:
+        skips: encoder activations at 1/16, 1/8, 1/4 and 1/2 resolution (deepest first).
+        bottleneck: the 1/32 feature map.
+        dropout: dropout rate after each concatenation and after the last upsampling.
+        channels: filters of the five stages; the first four meet a skip, the last reaches full resolution.
+
+    Returns:
+        The logits tensor at the input resolution.
+    """
+    require(len(channels) == len(skips) + 1, f"{len(skips)} skips need {len(skips) + 1} decoder stages")
+    x = bottleneck
+    for i, (skip, filters) in enumerate(zip(skips, channels), start=1):
+        x = upsample_block(x, filters, dropout=None, name=f"decoder_up{i}")
+        x = layers.Concatenate(name=f"decoder_skip{i}")([x, skip])
+        if dropout:
+            x = layers.Dropout(dropout, name=f"decoder_skip{i}_dropout")(x)
+        x = conv_bn_relu(x, filters, name=f"decoder_block{i}")
+    x = upsample_block(x, channels[-1], dropout, name=f"decoder_up{len(channels)}")
+    return logits_head(x)
+
+
+def mobilenet_encoder(input_shape=(128, 128, 3), weights="imagenet", trainable=True, skips=False):
+    """The MobileNetV2 feature extractor as a model named ``"encoder"``.
+
+    Args:
+        input_shape: ``(height, width, channels)``; sides multiples of 32, 1 or 3 channels.
+        weights: ``"imagenet"``, ``"none"``/None or a path to a weights file (see `imagenet_backbone`).
+        trainable: False freezes it (BatchNorm in inference mode, weights never change).
+        skips: also output the `UNET_SKIPS` activations: outputs are then ``[1/16, 1/8, 1/4, 1/2, 1/32]``.
+
+    Returns:
+        A `keras.Model` sharing its weights with `imagenet_backbone`'s.
+    """
+    backbone = imagenet_backbone("mobilenet_v2", input_shape, weights=weights, trainable=trainable)
+    if skips:
+        encoder = backbone_features(backbone, [*UNET_SKIPS, BOTTLENECK], name=ENCODER)
+    else:
+        encoder = keras.Model(backbone.inputs, backbone.output, name=ENCODER)
+    encoder.trainable = trainable
+    return encoder
+
+
+def mobilenet_segmenter(input_shape=(128, 128, 3), decoder="transpose", weights="imagenet", encoder_trainable=True,
+                        dropout=0.5):
+    """A MobileNetV2 encoder–decoder that maps images in [0, 1] to one channel of lesion logits.
+
+    Args:
+        input_shape: ``(height, width, channels)``; height and width multiples of 32 (course: 128×128×3); a
+            one-channel input goes through `GrayscaleToRGB`.
+        decoder: ``"transpose"`` (five ConvTranspose stages, the course's) or ``"unet"`` (with skip connections).
+        weights: encoder weights: ``"imagenet"``, ``"none"``/None or a path.
+        encoder_trainable: False for the frozen ("off-the-shelf") encoder.
+        dropout: decoder dropout rate (course: 0.5).
+
+    Returns:
+        A `keras.Model` named ``"mobilenet_v2_<decoder>"`` whose layer ``"encoder"`` is the nested MobileNetV2.
+
+    Raises:
+        LabkitInputError: unknown decoder, a side that is not a multiple of 32, or weights that cannot be had.
+
+    Example:
+        >>> model = mobilenet_segmenter((128, 128, 3), decoder="unet", weights=None)
+        >>> model.output_shape
+        (None, 128, 128, 1)
+    """
+    require(decoder in DECODERS, f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
+    height, width = int(input_shape[0]), int(input_shape[1])
+    require(height % STRIDE == 0 and width % STRIDE == 0 and min(height, width) >= STRIDE,
+            f"--img-size must be a multiple of {STRIDE} (MobileNetV2 downsamples 32×), got {height}×{width}")
+    encoder = mobilenet_encoder(input_shape, weights, encoder_trainable, skips=decoder == "unet")
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    features = encoder(inputs)
+    if decoder == "unet":
+        logits = unet_decoder(features[:-1], features[-1], dropout)
+    else:
+        logits = transpose_decoder(features, dropout)
+    return keras.Model(inputs, logits, name=f"mobilenet_v2_{decoder}")
+
+
+def encoder_decoder_optimizer(model, encoder_lr, decoder_lr, optimizer="adam"):
+    """An optimizer with one learning rate for the encoder and another for the decoder.
+
+    Args:
+        model: a `mobilenet_segmenter` (any model with an ``"encoder"`` layer).
+        encoder_lr: encoder learning rate; 0 leaves the encoder's weights untouched.
+        decoder_lr: learning rate of every other variable.
+        optimizer: ``"adam"`` or ``"sgd"``, or a Keras optimizer whose learning rate is replaced by `decoder_lr`.
+
+    Returns:
+        A `labkit.optimizers.GroupedOptimizer`.
+
+    Example:
+        >>> model.compile(optimizer=encoder_decoder_optimizer(model, 1e-4, 1e-3), loss=...)
+    """
+    if isinstance(optimizer, str):
+        optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
+        require(optimizer in optimizers, f"unknown optimizer {optimizer!r}: choose one of {', '.join(optimizers)}")
+        optimizer = optimizers[optimizer](learning_rate=float(decoder_lr))
+    else:
+        optimizer = type(optimizer).from_config({**optimizer.get_config(), "learning_rate": float(decoder_lr)})
+    return per_layer_learning_rates(optimizer, model, {ENCODER: float(encoder_lr)})
+
+
+def parameter_split(model):
+    """Trainable and non-trainable parameter counts of the encoder, the decoder and the whole model.
+
+    Returns:
+        ``{"encoder": {...}, "decoder": {...}, "model": {...}}``, each ``{"trainable", "non_trainable", "total"}``
+        (see `labkit.training.parameter_counts`); the decoder is everything outside the ``"encoder"`` layer.
+    """
+    encoder, whole = parameter_counts(model.get_layer(ENCODER)), parameter_counts(model)
+    decoder = {key: whole[key] - encoder[key] for key in whole}
+    return {"encoder": encoder, "decoder": decoder, "model": whole}

@@ -1,0 +1,70 @@
+"""Shared test set-up: quiet TensorFlow, a non-interactive matplotlib, embedded data in a temporary home."""
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def embedded_data_home(tmp_path_factory):
+    """Embedded datasets go to a per-session temporary folder, never into the checkout."""
+    home = tmp_path_factory.mktemp("embedded")
+    previous = os.environ.get("LABKIT_DATA_HOME")
+    os.environ["LABKIT_DATA_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("LABKIT_DATA_HOME", None)
+    else:
+        os.environ["LABKIT_DATA_HOME"] = previous
+
+
+def load_lab(name):
+    """Import ``labs/<name>.py`` as a module, so tests can call its ``main(argv)`` in-process."""
+    spec = importlib.util.spec_from_file_location(f"lab_{name}", ROOT / "labs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_lab_inprocess(module, argv, capsys):
+    """Run a lab's ``main`` through `labkit.cli.run_lab`; returns ``(exit_code, stdout, stderr)``."""
+    from labkit.cli import run_lab
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_lab(module.main, argv)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.fixture
+def lab_runner(capsys):
+    """``lab_runner(name, argv)`` → ``(exit_code, stdout, stderr)`` of an in-process lab run."""
+    cache = {}
+
+    def run(name, argv):
+        if name not in cache:
+            cache[name] = load_lab(name)
+        return run_lab_inprocess(cache[name], [str(a) for a in argv], capsys)
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _reset_keras_state():
+    """Each test starts from float32 and a clean Keras session (lab runs set a global dtype policy)."""
+    yield
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")
+    keras.backend.clear_session()
+
+
+sys.path.insert(0, str(ROOT))

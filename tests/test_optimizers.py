@@ -1,0 +1,158 @@
+"""Per-group learning rates: exact SGD updates, Adam step sizes, frozen groups, fit, save/load, schedules."""
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from labkit.errors import LabkitInputError
+from labkit.optimizers import GroupedOptimizer, per_layer_learning_rates
+
+
+def _variables():
+    rng = np.random.default_rng(0)
+    return [keras.Variable(rng.normal(size=(3, 2)).astype("float32"), name=n) for n in ("a", "b", "c")]
+
+
+@pytest.mark.parametrize("rate_a, rate_b, rate_rest", [(0.0, 0.1, 0.01), (0.5, 0.0, 0.2), (1e-3, 1e-3, 1e-3),
+                                                       (0.25, 2.0, 0.0625)])
+def test_sgd_update_is_each_groups_rate_times_the_gradient(rate_a, rate_b, rate_rest):
+    variables = _variables()
+    start = [v.numpy().copy() for v in variables]
+    grads = [np.full((3, 2), g, np.float32) for g in (1.0, -2.0, 4.0)]
+    optimizer = GroupedOptimizer(keras.optimizers.SGD(rate_rest), [
+        {"name": "A", "learning_rate": rate_a, "paths": ["a"]},
+        {"name": "B", "learning_rate": rate_b, "paths": ["b"]},
+    ])
+    optimizer.apply(grads, variables)
+    for variable, before, grad, rate in zip(variables, start, grads, (rate_a, rate_b, rate_rest)):
+        np.testing.assert_allclose(variable.numpy(), before - rate * grad, rtol=1e-6, atol=1e-7)
+    assert int(optimizer.iterations) == 1
+    assert [optimizer.group_of(v) for v in variables] == ["A", "B", None]
+
+
+def test_adam_first_step_moves_each_group_by_its_own_rate():
+    # Adam's first step is lr · g / (|g| + ε/√(1−β₂)) ≈ lr · sign(g) per element, whatever the gradient's scale.
+    variables = _variables()
+    start = [v.numpy().copy() for v in variables]
+    grads = [np.full((3, 2), g, np.float32) for g in (0.3, -5.0, 20.0)]
+    optimizer = GroupedOptimizer(keras.optimizers.Adam(1e-2), [{"name": "A", "learning_rate": 1e-4, "paths": ["a"]},
+                                                             {"name": "B", "learning_rate": 1e-3, "paths": ["b"]}])
+    optimizer.apply(grads, variables)
+    for variable, before, grad, rate in zip(variables, start, grads, (1e-4, 1e-3, 1e-2)):
+        np.testing.assert_allclose(variable.numpy() - before, -rate * np.sign(grad), rtol=1e-4)
+
+
+def test_a_group_at_rate_zero_is_never_touched_even_by_nan_gradients():
+    variables = _variables()
+    start = [v.numpy().copy() for v in variables]
+    grads = [np.full((3, 2), np.nan, np.float32), np.ones((3, 2), np.float32), np.ones((3, 2), np.float32)]
+    optimizer = GroupedOptimizer(keras.optimizers.AdamW(1e-2, weight_decay=0.1),
+                                 [{"name": "frozen", "learning_rate": 0.0, "paths": ["a"]}])
+    for _ in range(3):
+        optimizer.apply(grads, variables)
+    assert np.array_equal(variables[0].numpy(), start[0])  # bit-identical: no step, no weight decay
+    assert not np.allclose(variables[1].numpy(), start[1])
+    assert optimizer.group_learning_rate("frozen") == 0.0
+
+
+def _two_layer_model():
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu", name="encoder_dense")(inputs)
+    outputs = keras.layers.Dense(1, name="decoder_dense")(hidden)
+    return keras.Model(inputs, outputs)
+
+
+def _data():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    return x, (x @ np.array([[1.0], [-2.0], [0.5], [3.0]], np.float32)).astype("float32")
+
+
+def test_fit_trains_only_the_groups_with_a_positive_rate():
+    model = _two_layer_model()
+    encoder = model.get_layer("encoder_dense")
+    before_encoder = [w.numpy().copy() for w in encoder.weights]
+    before_decoder = [w.numpy().copy() for w in model.get_layer("decoder_dense").weights]
+    model.compile(optimizer=per_layer_learning_rates(keras.optimizers.Adam(1e-2), model, {encoder: 0.0}), loss="mse")
+    model.fit(*_data(), epochs=2, batch_size=8, verbose=0)
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(before_encoder, encoder.weights))
+    assert not any(np.array_equal(a, b.numpy())
+                   for a, b in zip(before_decoder, model.get_layer("decoder_dense").weights))
+
+
+def test_saved_model_reloads_with_its_optimizer_state_and_trains_on_identically(tmp_path):
+    model = _two_layer_model()
+    optimizer = per_layer_learning_rates(keras.optimizers.Adam(1e-2), model, {"encoder_dense": 1e-3})
+    model.compile(optimizer=optimizer, loss="mse")
+    x, y = _data()
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+
+    reloaded = keras.saving.load_model(path)  # plain load: no custom_objects
+    assert isinstance(reloaded.optimizer, GroupedOptimizer)
+    assert reloaded.optimizer.get_config()["groups"] == optimizer.get_config()["groups"]
+    assert reloaded.optimizer.group_learning_rate("encoder_dense") == pytest.approx(1e-3)
+    assert int(reloaded.optimizer.iterations) == int(optimizer.iterations) == 8
+    for saved, loaded in zip(optimizer.variables, reloaded.optimizer.variables):
+        assert np.array_equal(saved.numpy(), loaded.numpy()), saved.path
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    reloaded.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    for a, b in zip(model.weights, reloaded.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+
+    # Adam keeps two slots per weight; the file must hold them once (plus 2 scalars for each of 3 optimizers).
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    sizes = []
+    with h5py.File(_weights_file(path, tmp_path), "r") as weights:
+        weights["optimizer"].visititems(lambda name, item: sizes.append(item.size)
+                                        if isinstance(item, h5py.Dataset) else None)
+    assert sum(sizes) == 2 * trainable + 6
+
+
+def _weights_file(keras_file, folder):
+    import zipfile
+
+    with zipfile.ZipFile(keras_file) as archive:
+        archive.extract("model.weights.h5", folder)
+    return folder / "model.weights.h5"
+
+
+@pytest.mark.parametrize("inner", [keras.optimizers.SGD(0.1, momentum=0.9), keras.optimizers.Adam(3e-4)])
+def test_config_round_trip_keeps_the_inner_optimizer_and_groups(inner):
+    groups = [{"name": "encoder", "learning_rate": 1e-5, "paths": ["x/kernel", "x/bias"]},
+              {"name": "head", "learning_rate": 0.0, "paths": ["y/kernel"]}]
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(GroupedOptimizer(inner, groups)))
+    assert isinstance(clone, GroupedOptimizer)
+    assert clone.get_config()["groups"] == groups
+    assert type(clone.inner_optimizer) is type(inner)
+    assert clone.inner_optimizer.get_config() == inner.get_config()
+
+
+def test_setting_the_learning_rate_scales_every_group_as_reduce_lr_on_plateau_expects():
+    optimizer = GroupedOptimizer(keras.optimizers.Adam(1e-3), [{"name": "e", "learning_rate": 1e-4, "paths": ["a"]},
+                                                             {"name": "f", "learning_rate": 0.0, "paths": ["b"]}])
+    optimizer.learning_rate = 2.5e-4
+    assert float(optimizer.learning_rate) == pytest.approx(2.5e-4)
+    assert optimizer.group_learning_rate("e") == pytest.approx(2.5e-5)
+    assert optimizer.group_learning_rate("f") == 0.0
+
+
+@pytest.mark.parametrize("groups, message", [
+    ([{"name": "g", "learning_rate": -1e-3, "paths": ["a"]}], "must be >= 0"),
+    ([{"name": "g", "learning_rate": 1e-3, "paths": ["a"]}, {"name": "h", "learning_rate": 0.0, "paths": ["a"]}],
+     "in two groups"),
+])
+def test_bad_groups_are_refused(groups, message):
+    with pytest.raises(LabkitInputError, match=message):
+        GroupedOptimizer(keras.optimizers.SGD(0.1), groups)
+
+
+def test_layers_whose_variable_paths_clash_are_refused():
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="shared")], name="inner")
+    inputs = keras.Input((3,))
+    outputs = keras.layers.Dense(1, name="shared")(inner(inputs))
+    model = keras.Model(inputs, outputs)
+    with pytest.raises(LabkitInputError, match="shared/kernel"):
+        per_layer_learning_rates(keras.optimizers.SGD(0.1), model, {"inner": 0.01})

@@ -1,0 +1,145 @@
+"""Run folders (atomic files, refusing to clobber) and the shared fit path (history, best model, resume, NaN)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from labkit import LabkitInputError, dice_coef, get_unet, loss_dice_plot, train_unet
+from labkit.data import array_dataset
+from labkit.runs import RunFolder, atomic_write, read_csv, write_json
+from labkit.training import TrainingDiverged, compile_model, fit, resolve_precision, summarize
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"ok": 1})
+
+    def half_then_crash(tmp):
+        with open(tmp, "w") as handle:
+            handle.write('{"trunc')
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, half_then_crash)
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left behind
+
+
+def test_write_json_keeps_non_finite_numbers_readable(tmp_path):
+    write_json(tmp_path / "m.json", {"hd95": float("inf"), "x": np.float32(0.5)})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"hd95": "inf", "x": 0.5}
+
+
+def test_run_folder_refuses_to_clobber(tmp_path):
+    run = RunFolder.create(tmp_path / "run")
+    run.write_json("config.json", {})
+    with pytest.raises(LabkitInputError, match="unfinished run"):
+        RunFolder.create(tmp_path / "run")
+    run.write_json("metrics.json", {})
+    with pytest.raises(LabkitInputError, match="finished run.*--overwrite or --resume"):
+        RunFolder.create(tmp_path / "run")
+    assert RunFolder.create(tmp_path / "run", resume=True).finished
+    fresh = RunFolder.create(tmp_path / "run", overwrite=True)
+    assert list(fresh.path.iterdir()) == []
+    with pytest.raises(LabkitInputError, match="no run to resume"):
+        RunFolder.create(tmp_path / "other", resume=True)
+
+
+def test_write_table_writes_csv_and_markdown(tmp_path):
+    run = RunFolder.create(tmp_path)
+    run.write_table("comparison", [{"method": "mlp", "acc": 0.91234}, {"method": "vgg", "acc": 0.5}])
+    assert read_csv(tmp_path / "comparison.csv") == [{"method": "mlp", "acc": 0.91234}, {"method": "vgg", "acc": 0.5}]
+    assert (tmp_path / "comparison.md").read_text().splitlines()[2] == "| mlp | 0.9123 |"
+
+
+def tiny_data(n=8, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.random((n, size, size, 1)).astype(np.float32)
+    return images, (images > 0.5).astype(np.float32)
+
+
+class CrashAt(keras.callbacks.Callback):
+    """Simulate a kill: raise at the end of a given epoch (after the run files of that epoch are written)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def make_model():
+    keras.utils.set_random_seed(0)
+    return compile_model(get_unet((16, 16, 1), base=2), 1e-2, "dice", metrics=[dice_coef])
+
+
+def test_fit_records_history_and_best_model(tmp_path):
+    run = RunFolder.create(tmp_path)
+    images, masks = tiny_data()
+    history = fit(make_model(), array_dataset(images, masks, 4), array_dataset(images, masks, 4), 3, run=run,
+                  monitor="val_dice_coef", verbose=0)
+    rows = read_csv(tmp_path / "history.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3] == history["epoch"]
+    assert {"loss", "dice_coef", "val_loss", "val_dice_coef", "seconds"} <= set(rows[0])
+    best = int(np.argmax(history["val_dice_coef"]))
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    val_dice = reloaded.evaluate(images, masks, batch_size=4, verbose=0, return_dict=True)["dice_coef"]
+    assert val_dice == pytest.approx(history["val_dice_coef"][best], abs=1e-4)  # model.keras is the best epoch
+    summary = summarize(history, "val_dice_coef")
+    assert summary["best"]["epoch"] == best + 1 and summary["epochs_run"] == 3
+    assert summary["final"]["epoch"] == 3
+    assert summary["train_seconds"] == pytest.approx(sum(history["seconds"]), abs=0.01)
+
+
+def test_resume_after_a_kill_continues_and_keeps_every_epoch_once(tmp_path):
+    images, masks = tiny_data()
+    data = lambda: (array_dataset(images, masks, 4), array_dataset(images, masks, 4))  # noqa: E731
+    run = RunFolder.create(tmp_path)
+    run.write_json("config.json", {"settings": {}})
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_model(), *data(), 4, run=run, monitor="val_dice_coef", verbose=0, callbacks=[CrashAt(2)])
+    assert [r["epoch"] for r in read_csv(tmp_path / "history.csv")] == [1, 2]
+    first_two = read_csv(tmp_path / "history.csv")
+
+    resumed = RunFolder.create(tmp_path, resume=True)
+    history = fit(make_model(), *data(), 4, run=resumed, monitor="val_dice_coef", verbose=0)
+    rows = read_csv(tmp_path / "history.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] == history["epoch"]
+    assert rows[0] == first_two[0]  # epoch 1 was backed up before the kill: kept, not retrained
+    # the kill came before epoch 2's backup, so epoch 2 ran again from epoch 1's state: the same numbers, once
+    assert rows[1]["loss"] == pytest.approx(first_two[1]["loss"], rel=1e-4)
+    assert not (tmp_path / "backup").exists()  # the resume backup is removed when training ends
+
+
+def test_nan_loss_stops_with_epoch_and_step(tmp_path):
+    images, masks = tiny_data()
+    masks[5] = np.nan  # a corrupt target in batch 2 of epoch 1
+    run = RunFolder.create(tmp_path)
+    model = compile_model(get_unet((16, 16, 1), base=2), 1e-3, "binary_crossentropy")
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, step 2"):
+        fit(model, array_dataset(images, masks, 4), None, 2, run=run, monitor="loss", verbose=0)
+
+
+@pytest.mark.parametrize("bf16, expected", [(True, "mixed_bfloat16"), (False, "float32")])
+def test_auto_precision_follows_the_cpu(monkeypatch, bf16, expected):
+    monkeypatch.setattr("labkit.training.cpu_has_bf16", lambda: bf16)
+    assert resolve_precision("auto") == expected
+    assert resolve_precision("mixed_float16") == "mixed_float16"
+    with pytest.raises(ValueError, match="unknown precision"):
+        resolve_precision("fp8")
+
+
+def test_train_unet_course_api_learns_and_plots():
+    images, masks = tiny_data(n=16, seed=1)
+    keras.utils.set_random_seed(0)
+    model, history = train_unet(get_unet((16, 16, 1), base=4), images[:12], masks[:12], images[12:], masks[12:],
+                                batch_size=4, epochs=6, learning_rate=1e-2, metrics=[dice_coef], verbose=0,
+                                loss="dice")
+    assert len(history.history["loss"]) == 6 == len(history.epoch)
+    assert history.history["loss"][-1] < history.history["loss"][0]  # it learns
+    figure = loss_dice_plot(history, "tiny")
+    assert [axis.get_ylabel() for axis in figure.axes] == ["loss", "dice_coef"]
