@@ -58,6 +58,8 @@ def lab_parser(description, course):
         "native bf16, mixed_float16 on older GPUs, float32 otherwise (default: auto)")
     add("--distribute", choices=STRATEGIES, help="tf.distribute strategy: mirrored (all local GPUs) or multiworker "
         "(TF_CONFIG); the global batch is --batch-size × replicas (default: none)")
+    add("--config", type=Path, help="repeat a run: take every setting from its config.json (flags given here "
+        "still win)")
     add("--resume", action="store_true", help="continue the interrupted run in --out from its last completed epoch")
     add("--overwrite", action="store_true", help="replace a run already in --out")
     add("--deterministic", action="store_true", help="enable TensorFlow op determinism: repeatable numbers, "
@@ -72,15 +74,34 @@ def lab_parser(description, course):
 COMMON_DEFAULTS = {"seed": 42, "precision": "auto", "distribute": "none"}
 
 
+_NOT_REPEATED = ("out", "resume", "overwrite", "config", "demo")
+
+
+def stored_settings(config_path):
+    """The settings of an earlier run's ``config.json`` (without its output folder and resume flags)."""
+    import json
+
+    path = Path(config_path)
+    if not path.is_file():
+        raise LabkitInputError(f"--config {path}: file not found")
+    try:
+        settings = json.loads(path.read_text())["settings"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LabkitInputError(f"--config {path}: not a labkit config.json ({type(exc).__name__})") from None
+    return {k: v for k, v in settings.items() if k not in _NOT_REPEATED}
+
+
 def resolve_settings(args, course, demo):
-    """Settings from explicit flags, then the demo profile (only without ``--data-dir``), then course defaults.
+    """Settings from explicit flags, then ``--config``, then the demo profile (only without a data folder), then
+    the course defaults.
 
     Returns:
         ``(settings, is_demo)``: a dict with every key of `course` and `demo`, and whether the demo profile applied.
     """
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    is_demo = given.get("data_dir") is None
-    settings = {**vars(args), **COMMON_DEFAULTS, **course, **(demo if is_demo else {}), **given}
+    given = {k: v for k, v in vars(args).items() if v is not None and v is not False}
+    repeated = stored_settings(args.config) if getattr(args, "config", None) else {}
+    is_demo = {**repeated, **given}.get("data_dir") is None
+    settings = {**vars(args), **COMMON_DEFAULTS, **course, **(demo if is_demo else {}), **repeated, **given}
     return settings, is_demo
 
 

@@ -83,29 +83,33 @@ def load_mask(path, img_width, img_height):
     return (_resize(mask, img_width, img_height) > 0.5).astype(np.float32)
 
 
-def _decode_problem(path):
-    """The reason `path` cannot be decoded completely, or None when it can."""
+def inspect_image(path):
+    """``(size, problem)`` of one file: its ``(width, height)`` when it decodes completely, else the reason.
+
+    Pillow decodes the whole stream and raises on truncated data, where OpenCV pads it silently.
+    """
     path = Path(path)
     try:
         if path.stat().st_size == 0:
-            return "empty file (0 bytes)"
-        # Pillow decodes the whole stream and raises on truncated data, where OpenCV pads it silently.
+            return None, "empty file (0 bytes)"
         with Image.open(path) as image:
+            size = image.size
             image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))  # JPEG: fast DCT scaling
             image.load()
     except FileNotFoundError:
-        return "file not found"
+        return None, "file not found"
     except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is unusable
-        return f"cannot decode ({type(exc).__name__}: {exc})".splitlines()[0]
-    return None
+        return None, f"cannot decode ({type(exc).__name__}: {exc})".splitlines()[0]
+    return size, None
+
+
+def inspect_images(paths, workers=4):
+    """`inspect_image` of every file, in a thread pool (the decoders release the GIL): ``{path: (size, problem)}``."""
+    paths = list(paths)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(paths, pool.map(inspect_image, paths)))
 
 
 def find_unreadable(paths, workers=4):
-    """Check that each file decodes completely; returns ``[(path, reason), …]`` for those that do not.
-
-    Decoding runs in a thread pool (the decoders release the GIL), so a few thousand files take seconds.
-    """
-    paths = list(paths)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        problems = list(pool.map(_decode_problem, paths))
-    return [(path, reason) for path, reason in zip(paths, problems) if reason]
+    """Check that each file decodes completely; returns ``[(path, reason), …]`` for those that do not."""
+    return [(path, problem) for path, (_, problem) in inspect_images(paths, workers).items() if problem]

@@ -8,7 +8,7 @@ one submodule per layout family finds its files (see ``data/README.md``):
 
 from pathlib import Path
 
-from labkit.data.io import IMAGE_EXTENSIONS, find_unreadable
+from labkit.data.io import IMAGE_EXTENSIONS, inspect_images
 from labkit.errors import LabkitInputError, require
 
 MASK_SUFFIXES = ("_Mask", "_mask", "_Segmentation", "_segmentation", "_seg")
@@ -78,25 +78,36 @@ def pair_by_name(image_dir, mask_dir, mask_suffixes=MASK_SUFFIXES):
 
 
 def check_readable(paths, skip_bad=False, warn=print):
-    """Return `paths` after checking that each decodes; raise on the first bad files, or skip them with `skip_bad`.
+    """Return `paths` after checking that each file decodes; raise on bad files, or skip them with `skip_bad`.
+
+    For image/mask pairs, a mask whose size differs from its image is allowed (both are resized to the network's
+    input size) with one warning for all of them.
 
     Args:
         paths: a list of files, or of tuples of files (e.g. image/mask pairs; a tuple goes if any member is bad).
         skip_bad: drop bad entries with one warning (count and first names) instead of raising.
-        warn: where the warning goes.
+        warn: where warnings go.
+
+    Raises:
+        LabkitInputError: naming the first unreadable file and why (and how many more there are).
     """
     paths = list(paths)
-    flat = [p for entry in paths for p in (entry if isinstance(entry, tuple) else (entry,))]
-    bad = dict(find_unreadable(flat))
-    if not bad:
-        return paths
-    first = next(iter(bad.items()))
-    if not skip_bad:
+    members = lambda entry: entry if isinstance(entry, tuple) else (entry,)  # noqa: E731
+    report = inspect_images([p for entry in paths for p in members(entry)])
+    bad = {p: problem for p, (_, problem) in report.items() if problem}
+    if bad and not skip_bad:
+        path, problem = next(iter(bad.items()))
         more = f" (and {len(bad) - 1} more bad file(s); --skip-bad-files skips them)" if len(bad) > 1 else ""
-        raise LabkitInputError(f"unreadable image {first[0]}: {first[1]}{more}")
-    kept = [e for e in paths if not any(p in bad for p in (e if isinstance(e, tuple) else (e,)))]
-    warn(f"warning: skipped {len(bad)} unreadable file(s): {name_some(list(bad))}")
-    return kept
+        raise LabkitInputError(f"unreadable image {path}: {problem}{more}")
+    if bad:
+        warn(f"warning: skipped {len(bad)} unreadable file(s): {name_some(list(bad))}")
+        paths = [e for e in paths if not any(p in bad for p in members(e))]
+    mismatched = [e for e in paths if isinstance(e, tuple) and len(e) > 1 and report[e[0]][0] != report[e[1]][0]]
+    if mismatched:
+        image, mask = mismatched[0]
+        warn(f"warning: {len(mismatched)} mask(s) differ in size from their image (e.g. {mask.name} "
+             f"{report[mask][0]} vs {image.name} {report[image][0]}); each is resized to the network's input size")
+    return paths
 
 
 from labkit.data.layouts.xray import find_xray_pairs  # noqa: E402  (the submodule uses the helpers above)
