@@ -13,6 +13,11 @@ def _flat_float32(y_true, y_pred):
     return ops.reshape(ops.cast(y_true, "float32"), (-1,)), ops.reshape(ops.cast(y_pred, "float32"), (-1,))
 
 
+def _binarised(y_true, y_pred, threshold):
+    y_true, y_pred = _flat_float32(y_true, y_pred)
+    return ops.cast(y_true > 0.5, "float32"), ops.cast(y_pred > threshold, "float32")
+
+
 @keras.saving.register_keras_serializable(package="labkit")
 def dice_coef(y_true, y_pred, smooth=1e-7):
     """Soft Dice over the whole batch: ``(2·Σ y·p + s) / (Σ y + Σ p + s)``.
@@ -37,19 +42,13 @@ def dice_coef(y_true, y_pred, smooth=1e-7):
 @keras.saving.register_keras_serializable(package="labkit")
 def thresholded_dice(y_true, y_pred, threshold=0.5, smooth=1e-7):
     """Dice of the batch after binarising `y_pred` at `threshold` (and `y_true` at 0.5)."""
-    y_true, y_pred = _flat_float32(y_true, y_pred)
-    y_true = ops.cast(y_true > 0.5, "float32")
-    y_pred = ops.cast(y_pred > threshold, "float32")
-    intersection = ops.sum(y_true * y_pred)
-    return (2.0 * intersection + smooth) / (ops.sum(y_true) + ops.sum(y_pred) + smooth)
+    return dice_coef(*_binarised(y_true, y_pred, threshold), smooth=smooth)
 
 
 @keras.saving.register_keras_serializable(package="labkit")
 def iou_coef(y_true, y_pred, threshold=0.5, smooth=1e-7):
     """Jaccard index (IoU) of the batch after binarising `y_pred` at `threshold`: ``(|A∩B| + s) / (|A∪B| + s)``."""
-    y_true, y_pred = _flat_float32(y_true, y_pred)
-    y_true = ops.cast(y_true > 0.5, "float32")
-    y_pred = ops.cast(y_pred > threshold, "float32")
+    y_true, y_pred = _binarised(y_true, y_pred, threshold)
     intersection = ops.sum(y_true * y_pred)
     union = ops.sum(y_true) + ops.sum(y_pred) - intersection
     return (intersection + smooth) / (union + smooth)
