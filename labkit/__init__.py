@@ -7,7 +7,7 @@ The names below are the course-compatible API that lab scripts, notebooks and gr
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ start-up chatter unless asked for
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer TensorFlow C++ log lines (some absl ones remain)
 
 __version__ = "0.1.0"
 

@@ -4,9 +4,13 @@ A bar shows in a terminal and in Jupyter; it stays quiet when asked (`set_quiet(
 or when stderr is not a terminal (CI logs).
 """
 
+import importlib.util
 import sys
 
-from tqdm.auto import tqdm
+if importlib.util.find_spec("ipywidgets"):
+    from tqdm.auto import tqdm  # widget bars in Jupyter
+else:
+    from tqdm.std import tqdm  # text bars; Jupyter still updates them in place (tqdm.auto would warn)
 
 _quiet = False
 
@@ -17,8 +21,15 @@ def set_quiet(quiet=True):
     _quiet = bool(quiet)
 
 
+def _in_jupyter():
+    """True inside a Jupyter kernel (not merely when ipykernel has been imported)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
 def _interactive():
-    return "ipykernel" in sys.modules or (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+    return _in_jupyter() or (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
 
 
 def progress(iterable=None, desc=None, total=None, unit="it"):

@@ -64,8 +64,8 @@ def mask_strip(image, mask, prediction, threshold=0.5):
     base = _rgb(image)
     true = np.squeeze(np.asarray(mask, dtype=np.float32)) > 0.5
     pred = np.squeeze(np.asarray(prediction, dtype=np.float32)) >= threshold
-    require(true.shape == base.shape[:2] == pred.shape,
-            f"image {base.shape[:2]}, mask {true.shape} and prediction {pred.shape} must have the same height and width")
+    require(true.shape == base.shape[:2] == pred.shape, f"image {base.shape[:2]}, mask {true.shape} and prediction "
+            f"{pred.shape} must have the same height and width")
     overlay = base.copy()
     for region, key in ((true & ~pred, "true"), (pred & ~true, "pred"), (true & pred, "both")):
         overlay[region] = (1 - _OVERLAY_ALPHA) * overlay[region] + _OVERLAY_ALPHA * np.array(_COLOURS[key])
@@ -130,7 +130,7 @@ class SegmentationImages(keras.callbacks.Callback):
                 break
         require(images, "the validation dataset is empty: no images to log to TensorBoard")
         if kwargs.get("names") is not None:
-            kwargs["names"] = list(kwargs["names"])[: len(images[:n_images])]
+            kwargs["names"] = list(kwargs["names"])[: min(len(images), n_images)]
         return cls(log_dir, np.stack(images[:n_images]), np.stack(masks[:n_images]), every=every, **kwargs)
 
     def on_train_begin(self, logs=None):

@@ -14,9 +14,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from labkit.errors import require
+from labkit.errors import LabkitInputError, require
 from labkit.losses import dice_coef_loss, segmentation_loss
 from labkit.metrics import dice_coef, iou_coef, thresholded_dice
+from labkit.progress import progress
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("none", "mirrored", "multiworker")
@@ -71,14 +72,85 @@ def set_seed(seed, deterministic=False):
 
 def get_strategy(name="none"):
     """A `tf.distribute` strategy for ``--distribute``: none (default device), mirrored (all local GPUs) or
-    multiworker (machines listed in ``TF_CONFIG``)."""
+    multiworker (machines listed in ``TF_CONFIG``).
+
+    ``mirrored`` on a machine without GPUs mirrors over the logical CPU devices when the CPU has been split into
+    several (`tf.config.set_logical_device_configuration`, as the tests do), else it runs one replica on the CPU.
+    Build and compile the model inside ``strategy.scope()``; `scale_for_replicas` gives the global batch size and
+    learning rate.
+
+    Example:
+        >>> strategy = get_strategy("mirrored")
+        >>> with strategy.scope():
+        ...     model = compile_model(get_unet((256, 256, 1)), 1e-4, "dice")
+    """
     require(name in STRATEGIES, f"unknown distribution strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
     if name == "mirrored":
+        cpus = _mirrored_cpu_devices()
+        if cpus:  # logical CPUs share one memory: plain reduction, no collective ops (they clash between strategies)
+            return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        require("TF_CONFIG" in os.environ, "--distribute multiworker needs the TF_CONFIG environment variable")
+        check_tf_config(os.environ.get("TF_CONFIG"))
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def _mirrored_cpu_devices():
+    """Every logical CPU device when there is no GPU and the CPU was split into several; else None (TF's choice)."""
+    if tf.config.list_logical_devices("GPU"):
+        return None
+    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
+    return cpus if len(cpus) > 1 else None
+
+
+def check_tf_config(text):
+    """Check a ``TF_CONFIG`` value for `MultiWorkerMirroredStrategy`; returns ``(n_workers, task_index)``.
+
+    It must be JSON like ``{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker",
+    "index": 0}}``: the same cluster list on every machine, each machine with its own index.
+
+    Raises:
+        LabkitInputError: naming what is missing or wrong.
+    """
+    import json
+
+    require(text, "--distribute multiworker needs the TF_CONFIG environment variable (see README: Scaling up)")
+    try:
+        config = json.loads(text)
+        workers, task = config["cluster"]["worker"], config["task"]
+    except (ValueError, KeyError, TypeError):
+        raise LabkitInputError('TF_CONFIG must be JSON with "cluster": {"worker": [...]} and "task": '
+                               '{"type": "worker", "index": i}') from None
+    require(isinstance(workers, list) and workers, "TF_CONFIG: cluster.worker must be a non-empty list of host:port")
+    index = task.get("index") if isinstance(task, dict) else None
+    require(isinstance(index, int) and 0 <= index < len(workers),
+            f"TF_CONFIG: task.index must be an integer in [0, {len(workers) - 1}], got {index!r}")
+    return len(workers), index
+
+
+def scale_for_replicas(strategy, batch_size, learning_rate, scale_lr=False):
+    """The global batch size and learning rate of a run under `strategy`.
+
+    ``--batch-size`` is per replica, so the global batch (what the dataset yields; the strategy splits it) is
+    `batch_size` × replicas. The learning rate stays as given unless `scale_lr`, which multiplies it by the number of
+    replicas (the linear scaling rule: a k-times larger batch averages k times more gradients per step).
+
+    Args:
+        strategy: a `tf.distribute.Strategy` (anything with ``num_replicas_in_sync``).
+        batch_size: images per replica.
+        learning_rate: the learning rate for one replica.
+        scale_lr: multiply the learning rate by the number of replicas (``--scale-lr``).
+
+    Returns:
+        ``(global_batch_size, learning_rate)``.
+
+    Example:
+        >>> scale_for_replicas(get_strategy("mirrored"), 8, 1e-4, scale_lr=True)   # on 4 GPUs
+        (32, 0.0004)
+    """
+    replicas = int(strategy.num_replicas_in_sync)
+    return int(batch_size) * replicas, float(learning_rate) * (replicas if scale_lr else 1)
 
 
 _METRIC_NAMES = {"dice_coef": dice_coef, "dice": thresholded_dice, "iou": iou_coef, "iou_coef": iou_coef}
@@ -303,7 +375,8 @@ def collect_predictions(model, dataset, max_items=None):
     """
     inputs, targets, predictions = [], [], []
     count = 0
-    for x, y in dataset:
+    batches = int(dataset.cardinality()) if hasattr(dataset, "cardinality") else None
+    for x, y in progress(dataset, desc="predicting", total=batches if batches and batches > 0 else None, unit="batch"):
         inputs.append(np.asarray(x))
         targets.append(np.asarray(y))
         predictions.append(np.asarray(model.predict_on_batch(x)))

@@ -39,6 +39,9 @@ VOLUME = RNG.random((16, 16, 8)).astype(np.float32)
 LABEL = np.zeros((16, 16, 8), np.float32)
 LABEL[4:12, 5:11, 2:6] = 1
 PREDICTED = np.roll(LABEL, 1, axis=0)
+CLASSES = ["MEL", "NV", "BCC"]
+LABELS = np.array([0, 0, 1, 1, 2, 2])
+PROBABILITIES = np.array([[.7, .2, .1], [.3, .6, .1], [.1, .8, .1], [.2, .7, .1], [.1, .2, .7], [.5, .1, .4]])
 
 CASES = {  # qualified name → (args, kwargs) of a small valid call
     "labkit.plots.plot_history": ((HISTORY, ("loss", "dice_coef")), {"title": "t"}),
@@ -50,6 +53,10 @@ CASES = {  # qualified name → (args, kwargs) of a small valid call
     "labkit.plots.comparison_curves": (({"frozen": HISTORY, "finetune": HISTORY}, ("loss", "dice_coef")), {}),
     "labkit.plots.comparison_samples": ((IMAGES, MASKS, {"frozen": PREDICTIONS, "finetune": 1 - PREDICTIONS}),
                                         {"scores": {"frozen": [0.9, 0.8], "finetune": [0.1, 0.2]}}),
+    "labkit.plots.confusion_matrix_figure": ((LABELS, PROBABILITIES.argmax(1), CLASSES), {"title": "t"}),
+    "labkit.plots.roc_figure": ((LABELS, PROBABILITIES, CLASSES), {}),
+    "labkit.plots.class_gradcam_figure": ((np.concatenate([IMAGES] * 3), np.concatenate([HEATMAPS] * 3), LABELS,
+                                           PROBABILITIES.argmax(1), CLASSES), {}),
     "labkit.gradcam.activation_map_figure": ((IMAGES, HEATMAPS), {"titles": ["a", "b"]}),
 }
 
@@ -203,10 +210,11 @@ def test_show_figures_inline_registers_a_png_formatter(monkeypatch):
     """With an IPython shell whose formatters know nothing of figures, a Figure then displays as a PNG."""
     import types
 
+    import IPython
     from IPython.core.formatters import DisplayFormatter
 
     shell = types.SimpleNamespace(display_formatter=DisplayFormatter())
-    monkeypatch.setitem(__import__("sys").modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
     figure = plots.loss_dice_plot(HISTORY, "t")
     assert "image/png" not in shell.display_formatter.format(figure)[0]
     assert plots.show_figures_inline() is True

@@ -105,6 +105,19 @@ def test_callback_logs_every_n_epochs_and_the_last(tmp_path, activation, from_lo
         np.testing.assert_allclose(prediction[..., 0], expit(2 * images[index, ..., 0] - 1) * 255, atol=1)
 
 
+def test_volumes_are_drawn_by_their_middle_slice(tmp_path):
+    volumes = np.random.default_rng(2).random((1, 8, 8, 5, 1)).astype(np.float32)
+    labels = (volumes > 0.5).astype(np.float32)
+    model = keras.Sequential([keras.Input((8, 8, 5, 1)), keras.layers.Conv3D(1, 1, activation="sigmoid")])
+    model.layers[0].set_weights([np.full((1, 1, 1, 1, 1), 2.0, np.float32), np.array([-1.0], np.float32)])
+    run_callback(SegmentationImages(tmp_path, volumes, labels, names=["case"]), model, epochs=1)
+    (step, strip), = read_events(tmp_path / IMAGES_RUN)["validation/case"]
+    image, label, prediction, _ = panels(strip, 8)
+    np.testing.assert_allclose(image[..., 0], volumes[0, :, :, 2, 0] * 255, atol=1)  # slice 2 of 0…4
+    np.testing.assert_array_equal(label[..., 0], labels[0, :, :, 2, 0] * 255)
+    np.testing.assert_allclose(prediction[..., 0], expit(2 * volumes[0, :, :, 2, 0] - 1) * 255, atol=1)
+
+
 def test_from_dataset_takes_the_first_images_and_names(tmp_path):
     images = np.arange(5 * 4 * 4, dtype=np.float32).reshape(5, 4, 4, 1) / 80
     masks = (images > 0.5).astype(np.float32)

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from labkit.errors import LabkitInputError, require
+from labkit.progress import progress
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -107,7 +108,8 @@ def inspect_images(paths, workers=4):
     """`inspect_image` of every file, in a thread pool (the decoders release the GIL): ``{path: (size, problem)}``."""
     paths = list(paths)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(zip(paths, pool.map(inspect_image, paths)))
+        results = progress(pool.map(inspect_image, paths), desc="checking images", total=len(paths), unit="file")
+        return dict(zip(paths, results))
 
 
 def find_unreadable(paths, workers=4):
