@@ -20,6 +20,7 @@ from labkit.data import (  # noqa: E402
     load_mask,
 )
 from labkit.errors import LabkitInputError  # noqa: E402
+from labkit.evaluation import asd, assd, evaluate_volumes, hd, hd95  # noqa: E402
 from labkit.losses import BCEDiceLoss, DiceLoss, dice_coef_loss  # noqa: E402
 from labkit.metrics import dice_coef, iou_coef, thresholded_dice  # noqa: E402
 from labkit.models import conv_block, get_unet, get_unet3d  # noqa: E402
@@ -27,7 +28,7 @@ from labkit.plots import loss_accuracy_plot, loss_dice_plot  # noqa: E402
 from labkit.training import train_unet  # noqa: E402
 
 __all__ = [
-    "BCEDiceLoss", "DiceLoss", "LabkitInputError", "conv_block", "create_generator", "dice_coef", "dice_coef_loss",
+    "BCEDiceLoss", "DiceLoss", "LabkitInputError", "asd", "assd", "evaluate_volumes", "hd", "hd95", "conv_block", "create_generator", "dice_coef", "dice_coef_loss",
     "get_length", "get_unet", "get_unet3d", "image_mask_generator", "iou_coef", "load_data", "load_image",
     "load_mask", "loss_accuracy_plot", "loss_dice_plot", "thresholded_dice", "train_unet",
 ]

@@ -19,6 +19,12 @@ class LabArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"error: {message} (see --help)\n")
 
+    def add_argument(self, *args, **kwargs):
+        # An on/off flag left alone parses as None, so settings can tell it from an explicit --no-… (False).
+        if kwargs.get("action") in ("store_true", argparse.BooleanOptionalAction) and "default" not in kwargs:
+            kwargs["default"] = None
+        return super().add_argument(*args, **kwargs)
+
 
 def _number(kind, check, rule):
     def parse(text):
@@ -58,6 +64,8 @@ def lab_parser(description, course):
         "native bf16, mixed_float16 on older GPUs, float32 otherwise (default: auto)")
     add("--distribute", choices=STRATEGIES, help="tf.distribute strategy: mirrored (all local GPUs) or multiworker "
         "(TF_CONFIG); the global batch is --batch-size × replicas (default: none)")
+    add("--scale-lr", action="store_true", help="multiply --lr by the number of replicas (linear scaling rule for "
+        "the larger global batch); default: the learning rate is unchanged")
     add("--config", type=Path, help="repeat a run: take every setting from its config.json (flags given here "
         "still win)")
     add("--resume", action="store_true", help="continue the interrupted run in --out from its last completed epoch")
@@ -71,7 +79,8 @@ def lab_parser(description, course):
 
 
 #: Defaults of the flags every lab shares, under the lab's own course defaults.
-COMMON_DEFAULTS = {"seed": 42, "precision": "auto", "distribute": "none"}
+COMMON_DEFAULTS = {"seed": 42, "precision": "auto", "distribute": "none", "resume": False, "overwrite": False,
+                   "deterministic": False, "tensorboard": False, "skip_bad_files": False, "quiet": False}
 
 
 _NOT_REPEATED = ("out", "resume", "overwrite", "config", "demo")
@@ -98,7 +107,7 @@ def resolve_settings(args, course, demo):
     Returns:
         ``(settings, is_demo)``: a dict with every key of `course` and `demo`, and whether the demo profile applied.
     """
-    given = {k: v for k, v in vars(args).items() if v is not None and v is not False}
+    given = {k: v for k, v in vars(args).items() if v is not None}
     repeated = stored_settings(args.config) if getattr(args, "config", None) else {}
     is_demo = {**repeated, **given}.get("data_dir") is None
     settings = {**vars(args), **COMMON_DEFAULTS, **course, **(demo if is_demo else {}), **repeated, **given}
@@ -154,7 +163,7 @@ def start_run(lab_name, args, course, demo):
     run = runs.RunFolder.create(out, overwrite=args.overwrite, resume=args.resume)
     if args.resume:
         stored = run.read_json("config.json")["settings"]
-        settings = {**stored, "resume": True, "out": str(run.path), "quiet": args.quiet}
+        settings = {**stored, "resume": True, "out": str(run.path), "quiet": bool(args.quiet)}
         is_demo = stored.get("demo", is_demo)
         print(f"resuming {run.path} from its last completed epoch")
     settings = argparse.Namespace(**{**settings, "demo": is_demo, "out": str(run.path)})

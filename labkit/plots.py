@@ -190,7 +190,7 @@ def _surface_mesh(mask, spacing, region, step):
 
 
 def surface_view(label, prediction, spacing=None, title=None, names=("true", "predicted"), max_steps=80,
-                 save_to=None):
+                 max_faces=30_000, save_to=None):
     """A 3D view of the true and the predicted surface side by side (marching cubes at 0.5, same axes and angle).
 
     Args:
@@ -201,6 +201,8 @@ def surface_view(label, prediction, spacing=None, title=None, names=("true", "pr
         names: panel titles.
         max_steps: the marching-cubes step grows so that the object's box is at most about this many steps across
             (keeps full-size LA volumes quick to draw).
+        max_faces: the step grows further until each surface has at most this many triangles (a fragmented
+            prediction would otherwise take long to render).
 
     Returns:
         A `Figure` with two 3D axes; an empty mask gets a panel saying so.
@@ -220,7 +222,10 @@ def surface_view(label, prediction, spacing=None, title=None, names=("true", "pr
     figure = Figure(figsize=(10, 4.8), layout="constrained")
     for index, (mask, name, color) in enumerate(zip(masks, names, ("tab:green", "tab:red"))):
         axis = figure.add_subplot(1, 2, index + 1, projection="3d")
-        mesh = _surface_mesh(mask, spacing, region, step)
+        mesh, mask_step = _surface_mesh(mask, spacing, region, step), step
+        while mesh is not None and len(mesh[1]) > max_faces and mask_step < 8:
+            mask_step += 1
+            mesh = _surface_mesh(mask, spacing, region, mask_step)
         if mesh is None:
             axis.text2D(0.5, 0.5, "empty mask", transform=axis.transAxes, ha="center")
         else:

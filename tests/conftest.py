@@ -58,13 +58,15 @@ def lab_runner(capsys):
 
 
 @pytest.fixture(autouse=True)
-def _reset_keras_state():
-    """Each test starts from float32 and a clean Keras session (lab runs set a global dtype policy)."""
+def _reset_keras_state(request):
+    """Each test starts from float32 (lab runs set a global dtype policy); tests that built Keras models (their
+    module imports keras, or they ran a lab) also leave a clean Keras session behind."""
     yield
     import keras
 
     keras.mixed_precision.set_global_policy("float32")
-    keras.backend.clear_session()
+    if "keras" in vars(request.module) or "lab_runner" in request.fixturenames:
+        keras.backend.clear_session()
 
 
 sys.path.insert(0, str(ROOT))

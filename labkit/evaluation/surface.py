@@ -67,11 +67,14 @@ def crop_to_union(pred, ref, margin=1):
     Surfaces and distances between the two masks do not change: outside the box every voxel is background, which is
     also what SciPy assumes beyond an array's edge when it erodes. Returns the inputs unchanged when both are empty.
     """
-    box = ndimage.find_objects(np.logical_or(pred, ref).astype(np.int8))
-    if not box or box[0] is None:
-        return pred, ref
-    region = tuple(slice(max(0, s.start - margin), min(n, s.stop + margin)) for s, n in zip(box[0], pred.shape))
-    return pred[region], ref[region]
+    union = np.logical_or(pred, ref)
+    region = []
+    for axis, size in enumerate(union.shape):
+        hits = np.flatnonzero(np.any(union, axis=tuple(a for a in range(union.ndim) if a != axis)))
+        if not hits.size:
+            return pred, ref
+        region.append(slice(max(0, hits[0] - margin), min(size, hits[-1] + 1 + margin)))
+    return pred[tuple(region)], ref[tuple(region)]
 
 
 def surface(mask, connectivity=1):
@@ -88,6 +91,9 @@ def _distance_to(border, spacing):
 def _prepare(pred, ref, spacing, connectivity, crop, margin):
     pred, ref = _pair(pred, ref)
     spacing = normalise_spacing(spacing, pred.ndim)
+    require(1 <= int(connectivity) <= pred.ndim, f"connectivity must be between 1 (faces) and {pred.ndim} for "
+            f"{pred.ndim}-D masks, got {connectivity}")
+    require(int(margin) >= 0, f"margin must be >= 0, got {margin}")
     if crop:
         pred, ref = crop_to_union(pred, ref, margin)
     return pred, ref, spacing
@@ -157,8 +163,8 @@ def surface_metrics(pred, ref, spacing=None, connectivity=1, crop=True, margin=1
             directed 95th percentiles).
 
     Returns:
-        ``{"hd": …, "hd95": …, "asd": …, "assd": …}`` as floats, in units of `spacing`; 0.0 for two empty masks and
-        ``inf`` when exactly one is empty.
+        ``{"hd": …, "hd95": …, "asd": …, "assd": …}`` as floats, in units of `spacing`; 0.0 for two empty masks
+        and ``inf`` when exactly one is empty.
 
     Example:
         >>> a = np.zeros((8, 8), bool); a[2:4, 2:4] = True

@@ -112,6 +112,25 @@ def is_la2018_layout(data_dir):
     return any((folder / "train.list").is_file() for folder in (data_dir, data_dir.parent))
 
 
+def volume_layout(data_dir):
+    """Which volumetric layout `data_dir` holds: ``"la2018"`` (a ``train.list`` here or in the parent) or ``"nifti"``
+    (an image and a label folder from `NIFTI_FOLDERS`).
+
+    Raises:
+        LabkitInputError: the folder is missing or holds neither layout (the message describes both).
+    """
+    data_dir = Path(data_dir)
+    require(data_dir.is_dir(), f"folder not found: {data_dir}")
+    if is_la2018_layout(data_dir):
+        return "la2018"
+    if any((data_dir / image).is_dir() and (data_dir / label).is_dir() for image, label in NIFTI_FOLDERS):
+        return "nifti"
+    raise LabkitInputError(
+        f"{data_dir} holds neither the LA 2018 (UA-MT) layout (train.list and test.list naming <case>/{H5_NAME}) nor "
+        f"NIfTI image/label folders ({', '.join('/'.join(p) for p in NIFTI_FOLDERS)}); found: "
+        f"{', '.join(subfolders(data_dir)) or 'no subfolders'}")
+
+
 def foreground(label):
     """A uint8 {0, 1} mask: nonzero voxels of an integer label map, > 0.5 of a float one."""
     label = np.asarray(label)
@@ -255,5 +274,8 @@ def load_cases(entries, desc="loading volumes"):
     label)``) entries, with a progress bar. Returns a list of `VolumeCase`."""
     cases = []
     for entry in progress(entries, desc=desc, unit="vol"):
-        cases.append(load_h5_case(entry[1], entry[0]) if len(entry) == 2 else load_nifti_case(entry[1], entry[2], entry[0]))
+        if len(entry) == 2:
+            cases.append(load_h5_case(entry[1], entry[0]))
+        else:
+            cases.append(load_nifti_case(entry[1], entry[2], entry[0]))
     return cases

@@ -13,7 +13,7 @@ from scipy import ndimage
 from labkit.data.synthetic.common import default_data_home, write_once
 from labkit.progress import progress
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 #: Voxel size of the embedded volumes in mm (in-plane finer than between slices, as in many MRI protocols).
 SPACING = (0.625, 0.625, 1.25)
 
@@ -21,6 +21,7 @@ SPACING = (0.625, 0.625, 1.25)
 def _smooth_noise(rng, shape, sigma):
     """Gaussian-filtered white noise scaled to unit standard deviation: a smooth random field."""
     field = ndimage.gaussian_filter(rng.normal(size=shape), sigma, mode="wrap")
+    field -= field.mean()  # zero mean: a field much smoother than the volume is not a constant offset
     return field / (field.std() + 1e-12)
 
 
@@ -92,7 +93,7 @@ def atrium_dataset(n_volumes=12, n_test=3, shape=(64, 64, 32), seed=0, root=None
     Args:
         n_volumes: number of cases (at least 2).
         n_test: how many of them go to ``test.list`` (the rest to ``train.list``).
-        shape: typical ``(x, y, z)`` size; each case varies by up to ±12 % in-plane and ±12 % in z.
+        shape: typical ``(x, y, z)`` size; each case's size varies by up to an eighth along every axis.
         seed: generator seed; the same arguments always give the same files.
         root: where to write (default `default_data_home()`).
 

@@ -1,0 +1,115 @@
+"""labs/unet3d_segmentation.py end to end: every output file on the embedded h5 set and on NIfTI pairs, and
+one-line errors for bad flags."""
+
+import csv
+import json
+
+import keras
+import nibabel
+import numpy as np
+import pytest
+
+from labkit.evaluation import evaluate_volumes
+
+LAB = "unet3d_segmentation"
+TINY = ["--base", 4, "--depth", 2, "--epochs", 2, "--batch-size", 4, "--quiet"]
+RUN_FILES = ("config.json", "history.csv", "metrics.json", "per_case.csv", "curves.png", "slices.png",
+             "surface.png", "model.keras")
+
+
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_embedded_run_writes_every_file(tmp_path, lab_runner):
+    code, out, err = lab_runner(LAB, ["--out", tmp_path / "run", "--patch", 32, 32, 16, *TINY])
+    assert code == 0, err
+    assert "demo profile" in out and "--data-dir" in out
+    run = tmp_path / "run"
+    for name in RUN_FILES:
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    rows = read_rows(run / "per_case.csv")
+    assert len(rows) == 3  # the embedded set's test.list
+    assert list(rows[0]) == ["case", "dice", "jaccard", "asd_vox", "hd95_vox", "asd_mm", "hd95_mm"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and metrics["train_seconds"] > 0
+    assert {"best", "final", "test"} <= set(metrics)
+    dice = [float(r["dice"]) for r in rows]
+    assert metrics["test"]["dice"]["mean"] == pytest.approx(np.mean(dice))
+    assert metrics["test"]["cases"] == 3 and metrics["test"]["inference"] == "sliding"
+    config = json.loads((run / "config.json").read_text())["settings"]
+    assert config["patch"] == [32, 32, 16] and config["lr"] == 1e-3 and config["demo"] is True
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.input_shape == (None, 32, 32, 16, 1)
+
+
+def write_nifti_set(folder, n_cases=5, shape=(20, 20, 12), zooms=(0.8, 0.8, 1.6)):
+    rng = np.random.default_rng(0)
+    grid = np.indices(shape)
+    for i in range(n_cases):
+        centre = rng.uniform(7, 13, 3) * np.array([1, 1, 0.6])
+        label = (sum(((g - c) / 4.0) ** 2 for g, c in zip(grid, centre)) <= 1).astype(np.uint8)
+        image = 200 + 100 * label + rng.normal(0, 20, shape)
+        for sub, data in (("imagesTr", image.astype(np.float32)), ("labelsTr", label)):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            volume = nibabel.Nifti1Image(data, np.diag([*zooms, 1.0]))
+            volume.header.set_zooms(zooms)
+            nibabel.save(volume, str(folder / sub / f"la_{i:03d}.nii.gz"))
+
+
+@pytest.mark.slow
+def test_nifti_run_with_centre_inference_dice_loss_and_augmentation(tmp_path, lab_runner):
+    write_nifti_set(tmp_path / "data")
+    argv = ["--data-dir", tmp_path / "data", "--out", tmp_path / "run", "--patch", 16, 16, 8, *TINY, "--epochs", 1,
+            "--loss", "dice", "--augment", "--no-batchnorm",
+            "--inference", "centre", "--test-split", 0.4, "--val-split", 0.34]
+    code, out, err = lab_runner(LAB, argv)
+    assert code == 0, err
+    assert "demo profile" not in out and "NIfTI" in out
+    run = tmp_path / "run"
+    for name in RUN_FILES:
+        assert (run / name).is_file(), name
+    rows = read_rows(run / "per_case.csv")
+    assert len(rows) == 2
+    ratio = [float(r["hd95_mm"]) / float(r["hd95_vox"]) for r in rows if 0 < float(r["hd95_vox"]) < float("inf")]
+    assert all(0.8 - 1e-9 <= q <= 1.6 + 1e-9 for q in ratio)  # mm from the header's 0.8 × 0.8 × 1.6 voxels
+    config = json.loads((run / "config.json").read_text())["settings"]
+    assert config["lr"] == 1e-5 and config["loss"] == "dice"  # the course's Dice-loss learning rate
+    assert config["batchnorm"] is False and config["augment"] is True
+    model = keras.saving.load_model(run / "model.keras")
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["inference"] == "centre"
+
+
+def test_evaluation_matches_the_lab_table_columns():
+    """The lab's per_case.csv columns come from evaluate_volumes with a known spacing."""
+    mask = np.zeros((8, 8, 8), bool)
+    mask[2:6, 2:6, 2:6] = True
+    rows, _ = evaluate_volumes([mask], [mask], spacing=(1, 1, 1), names=["a"])
+    assert list(rows[0]) == ["case", "dice", "jaccard", "asd_vox", "hd95_vox", "asd_mm", "hd95_mm"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--patch", 30, 32, 16, "--depth", 4], "--patch 30 32 16 is not divisible by 2^4"),
+    (["--patch", 32, 32, 12, "--depth", 3], "--patch 32 32 12 is not divisible by 2^3"),
+    (["--img-size", 64], "--img-size does not apply"),
+    (["--overlap", 1.0], "--overlap must be in [0, 1)"),
+    (["--loss", "focal"], "invalid choice"),
+    (["--patch", 32, 32], "--patch"),
+])
+def test_bad_flags_are_one_line_errors(tmp_path, lab_runner, argv, message):
+    code, out, err = lab_runner(LAB, ["--out", tmp_path / "run", "--quiet", *argv])
+    assert code == 2
+    assert err.startswith("error:") and message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing created for a run that could not start
+
+
+def test_folder_in_no_known_layout_is_an_error(tmp_path, lab_runner):
+    (tmp_path / "data" / "random").mkdir(parents=True)
+    code, _, err = lab_runner(LAB, ["--data-dir", tmp_path / "data", "--out", tmp_path / "run", *TINY])
+    assert code == 2 and "holds neither the LA 2018" in err and "imagesTr/labelsTr" in err and "random" in err
+    code, _, err = lab_runner(LAB, ["--data-dir", tmp_path / "missing", "--out", tmp_path / "run2", *TINY])
+    assert code == 2 and err.strip() == f"error: folder not found: {tmp_path / 'missing'}"
