@@ -190,6 +190,7 @@ def save_config(run, settings, data_dir, n_files):
 
 def add_weights_argument(parser, default="imagenet"):
     """``--weights imagenet|none|PATH`` for labs with an ImageNet encoder."""
-    parser.add_argument("--weights", default=default, help="encoder weights: imagenet (Keras's cache; no network "
+    # default None: settings then tell a typed --weights from the lab's course default / demo profile
+    parser.add_argument("--weights", default=None, help="encoder weights: imagenet (Keras's cache; no network "
                         "needed once cached), none (random initialisation) or a path to a local .h5 file "
                         f"(default: {default})")

@@ -99,6 +99,15 @@ def cache_key(train, val, img_size, channels, backbone, weights, seed):
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
+def cache_path(train, val, img_size, channels, backbone, weights, seed, cache_dir=None):
+    """The ``.npz`` file that holds (or will hold) these features: ``<backbone>-<h>x<w>-<weights>-<key>.npz``."""
+    weights = normalise_weights(weights)
+    height, width = as_size(img_size)
+    tag = "imagenet" if weights == "imagenet" else ("random" if weights is None else "file")
+    key = cache_key(train, val, img_size, channels, backbone, weights, seed)
+    return Path(cache_dir or feature_cache_dir()) / f"{backbone}-{height}x{width}-{tag}-{key[:20]}.npz"
+
+
 def _extract(encoder, split, img_size, channels, batch_size, label):
     dataset = classification_dataset(split.paths, split.labels, img_size, batch_size, len(split.class_names),
                                      channels=channels)
@@ -139,10 +148,8 @@ def bottleneck_features(train, val, img_size=224, weights="imagenet", backbone="
             f"training classes {train.class_names} differ from validation classes {val.class_names}")
     require(int(batch_size) >= 1, f"batch size must be at least 1, got {batch_size}")
     weights = normalise_weights(weights)
-    key = cache_key(train, val, img_size, channels, backbone, weights, seed)
     height, width = as_size(img_size)
-    tag = "imagenet" if weights == "imagenet" else ("random" if weights is None else "file")
-    cache_file = Path(cache_dir or feature_cache_dir()) / f"{backbone}-{height}x{width}-{tag}-{key[:20]}.npz"
+    cache_file = cache_path(train, val, img_size, channels, backbone, weights, seed, cache_dir)
     if cache_file.is_file():
         with np.load(cache_file, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
@@ -162,7 +169,8 @@ def bottleneck_features(train, val, img_size=224, weights="imagenet", backbone="
         print(f"bottleneck features: {backbone} with {source} on {len(train)} + {len(val)} "
               f"images at {height}×{width}, output {encoder.output_shape[1:]}")
     arrays = {
-        "train_features": _extract(encoder, train, (height, width), channels, batch_size, f"{backbone} features (train)"),
+        "train_features": _extract(encoder, train, (height, width), channels, batch_size,
+                                   f"{backbone} features (train)"),
         "train_labels": np.asarray(train.labels, np.int64),
         "val_features": _extract(encoder, val, (height, width), channels, batch_size, f"{backbone} features (val)"),
         "val_labels": np.asarray(val.labels, np.int64),
@@ -211,4 +219,5 @@ def pretrain_data_label(train_data_dir, validation_data_dir, img_width=224, img_
                                batch_size=batch_size, cache_dir=cache_dir, seed=seed).as_tuple()
 
 
-__all__ = ["BottleneckFeatures", "bottleneck_features", "cache_key", "feature_cache_dir", "pretrain_data_label"]
+__all__ = ["BottleneckFeatures", "bottleneck_features", "cache_key", "cache_path", "feature_cache_dir",
+           "pretrain_data_label"]

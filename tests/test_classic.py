@@ -35,6 +35,15 @@ def test_vgg16_parameter_count_matches_formula(width, height, channels, n_base, 
     assert model.output_shape == (None, n_class)
 
 
+def test_vgg16_batchnorm_adds_four_parameters_per_channel_between_conv_and_relu():
+    plain = vgg16_model(64, 64, 1, n_base=2)
+    normed = vgg16_model(64, 64, 1, n_base=2, batchnorm=True)
+    channels = sum(n_conv * 2 * multiple for n_conv, multiple in VGG16_BLOCKS)
+    assert normed.count_params() == plain.count_params() + 4 * channels  # γ, β, moving mean and variance
+    names = [layer.name for layer in normed.layers]
+    assert names[names.index("Last_ConvLayer") + 1: names.index("Last_ConvLayer") + 3] == ["block5_bn3", "block5_relu3"]
+
+
 def test_vgg16_full_size_matches_keras_vgg16_convolutions():
     """With n_base 64 the convolutions are VGG16's: same count as keras.applications.VGG16 without its top."""
     ours = vgg16_model(224, 224, 3, n_base=64, dense_layers=())

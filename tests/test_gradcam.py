@@ -110,6 +110,8 @@ def test_grad_cam_on_nested_layer_matches_closed_form(nested_transfer_model):
     image = np.random.default_rng(8).random((64, 64, 1), dtype=np.float32)
     features = backbone(image[None])[0].numpy()
     weights = model.get_layer("classes").kernel.numpy()
+    assert features.shape == (2, 2, 512)
+    assert max(np.maximum(features @ weights, 0).max(axis=(0, 1))) > 0  # at least one class has a non-trivial map
     for class_index in (0, 1):
         low = np.maximum(features @ weights[:, class_index], 0)
         if low.max() == 0:  # nothing raises this class's score: an all-zero map

@@ -19,7 +19,8 @@ def _classifier_top(model, n_class):
     model.add(layers.Activation("softmax" if n_class > 1 else "sigmoid", name="predictions"))
 
 
-def vgg16_model(img_width, img_height, img_ch, n_base=64, dropout=None, n_class=2, dense_layers=(64,)):
+def vgg16_model(img_width, img_height, img_ch, n_base=64, dropout=None, n_class=2, dense_layers=(64,),
+                batchnorm=False):
     """The course's VGG16-style classifier, trained from scratch.
 
     Five blocks of 3×3 same-padded convolutions, each followed by ReLU, with 2, 2, 3, 3, 3 convolutions of
@@ -33,6 +34,9 @@ def vgg16_model(img_width, img_height, img_ch, n_base=64, dropout=None, n_class=
         dropout: dropout rate after each hidden dense layer, or None for none.
         n_class: output classes (softmax; 1 gives a single sigmoid unit).
         dense_layers: widths of the hidden dense layers (course Task 3: ``(64, 64, 64)``).
+        batchnorm: insert `BatchNormalization` between each convolution and its ReLU (the course's Lab 2
+            batch-norm variant; off in Lab 4). A plain VGG trained from scratch on a few hundred images can sit on
+            the chance-level plateau for many epochs; batch normalisation gets it moving within a few.
 
     Returns:
         An uncompiled `keras.Sequential` named ``vgg16_model``.
@@ -53,6 +57,8 @@ def vgg16_model(img_width, img_height, img_ch, n_base=64, dropout=None, n_class=
             last = block == last_block and conv == n_conv
             name = "Last_ConvLayer" if last else f"block{block}_conv{conv}"
             model.add(layers.Conv2D(n_base * multiple, (3, 3), padding="same", name=name))
+            if batchnorm:
+                model.add(layers.BatchNormalization(momentum=0.9, name=f"block{block}_bn{conv}"))
             model.add(layers.Activation("relu", name=f"block{block}_relu{conv}"))
         model.add(layers.MaxPooling2D((2, 2), strides=(2, 2), name=f"block{block}_pool"))
     model.add(layers.Flatten(name="flatten"))

@@ -18,7 +18,7 @@ import numpy as np
 from labkit.data.synthetic.common import default_data_home, write_once
 from labkit.progress import progress
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 BONE_CLASSES = ("AFF", "NFF")
 SKIN_CLASSES = ("Mel", "Nevi")
 
@@ -47,6 +47,7 @@ def bone_radiograph(rng, fractured, size=128):
         uint8 array ``(size, size)``.
     """
     s = float(size)
+    fracture_rng = np.random.default_rng(rng.integers(2**32))  # drawn in both classes: the rest stays the same
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     angle = np.deg2rad(rng.uniform(-14, 14))
     cx = s * (0.5 + rng.uniform(-0.08, 0.08))
@@ -56,11 +57,12 @@ def bone_radiograph(rng, fractured, size=128):
     half_width = s * rng.uniform(0.09, 0.13) * (1 + 0.08 * u / s)  # the shaft widens a little distally
     cortex = half_width * rng.uniform(0.28, 0.38)
     if fractured:
-        u0 = s * rng.uniform(-0.25, 0.25)
-        tilt = np.tan(np.deg2rad(rng.uniform(-10, 10)))
+        u0 = s * fracture_rng.uniform(-0.25, 0.25)
+        tilt = np.tan(np.deg2rad(fracture_rng.uniform(-10, 10)))
         line = u - u0 - tilt * v  # zero on the fracture line
-        step = s * rng.uniform(0.01, 0.03) * rng.choice((-1, 1))
-        v = v - step * _smoothstep(0, 1.0, line)  # the distal fragment is shifted sideways
+        step = s * fracture_rng.uniform(0.03, 0.06) * fracture_rng.choice((-1, 1))
+        bend = np.tan(np.deg2rad(fracture_rng.uniform(3, 8))) * fracture_rng.choice((-1, 1))
+        v = v - (step + bend * (u - u0)) * _smoothstep(0, 1.0, line)  # the distal fragment shifted and angled
     tissue_width = s * rng.uniform(0.34, 0.46)
     image = (0.06 + 0.20 * (1 - _smoothstep(tissue_width, s * 0.04, np.abs(v)))).astype(np.float32)
     medulla = 1 - _smoothstep(half_width - cortex, 1.2, np.abs(v))
@@ -73,9 +75,9 @@ def bone_radiograph(rng, fractured, size=128):
     fold_u = s * rng.uniform(-0.45, 0.45)
     image += 0.05 * (1 - _smoothstep(1.5, 1.5, np.abs(u - fold_u - 0.6 * v))) * (np.abs(v) > half_width + 2)
     if fractured:
-        gap = (1 - _smoothstep(s * rng.uniform(0.008, 0.014), 0.8, np.abs(line))) * bone
-        image -= gap * rng.uniform(0.45, 0.6)
-        beak_side = rng.choice((-1, 1))
+        gap = (1 - _smoothstep(s * fracture_rng.uniform(0.018, 0.03), 0.8, np.abs(line))) * bone
+        image -= gap * fracture_rng.uniform(0.55, 0.7)
+        beak_side = fracture_rng.choice((-1, 1))
         beak = np.exp(-((u - u0) ** 2) / (2 * (s * 0.05) ** 2)) * (1 - _smoothstep(s * 0.025, 1.0,
                                                                                     beak_side * v - half_width))
         image += 0.35 * beak * (beak_side * v > half_width - 1)
