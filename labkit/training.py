@@ -92,8 +92,49 @@ def get_strategy(name="none"):
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         check_tf_config(os.environ.get("TF_CONFIG"))
+        _let_keras_fit_run_on_several_workers()
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def _let_keras_fit_run_on_several_workers():
+    """Work around Keras 3's `Model.fit` under `MultiWorkerMirroredStrategy` (keras-team/keras#20585).
+
+    Two steps of Keras's TensorFlow trainer fail across workers: building the model from a first batch reduces that
+    batch over all workers (``PerReplica`` cannot be converted), and the per-step logs are averaged with
+    ``axis=0`` over scalar values. Here the build uses this worker's first batch, and the logs are averaged over all
+    replicas of all workers. Nothing changes for one machine: both replacements defer to Keras's own code unless
+    the strategy spans several workers. Skipped when Keras's internals have moved (a Keras with its own fix).
+    """
+    try:
+        from keras import tree
+        from keras.src.backend.tensorflow import trainer
+    except ImportError:
+        return
+    spans_workers = getattr(trainer, "_collective_all_reduce_multi_worker", None)
+    if spans_workers is None or getattr(trainer.reduce_per_replica, "labkit_multiworker", False):
+        return
+    keras_reduce, keras_build = trainer.reduce_per_replica, trainer.TensorFlowTrainer._maybe_symbolic_build
+
+    def reduce_per_replica(values, strategy, reduction):
+        if spans_workers(strategy) and reduction in ("auto", "mean"):
+            return tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
+        return keras_reduce(values, strategy, reduction)
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if strategy is None or not spans_workers(strategy) or iterator is None:
+            return keras_build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            data_batch = tree.map_structure(lambda value: strategy.experimental_local_results(value)[0],
+                                            next(batches))
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    reduce_per_replica.labkit_multiworker = True
+    trainer.reduce_per_replica = reduce_per_replica
+    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
 
 
 def _mirrored_cpu_devices():

@@ -9,9 +9,9 @@ from labkit.errors import LabkitInputError
 from labkit.optimizers import GroupedOptimizer, per_layer_learning_rates
 
 
-def _variables():
+def _variables(scale=1.0):
     rng = np.random.default_rng(0)
-    return [keras.Variable(rng.normal(size=(3, 2)).astype("float32"), name=n) for n in ("a", "b", "c")]
+    return [keras.Variable((scale * rng.normal(size=(3, 2))).astype("float32"), name=n) for n in ("a", "b", "c")]
 
 
 @pytest.mark.parametrize("rate_a, rate_b, rate_rest", [(0.0, 0.1, 0.01), (0.5, 0.0, 0.2), (1e-3, 1e-3, 1e-3),
@@ -33,7 +33,7 @@ def test_sgd_update_is_each_groups_rate_times_the_gradient(rate_a, rate_b, rate_
 
 def test_adam_first_step_moves_each_group_by_its_own_rate():
     # Adam's first step is lr · g / (|g| + ε/√(1−β₂)) ≈ lr · sign(g) per element, whatever the gradient's scale.
-    variables = _variables()
+    variables = _variables(scale=1e-3)  # small weights: float32 rounding of w − step stays far below the step
     start = [v.numpy().copy() for v in variables]
     grads = [np.full((3, 2), g, np.float32) for g in (0.3, -5.0, 20.0)]
     optimizer = GroupedOptimizer(keras.optimizers.Adam(1e-2), [{"name": "A", "learning_rate": 1e-4, "paths": ["a"]},
@@ -150,7 +150,10 @@ def test_bad_groups_are_refused(groups, message):
 
 
 def test_layers_whose_variable_paths_clash_are_refused():
-    inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="shared")], name="inner")
+    # Functional models build their layers outside any name scope: a nested layer's path does not carry the model's
+    # name, so two layers named alike in different models share paths.
+    inner_inputs = keras.Input((3,))
+    inner = keras.Model(inner_inputs, keras.layers.Dense(2, name="shared")(inner_inputs), name="inner")
     inputs = keras.Input((3,))
     outputs = keras.layers.Dense(1, name="shared")(inner(inputs))
     model = keras.Model(inputs, outputs)

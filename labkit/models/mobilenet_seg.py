@@ -12,9 +12,14 @@ input in [0, 1], 1 or 3 channels), nested in the segmenter as the layer ``"encod
   that resolution (1/16, 1/8, 1/4, 1/2: ``block_13/6/3/1_expand_relu``), then dropout and a 3×3 conv + BN + ReLU.
 
 Both output **logits** at the input resolution (train with ``from_logits=True`` losses; a sigmoid gives
-probabilities). BatchNorm uses PyTorch's defaults (momentum 0.1 in PyTorch's convention, epsilon 1e-5) so short
-runs settle their moving statistics as the course code did. A frozen encoder (``encoder_trainable=False``) runs its
-BatchNorm layers in inference mode and never changes.
+probabilities). BatchNorm moving statistics follow PyTorch's running-average factor 0.1 (Keras momentum 0.9, in the
+encoder too, instead of keras.applications' 0.999), so short runs settle them as the course's PyTorch code did; the
+decoder also uses PyTorch's epsilon 1e-5. A frozen encoder (``encoder_trainable=False``) runs its BatchNorm layers in
+inference mode and never changes.
+
+A randomly initialised encoder (``weights="none"``) has moving statistics 0 and 1, under which MobileNetV2's
+activations shrink to ~1e-12 by its last block at inference; `calibrate_batchnorm` sets them from a batch of
+training images first (no weight is trained).
 """
 
 import keras
@@ -32,11 +37,12 @@ DECODER_CHANNELS = (512, 256, 128, 64, 32)
 UNET_SKIPS = ("block_13_expand_relu", "block_6_expand_relu", "block_3_expand_relu", "block_1_expand_relu")
 BOTTLENECK = "out_relu"
 STRIDE = 32
+BN_MOMENTUM = 0.9  # PyTorch's running-average factor 0.1
 
 
 def _batchnorm(name):
     # PyTorch's BatchNorm2d defaults: running-average factor 0.1 (Keras momentum 0.9), epsilon 1e-5.
-    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5, name=name)
 
 
 def upsample_block(x, filters, dropout=0.5, name=None):
@@ -119,9 +125,51 @@ def mobilenet_encoder(input_shape=(128, 128, 3), weights="imagenet", trainable=T
     if skips:
         encoder = backbone_features(backbone, [*UNET_SKIPS, BOTTLENECK], name=ENCODER)
     else:
-        encoder = keras.Model(backbone.inputs, backbone.output, name=ENCODER)
+        encoder = keras.Model(backbone.input, backbone.output, name=ENCODER)
+    for layer in batchnorm_layers(encoder):
+        layer.momentum = BN_MOMENTUM
     encoder.trainable = trainable
     return encoder
+
+
+def batchnorm_layers(layer):
+    """Every `BatchNormalization` layer inside `layer`, nested models included."""
+    if isinstance(layer, layers.BatchNormalization):
+        return [layer]
+    return [norm for child in getattr(layer, "layers", []) for norm in batchnorm_layers(child)]
+
+
+def calibrate_batchnorm(layer, images):
+    """Set the moving mean and variance of every BatchNorm layer in `layer` to the statistics of `images`.
+
+    One forward pass in training mode with momentum 0: each BatchNorm layer keeps the statistics of the batch it
+    sees (layer by layer, each on the output of the normalised layers before it). No weight is trained; `layer`'s
+    trainable state and momenta are restored. Use it for a randomly initialised encoder, whose moving statistics
+    (0 and 1) make a deep network's inference output collapse; pretrained statistics should be kept.
+
+    Args:
+        layer: a model or layer, e.g. ``model.get_layer("encoder")``.
+        images: a batch of inputs, e.g. 64 training images.
+
+    Returns:
+        The number of BatchNorm layers calibrated.
+
+    Example:
+        >>> calibrate_batchnorm(model.get_layer("encoder"), train_images[:64])
+        52
+    """
+    norms = batchnorm_layers(layer)
+    trainable, momenta = layer.trainable, [norm.momentum for norm in norms]
+    layer.trainable = True  # a frozen BatchNorm ignores training=True
+    try:
+        for norm in norms:
+            norm.momentum = 0.0
+        layer(images, training=True)
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        layer.trainable = trainable
+    return len(norms)
 
 
 def mobilenet_segmenter(input_shape=(128, 128, 3), decoder="transpose", weights="imagenet", encoder_trainable=True,

@@ -1,0 +1,149 @@
+"""labs/mobilenet_segmentation.py end to end: a tiny --compare run, bad input, and the offline ImageNet behaviour."""
+
+import argparse
+import csv
+import json
+import urllib.error
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import load_lab
+from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
+from labkit.models.transfer import WeightsUnavailableError
+from labkit.plots import comparison_curves, comparison_samples
+
+DECODER_TRAINABLE, ENCODER_TRAINABLE = 13_274_049, 2_223_872
+
+
+@pytest.fixture(scope="module")
+def tiny_isic(tmp_path_factory):
+    """10 training and 4 test images in the official layout."""
+    return dermoscopy_dataset(n_train=10, n_test=4, size=64, root=tmp_path_factory.mktemp("isic"))
+
+
+def _offline(monkeypatch):
+    """Make every ImageNet download fail as it does without network (no request is made)."""
+    original = keras.applications.MobileNetV2
+
+    def mobilenet_v2(*args, weights=None, **kwargs):
+        if weights == "imagenet":
+            raise urllib.error.URLError("[Errno -2] Name or service not known")
+        return original(*args, weights=weights, **kwargs)
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", mobilenet_v2)
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_tiny_compare_run_writes_the_course_tables_and_figures(tiny_isic, tmp_path, lab_runner):
+    out = tmp_path / "run"
+    code, stdout, stderr = lab_runner("mobilenet_segmentation", [
+        "--data-dir", tiny_isic, "--compare", "--img-size", 32, "--epochs", 2, "--batch-size", 4, "--weights", "none",
+        "--quiet", "--out", out])
+    assert code == 0, stderr
+    assert "frozen: encoder weights after training bit-identical to the start" in stdout
+    assert "finetune: encoder weights after training changed" in stdout
+
+    rows = _rows(out / "comparison.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2", "parameters"]
+    for name in ("frozen", "finetune"):
+        history = _rows(out / name / "history.csv")
+        assert [float(r["val_dice"]) for r in history] == [float(r[f"{name}_val_dice"]) for r in rows[:2]]
+        assert [float(r["loss"]) for r in history] == [float(r[f"{name}_train_loss"]) for r in rows[:2]]
+    assert int(rows[2]["frozen_trainable_params"]) == DECODER_TRAINABLE
+    assert int(rows[2]["finetune_trainable_params"]) == DECODER_TRAINABLE + ENCODER_TRAINABLE
+    assert (out / "comparison.md").read_text().count("\n") == 2 + 3  # header, rule, 3 rows
+    assert "| test Dice (mean per image) |" in (out / "summary.md").read_text()
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    per_image = _rows(out / "per_image.csv")
+    assert len(per_image) == 4
+    for name in ("frozen", "finetune"):
+        dice = [float(r[f"{name}_dice"]) for r in per_image]
+        assert metrics["test"][name]["dice"]["mean"] == pytest.approx(np.mean(dice))
+        assert metrics["test"][name]["split"] == "test" and metrics["test"][name]["images"] == 4
+    assert metrics["models"]["frozen"]["encoder_unchanged"] is True
+    assert metrics["models"]["finetune"]["encoder_unchanged"] is False
+    assert metrics["parameters"]["finetune"]["encoder"]["trainable"] == ENCODER_TRAINABLE
+    assert metrics["weights"] == {"requested": "none", "used": "none", "note": None}
+    assert metrics["best"]["model"] == metrics["winner"] and metrics["epochs_run"] == 2
+
+    with Image.open(out / "samples.png") as samples, Image.open(out / "curves.png") as curves:
+        assert samples.width > samples.height * 0.9 and curves.width > 2 * curves.height  # 6 columns; 3 panels
+    # The lab reloaded each best model.keras (plain load_model, GroupedOptimizer inside) to evaluate it; the run's
+    # model.keras is the winner's file.
+    assert (out / "model.keras").samefile(out / metrics["winner"] / "model.keras") or (
+        (out / "model.keras").read_bytes() == (out / metrics["winner"] / "model.keras").read_bytes())
+    finetune_config = json.loads((out / "finetune" / "config.json").read_text())["variant"]
+    assert (finetune_config["encoder_lr"], finetune_config["decoder_lr"]) == (1e-4, 1e-3)
+    config = json.loads((out / "config.json").read_text())["settings"]
+    assert config["compare"] == "strategy" and config["weights"] == "none"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--img-size", 48], "--img-size must be a multiple of 32"),
+    (["--strategy", "frozen", "--encoder-lr", "1e-4"], "contradicts --strategy frozen"),
+    (["--weights", "imagenet"], "ImageNet weights for mobilenet_v2 could not be fetched"),
+])
+def test_bad_settings_exit_2_with_one_line(tiny_isic, tmp_path, lab_runner, monkeypatch, extra, message):
+    _offline(monkeypatch)
+    code, _, stderr = lab_runner("mobilenet_segmentation", ["--data-dir", tiny_isic, "--epochs", 1, "--quiet",
+                                                            "--out", tmp_path / "run", *extra])
+    assert code == 2
+    assert stderr.startswith("error: ") and message in stderr and stderr.count("\n") == 1
+
+
+def test_a_folder_without_the_isic_layout_is_named(tmp_path, lab_runner):
+    (tmp_path / "images").mkdir()
+    code, _, stderr = lab_runner("mobilenet_segmentation", ["--data-dir", tmp_path, "--out", tmp_path / "run"])
+    assert code == 2 and "does not have an ISIC 2016 Part 1 layout" in stderr
+
+
+def _settings(**kwargs):
+    defaults = {"img_size": 32, "channels": 3, "dropout": 0.5, "loss": "bce", "seed": 1, "weights": "imagenet",
+                "demo": True, "weights_note": None}
+    return argparse.Namespace(**{**defaults, **kwargs})
+
+
+@pytest.mark.parametrize("demo, weights_given", [(True, True), (False, False)])
+def test_offline_imagenet_is_an_error_unless_the_demo_chose_it(monkeypatch, demo, weights_given):
+    _offline(monkeypatch)
+    lab = load_lab("mobilenet_segmentation")
+    variant = {"name": "frozen", "decoder": "transpose", "encoder_lr": 0.0, "decoder_lr": 1e-3}
+    with pytest.raises(WeightsUnavailableError, match="--weights none"):
+        lab.build_first_model(variant, _settings(demo=demo), lab.get_strategy(), None, weights_given)
+
+
+def test_the_demo_falls_back_to_random_weights_and_says_so(monkeypatch, capsys):
+    _offline(monkeypatch)
+    lab = load_lab("mobilenet_segmentation")
+    settings = _settings()
+    images = np.random.default_rng(0).uniform(size=(8, 32, 32, 3)).astype("float32")
+    variant = {"name": "frozen", "decoder": "transpose", "encoder_lr": 0.0, "decoder_lr": 1e-3}
+    model = lab.build_first_model(variant, settings, lab.get_strategy(), images, weights_given=False)
+    assert settings.weights == "none" and "random" in settings.weights_note
+    assert "fell back to --weights none" in capsys.readouterr().out
+    features = model.get_layer("encoder")(images, training=False).numpy()
+    assert features.std(axis=0).mean() > 1e-2  # BatchNorm statistics were set from the images
+
+
+def test_comparison_figures_have_one_column_per_panel():
+    rng = np.random.default_rng(0)
+    images, masks = rng.uniform(size=(3, 16, 16, 3)), (rng.uniform(size=(3, 16, 16, 1)) > 0.5).astype(float)
+    probabilities = {"frozen": rng.uniform(size=(3, 16, 16, 1)), "finetune": rng.uniform(size=(3, 16, 16, 1))}
+    figure = comparison_samples(images, masks, probabilities, scores={k: [0.5] * 3 for k in probabilities})
+    assert len(figure.axes) == 3 * 6
+    assert [a.get_title() for a in figure.axes[:6]] == [
+        "image", "true mask", "frozen probability", "frozen mask\nDice 0.500", "finetune probability",
+        "finetune mask\nDice 0.500"]
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "iou": [0.1, 0.2], "val_iou": [0.1, 0.3],
+               "dice": [0.2, 0.3], "val_dice": [0.2, 0.4]}
+    curves = comparison_curves({"frozen": history, "finetune": history})
+    assert len(curves.axes) == 3 and all(len(axis.lines) == 4 for axis in curves.axes)
