@@ -221,3 +221,45 @@ class LesionAugment:
         if jitter is not None:
             images = jitter(images, training=True)
         return ops.clip(images, 0.0, 1.0), ops.cast(masks > 0.5, "float32")
+
+
+def dermoscopy_augmentation(img_size, crop_fraction=0.85, rotation_range=180, brightness=0.1, contrast=0.2,
+                            saturation=0.2, hue=0.02, seed=None):
+    """Image-only augmentation for dermoscopy classifiers (the ResNet50 lesion lab's ``--augment``).
+
+    In order: random horizontal and vertical flips, a random rotation (a dermoscopy image has no "up"; reflected
+    borders), a random crop of `crop_fraction` of each side resized back to `img_size`, and colour jitter
+    (`keras.layers.RandomColorJitter`: brightness, contrast, saturation, hue), each drawn per image.
+
+    Args:
+        img_size: int or ``(height, width)`` of the image batches.
+        crop_fraction: side of the random crop as a fraction of the image side (1 or 0: no crop).
+        rotation_range: maximum rotation in degrees, either way.
+        brightness: maximum brightness change, as a fraction of the [0, 1] range.
+        contrast: maximum contrast change factor.
+        saturation: saturation change around no change (Keras's 0.5), e.g. 0.2 draws from [0.4, 0.6].
+        hue: maximum hue shift, as a fraction of the hue circle.
+        seed: seed of the random layers.
+
+    Returns:
+        A `keras.Sequential` taking RGB image batches in [0, 1] (pass it as ``augment`` to
+        `labkit.data.pipeline.classification_dataset`).
+
+    Example:
+        >>> train = classification_dataset(paths, labels, 224, 32, 7, augment=dermoscopy_augmentation(224, seed=1))
+    """
+    height, width = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    seeds = iter(range(seed, seed + 8)) if seed is not None else iter([None] * 8)
+    stack = [layers.RandomFlip("horizontal_and_vertical", seed=next(seeds))]
+    if rotation_range:
+        stack.append(layers.RandomRotation(rotation_range / 360.0, fill_mode="reflect", seed=next(seeds)))
+    if crop_fraction and crop_fraction < 1:
+        stack += [layers.RandomCrop(max(1, round(height * crop_fraction)), max(1, round(width * crop_fraction)),
+                                    seed=next(seeds)),
+                  layers.Resizing(height, width, interpolation="bilinear")]
+    jitter = {"brightness_factor": brightness or None, "contrast_factor": contrast or None,
+              "saturation_factor": (0.5 - saturation / 2, 0.5 + saturation / 2) if saturation else None,
+              "hue_factor": hue or None}
+    if any(value is not None for value in jitter.values()):
+        stack.append(layers.RandomColorJitter((0.0, 1.0), **jitter, seed=next(seeds)))
+    return keras.Sequential(stack, name="dermoscopy_augmentation")

@@ -21,20 +21,26 @@ def train_val_split(items, val_fraction=0.2, seed=42):
 def _grouped_holdout(labels, groups, fraction, seed, class_names):
     """Indices ``(kept, held_out)``: about `fraction` of the items held out, stratified by label, grouped by group.
 
-    Uses scikit-learn's `StratifiedGroupKFold` with ``round(1 / fraction)`` folds and takes the first fold (in a
-    seeded order) whose held-out part and remainder both contain every class.
+    Uses scikit-learn's `StratifiedGroupKFold` with ``round(1 / fraction)`` folds and takes the first fold whose
+    held-out part and remainder both contain every class; when a rare class makes every fold of one shuffle fail,
+    up to nine more shuffles (derived from `seed`) are tried.
     """
+    import warnings
+
     import numpy as np
     from sklearn.model_selection import StratifiedGroupKFold
 
     from labkit.errors import LabkitInputError
 
     n_splits = max(2, round(1.0 / float(fraction)))
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=int(seed))
     classes = np.unique(labels)
-    for kept, held in folds.split(np.zeros(len(labels)), labels, groups):
-        if len(np.unique(labels[kept])) == len(classes) and len(np.unique(labels[held])) == len(classes):
-            return kept, held
+    for attempt in range(10):
+        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=int(seed) + 1000 * attempt)
+        with warnings.catch_warnings():  # "least populated class has only N members": rare classes are expected
+            warnings.simplefilter("ignore", UserWarning)
+            for kept, held in folds.split(np.zeros(len(labels)), labels, groups):
+                if len(np.unique(labels[kept])) == len(classes) and len(np.unique(labels[held])) == len(classes):
+                    return kept, held
     counts = {c: len(set(np.asarray(groups)[labels == c])) for c in classes}
     rarest = min(counts, key=counts.get)
     name = class_names[rarest] if class_names is not None else rarest

@@ -13,3 +13,10 @@ from labkit.evaluation.volumes import case_scores, evaluate_volumes, write_per_c
 
 __all__ += ["asd", "assd", "case_scores", "evaluate_volumes", "hd", "hd95", "surface_distances", "surface_metrics",
             "write_per_case_csv"]
+
+# Multi-class classification scores and scikit-learn reports (balanced accuracy, AUC): `classification`.
+from labkit.evaluation.classification import (classification_report_rows, classification_report_text,  # noqa: E402
+                                              classification_scores, confusion_counts, per_class_auc)
+
+__all__ += ["classification_report_rows", "classification_report_text", "classification_scores", "confusion_counts",
+            "per_class_auc"]

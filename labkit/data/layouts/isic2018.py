@@ -231,7 +231,7 @@ def isic2018_images(input_dir, csv_path, groupings=None, skip_missing=False, war
 
 
 def ham10000_folders(data_dir):
-    """The ``HAM10000_images_part_*`` folders and the metadata CSV under `data_dir` (names matched case-insensitively)."""
+    """The ``HAM10000_images_part_*`` folders and the metadata CSV under `data_dir` (names in any letter case)."""
     root = Path(data_dir)
     parts = [root / name for name in subfolders(root) if name.lower().startswith("ham10000_images")]
     metadata = [p for p in root.iterdir() if p.is_file() and p.name.lower() == "ham10000_metadata.csv"] \
@@ -300,7 +300,8 @@ def skin_lesion_splits(data_dir=None, inputs=None, skip_missing=False, warn=prin
     Args:
         data_dir: a HAM10000 folder, or an ISIC 2018 Task 3 folder with the official names (see `task3_files`).
         inputs: ``{split: (input_dir, csv_path)}`` given explicitly (e.g. ``--test-images``/``--test-csv``); they
-            replace what `data_dir` provides for that split.
+            replace what `data_dir` provides for that split. A ``*LesionGroupings*.csv`` is looked for in `data_dir`,
+            else next to the training CSV or in the folder above it.
         skip_missing: see `isic2018_images`.
         warn: where warnings go.
 
@@ -321,7 +322,11 @@ def skin_lesion_splits(data_dir=None, inputs=None, skip_missing=False, warn=prin
             splits["train"], layout = ham10000_images(root, skip_missing, warn), "HAM10000"
         else:
             inputs = {**task3_files(root), **inputs}
-    groupings_file = lesion_groupings_file(data_dir) if data_dir is not None else None
+    # Lesion groupings: in the data folder, else next to (or one folder above) the training CSV.
+    places = [data_dir] if data_dir is not None else []
+    if "train" in inputs:
+        places += [Path(inputs["train"][1]).parent, Path(inputs["train"][1]).parent.parent]
+    groupings_file = next((found for found in map(lesion_groupings_file, places) if found), None)
     groupings = read_lesion_groupings(groupings_file) if groupings_file else {}
     for split, (input_dir, csv_path) in inputs.items():
         require(split in SPLITS, f"unknown split {split!r}")

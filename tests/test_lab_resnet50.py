@@ -1,0 +1,220 @@
+"""labs/resnet50_classification.py as a user runs it: a tiny run's files and numbers, the comparison table, the
+demo's honest weights, the data splits, and one-line errors for bad input."""
+
+import argparse
+import csv
+import json
+import urllib.error
+
+import keras
+import pytest
+from conftest import load_lab
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report
+
+from labkit.data.layouts.isic2018 import CLASSES
+from labkit.data.pipeline import decode_image
+from labkit.data.synthetic.skin_lesions7 import isic2018_task3_dataset
+from labkit.runs import read_csv
+
+TINY = ["--img-size", "32", "--epochs", "1", "--batch-size", "8", "--weights", "none", "--quiet"]
+RUN_FILES = ("config.json", "history.csv", "metrics.json", "model.keras", "report.txt", "report.csv",
+             "predictions.csv", "confusion_matrix.png", "roc.png", "curves.png", "gradcam.png")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    return load_lab("resnet50_classification")
+
+
+@pytest.fixture(scope="module")
+def lesions(tmp_path_factory):
+    """56 synthetic images at 32 px, at least 6 lesions of every class (so every split holds every class)."""
+    return isic2018_task3_dataset(n_images=56, size=32, min_per_class=6, root=tmp_path_factory.mktemp("isic"))
+
+
+def groupings(root):
+    with open(root / "ISIC2018_Task3_Training_LesionGroupings.csv", newline="") as handle:
+        return {row["image"]: row["lesion_id"] for row in csv.DictReader(handle)}
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_every_file_and_its_numbers_agree(lab_runner, lesions, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, stderr = lab_runner("resnet50_classification", [
+        "--data-dir", lesions, "--out", out, *TINY, "--loss", "ce+focal", "--class-weights", "balanced",
+        "--augment"])
+    assert code == 0, stderr
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 1 and metrics["final"]["epoch"] == 1 and metrics["train_seconds"] > 0
+    assert metrics["loss"] == "ce+focal" and metrics["weights"]["used"] == "none"
+    config = json.loads((out / "config.json").read_text())["settings"]
+    assert config["demo"] is False and config["img_size"] == 32 and config["bn_momentum_used"] == 0.9
+
+    # Every split holds every class, and the splits partition the 56 images.
+    splits = metrics["data"]["splits"]
+    assert sum(s["images"] for s in splits.values()) == 56
+    assert all(min(splits[s]["per_class"].values()) >= 1 for s in ("train", "val", "test"))
+
+    # report.csv and metrics.json equal scikit-learn on predictions.csv.
+    predictions = read_csv(out / "predictions.csv")
+    truth = [CLASSES.index(row["true"]) for row in predictions]
+    predicted = [CLASSES.index(row["predicted"]) for row in predictions]
+    assert len(predictions) == splits["test"]["images"] == metrics["test"]["images"]
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(truth, predicted))
+    assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(truth, predicted))
+    reference = classification_report(truth, predicted, labels=range(7), target_names=CLASSES, output_dict=True,
+                                      zero_division=0)
+    report = {row["class"]: row for row in read_csv(out / "report.csv")}
+    for name in (*CLASSES, "macro avg", "weighted avg"):
+        assert report[name]["recall"] == pytest.approx(reference[name]["recall"])
+        assert report[name]["f1"] == pytest.approx(reference[name]["f1-score"])
+    assert all(name in (out / "report.txt").read_text() for name in (*CLASSES, "accuracy", "weighted avg"))
+
+    # The saved model reloads with plain Keras and reproduces the recorded probabilities.
+    model = keras.saving.load_model(out / "model.keras")
+    row = predictions[0]
+    image = decode_image(str(lesions / "ISIC2018_Task3_Training_Input" / f"{row['image']}.jpg"), 32, 3).numpy()
+    recorded = [row[c] for c in CLASSES]
+    assert model.predict(image[None], verbose=0)[0] == pytest.approx(recorded, abs=1e-4)
+
+    # The recorded lesion count of the test split is that of its images.
+    lesion_of = groupings(lesions)
+    assert len({lesion_of[r["image"]] for r in predictions}) == splits["test"]["lesions"]
+
+
+def fake_metrics(scale):
+    per_class = {c: {"precision": scale * 0.5, "recall": scale * 0.25, "f1": scale * 0.3, "support": 3,
+                     "auc": scale * 0.8} for c in CLASSES}
+    return {"accuracy": 0.6 * scale, "balanced_accuracy": 0.4 * scale, "macro_auc": 0.7 * scale,
+            "macro_f1": 0.3 * scale, "epochs_run": 15 if scale == 1 else 10, "train_seconds": 100.0 * scale,
+            "test": {"per_class": per_class}}
+
+
+def test_comparison_table_puts_overall_and_per_class_numbers_side_by_side(lab):
+    rows = lab.comparison_rows({"ce": fake_metrics(1.0), "ce+focal": fake_metrics(1.2)})
+    table = {row["metric"]: row for row in rows}
+    assert list(table)[:4] == ["accuracy", "balanced accuracy", "macro auc", "macro f1"]
+    assert len(rows) == 4 + 4 * 7 + 2
+    assert table["balanced accuracy"]["ce"] == pytest.approx(0.4)
+    assert table["balanced accuracy"]["ce+focal − ce"] == pytest.approx(0.08)
+    assert table["DF recall"]["ce+focal"] == pytest.approx(0.3) and table["VASC auc"]["ce"] == pytest.approx(0.8)
+    assert table["epochs"]["ce"] == 15 and table["epochs"]["ce+focal"] == 10
+
+
+def test_compare_reuses_finished_losses_and_picks_the_model_on_validation(lab, tmp_path, capsys):
+    from labkit.runs import RunFolder, write_csv, write_json
+
+    run = RunFolder.create(tmp_path / "run")
+    # Both losses already finished (as when --resume meets a completed --compare): no training happens.
+    for name, folder, val_f1, scale in (("ce", "ce", 0.5, 1.2), ("ce+focal", "ce_focal", 0.7, 1.0)):
+        sub = run.path / folder
+        sub.mkdir()
+        write_json(sub / "config.json", {"settings": {"loss": name}})
+        write_json(sub / "metrics.json", {**fake_metrics(scale), "monitor": "val_f1_macro", "loss": name,
+                                          "best": {"epoch": 2, "val_f1_macro": val_f1},
+                                          "final": {"epoch": 3, "val_f1_macro": val_f1 - 0.1}})
+        write_csv(sub / "history.csv", [{"epoch": e, "loss": 1.0 / e} for e in (1, 2, 3)])
+        (sub / "model.keras").write_bytes(folder.encode())
+    settings = argparse.Namespace(resume=True, weights_record={"requested": "none", "used": "none", "note": None})
+    lab.compare_losses(settings, run, splits=None, strategy=None, data={"data": {"layout": "test"}})
+
+    # The better validation F1 (ce+focal) wins even though ce has the better test numbers here.
+    assert (run.path / "model.keras").read_bytes() == b"ce_focal"
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert metrics["chosen_by_validation"] == "ce+focal" and metrics["best"] == {"epoch": 2, "val_f1_macro": 0.7}
+    assert metrics["epochs_run"] == 15 and metrics["train_seconds"] == pytest.approx(220.0)  # chosen; both
+    assert set(metrics["variants"]) == {"ce", "ce+focal"} and metrics["data"] == {"layout": "test"}
+    history = read_csv(run.path / "history.csv")
+    assert [(row["loss_function"], row["epoch"]) for row in history] == [("ce", 1), ("ce", 2), ("ce", 3), ("ce+focal", 1),
+                                                                  ("ce+focal", 2), ("ce+focal", 3)]
+    table = {row["metric"]: row for row in read_csv(run.path / "comparison.csv")}
+    assert table["accuracy"]["ce"] == pytest.approx(0.72) and table["accuracy"]["ce+focal"] == pytest.approx(0.6)
+    assert "| balanced accuracy | 0.4800 | 0.4000 | -0.0800 |" in (run.path / "comparison.md").read_text()
+
+
+def settings_for(**overrides):
+    base = {"weights": "imagenet-if-cached", "img_size": 64, "data_dir": None, "skip_missing": False,
+            "skip_bad_files": False, "val_split": 0.15, "test_split": 0.15, "seed": 42}
+    return argparse.Namespace(**{**base, **overrides})
+
+
+def test_demo_uses_cached_imagenet_weights_or_says_it_trains_from_random_weights(lab, tmp_path, monkeypatch):
+    monkeypatch.setattr(lab, "keras_cache_dir", lambda: tmp_path)
+    weights, note = lab.resolve_weights(settings_for())
+    assert weights == "none"
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in note and "random initialisation" in note
+    (tmp_path / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"cached")
+    assert lab.resolve_weights(settings_for()) == ("imagenet", None)
+    assert lab.resolve_weights(settings_for(weights="imagenet")) == ("imagenet", None)  # course: never replaced
+
+
+def test_explicit_splits_are_used_and_the_missing_one_is_carved_by_lesion(lab, lesions, tmp_path):
+    rows = list(csv.reader(open(lesions / "ISIC2018_Task3_Training_GroundTruth" /
+                                "ISIC2018_Task3_Training_GroundTruth.csv", newline="")))
+    test_csv = tmp_path / "test.csv"
+    with open(test_csv, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows[:1] + rows[1:15])  # the first 14 images as a given test split
+    inputs = {"train": (lesions / "ISIC2018_Task3_Training_Input",
+                        lesions / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv"),
+              "test": (lesions / "ISIC2018_Task3_Training_Input", test_csv)}
+    data_dir, layout, splits, origin = lab.load_splits(settings_for(), inputs)
+    assert data_dir is None and layout == "ISIC 2018 Task 3"
+    assert origin["test"] == "given" and origin["val"].startswith("carved")
+    assert [p.stem for p in splits["test"].paths] == [r[0] for r in rows[1:15]]
+    assert len(splits["train"]) + len(splits["val"]) == 56
+    lesion_of = groupings(lesions)  # found one folder above the training CSV, as in the official layout
+    assert splits["train"].groups == [lesion_of[p.stem] for p in splits["train"].paths]
+    train_lesions = {lesion_of[p.stem] for p in splits["train"].paths}
+    assert not train_lesions & {lesion_of[p.stem] for p in splits["val"].paths}
+    assert set(splits["val"].labels) == set(range(7))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--train-images", "x"], "--train-images and --train-csv go together"),
+    (["--loss", "dice"], "argument --loss: invalid choice"),
+    (["--val-split", "1.5"], "1.5 is not between 0 and 1"),
+])
+def test_usage_errors_are_one_line_with_exit_code_2(lab_runner, argv, message, tmp_path):
+    code, _, stderr = lab_runner("resnet50_classification", [*argv, "--out", tmp_path / "run"])
+    assert code == 2 and message in stderr and "Traceback" not in stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("error: ")
+
+
+def test_missing_image_stops_with_its_name(lab_runner, lesions, tmp_path):
+    data = tmp_path / "isic"
+    (data / "ISIC2018_Task3_Training_Input").mkdir(parents=True)
+    for path in sorted((lesions / "ISIC2018_Task3_Training_Input").iterdir())[1:]:  # drop the first image
+        (data / "ISIC2018_Task3_Training_Input" / path.name).symlink_to(path)
+    (data / "ISIC2018_Task3_Training_GroundTruth").symlink_to(lesions / "ISIC2018_Task3_Training_GroundTruth")
+    first = sorted((lesions / "ISIC2018_Task3_Training_Input").iterdir())[0].stem
+    code, _, stderr = lab_runner("resnet50_classification", ["--data-dir", data, "--out", tmp_path / "run", *TINY])
+    assert code == 2 and stderr.startswith(f"error: image {first} listed in ") and "--skip-missing" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_unreachable_imagenet_weights_stop_with_the_file_to_place(lab_runner, lesions, tmp_path, monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    argv = ["--data-dir", lesions, "--out", tmp_path / "run", *TINY[:-3], "--weights", "imagenet", "--quiet"]
+    code, _, stderr = lab_runner("resnet50_classification", argv)
+    assert code == 2, stderr
+    assert "ImageNet weights for resnet50 could not be fetched" in stderr
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in stderr and "--weights none" in stderr
+
+
+def test_help_lists_the_lab_flags_with_course_defaults(lab, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lab.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert exit_info.value.code == 0
+    for flag in ("--loss", "--focal-gamma", "--focal-alpha", "--class-weights", "--augment", "--weights",
+                 "--freeze-backbone", "--compare", "--skip-missing", "--test-csv", "--bn-momentum"):
+        assert flag in text
+    assert "course default: 15 for ce, 10 for focal and ce+focal" in text and "course default: 0.001" in text
+
