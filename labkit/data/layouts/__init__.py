@@ -68,9 +68,17 @@ def pair_by_name(image_dir, mask_dir, mask_suffixes=MASK_SUFFIXES):
         key = _mask_key(mask, mask_suffixes)
         require(key not in masks, f"two masks for image {key!r} in {mask_dir}: {masks.get(key, Path()).name}, {mask.name}")
         masks[key] = mask
-    image_keys = {p.stem for p in images}
-    orphans = [p for p in images if p.stem not in masks]
-    strays = [m for k, m in sorted(masks.items()) if k not in image_keys]
+    return match_keys({p.stem: p for p in images}, masks, image_dir, mask_dir)
+
+
+def match_keys(images, masks, image_dir, mask_dir):
+    """Pairs ``(images[k], masks[k])`` sorted by key, from two ``{key: path}`` dicts that must hold the same keys.
+
+    Raises:
+        LabkitInputError: naming up to five images without a mask and five masks without an image.
+    """
+    orphans = [images[k] for k in sorted(images) if k not in masks]
+    strays = [masks[k] for k in sorted(masks) if k not in images]
     problems = []
     if orphans:
         problems.append(f"{len(orphans)} image(s) in {image_dir} without a mask in {mask_dir}: {name_some(orphans)}")
@@ -78,7 +86,7 @@ def pair_by_name(image_dir, mask_dir, mask_suffixes=MASK_SUFFIXES):
         problems.append(f"{len(strays)} mask(s) in {mask_dir} without an image: {name_some(strays)}")
     if problems:
         raise LabkitInputError("; ".join(problems))
-    return [(p, masks[p.stem]) for p in images]
+    return [(images[k], masks[k]) for k in sorted(images)]
 
 
 def check_readable(paths, skip_bad=False, warn=print):

@@ -17,7 +17,7 @@ pipeline's rule); images of any size are resized to the network's input by the p
 import re
 from pathlib import Path
 
-from labkit.data.layouts import list_image_files, name_some, subfolders
+from labkit.data.layouts import list_image_files, match_keys, name_some, subfolders
 from labkit.errors import LabkitInputError, require
 
 OFFICIAL = {
@@ -75,16 +75,7 @@ def pair_by_isic_id(image_dir, mask_dir):
     """
     images = _by_id(image_dir, _IMAGE_NAME, "image")
     masks = _by_id(mask_dir, _MASK_NAME, "mask")
-    orphans = [images[k] for k in sorted(images) if k not in masks]
-    strays = [masks[k] for k in sorted(masks) if k not in images]
-    problems = []
-    if orphans:
-        problems.append(f"{len(orphans)} image(s) in {image_dir} without a mask in {mask_dir}: {name_some(orphans)}")
-    if strays:
-        problems.append(f"{len(strays)} mask(s) in {mask_dir} without an image: {name_some(strays)}")
-    if problems:
-        raise LabkitInputError("; ".join(problems))
-    return [(images[k], masks[k]) for k in sorted(images)]
+    return match_keys(images, masks, image_dir, mask_dir)
 
 
 def _layout_in(folder):
