@@ -25,7 +25,8 @@ from labkit.data.split import train_val_split  # noqa: E402
 from labkit.evaluation import mean_std, per_image_scores  # noqa: E402
 from labkit.plots import segmentation_samples  # noqa: E402
 from labkit.tensorboard import SegmentationImages  # noqa: E402
-from labkit.training import collect_predictions, compile_model, fit, get_strategy, summarize  # noqa: E402
+from labkit.training import (collect_predictions, compile_model, fit, get_strategy, scale_for_replicas,  # noqa: E402
+                             summarize)
 
 import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
 
@@ -66,19 +67,22 @@ def main(argv=None):
     pairs = find_xray_pairs(data_dir, settings.image_dir, settings.mask_dir)
     pairs = check_readable(pairs, skip_bad=settings.skip_bad_files)
     train_pairs, val_pairs = train_val_split(pairs, settings.val_split, settings.seed)
+    # --batch-size is per replica: the global batch grows with the replicas (the learning rate too with --scale-lr).
+    strategy = get_strategy(settings.distribute)
+    batch, lr = scale_for_replicas(strategy, settings.batch_size, settings.lr, getattr(settings, "scale_lr", False))
+    settings.replicas, settings.global_batch_size, settings.learning_rate = strategy.num_replicas_in_sync, batch, lr
     cli.save_config(run, settings, data_dir, 2 * len(pairs))
     print(f"data: {len(train_pairs)} training and {len(val_pairs)} validation pairs from {data_dir}")
-    strategy = get_strategy(settings.distribute)
-    batch = settings.batch_size * strategy.num_replicas_in_sync  # --batch-size per replica
+    # Decoded images stay in memory when they fit (cache="auto"), else they stream from disk every epoch.
     train = segmentation_dataset(train_pairs, size, batch, augment=settings.augment, shuffle=True,
-                                 seed=settings.seed, cache=True)
-    val = segmentation_dataset(val_pairs, size, batch, cache=True)
+                                 seed=settings.seed, cache="auto")
+    val = segmentation_dataset(val_pairs, size, batch, cache="auto")
 
     # Model: the course's U-Net graph, built and compiled inside the distribution strategy's scope.
     with strategy.scope():
         model = get_unet((size, size, 1), base=settings.base, batchnorm=settings.batchnorm, dropout=settings.dropout)
         loss = "dice" if settings.loss == "dice" else "binary_crossentropy"
-        compile_model(model, settings.lr, loss, metrics=[dice_coef])
+        compile_model(model, lr, loss, metrics=[dice_coef])
     print(f"model: U-Net base {settings.base}, {model.count_params():,} parameters, loss {settings.loss}")
 
     # Training: history.csv every epoch, model.keras at every new best validation Dice; with --tensorboard, epoch

@@ -1,15 +1,44 @@
 """tf.data input pipelines: decode in parallel, resize, (cache), shuffle, batch, augment whole batches, prefetch.
 
-They stream from disk: only file paths are held in memory, so memory does not grow with the number of files.
+They stream from disk: without a cache only file paths are held in memory (they are shuffled before decoding), so
+memory does not grow with the number of files; ``cache="auto"`` keeps decoded data in memory only when it fits
+`CACHE_BUDGET_BYTES`. Every stage runs with ``AUTOTUNE`` parallelism. Segmentation batches are augmented by
+`labkit.data.affine.JointAffineAugment`: one composed affine resampling per batch, seeded per batch.
+
+Prefetching to the accelerator needs no option here: `keras.Model.fit` hands every dataset to its distribution
+strategy's ``experimental_distribute_dataset``, which prefetches batches onto each replica's device. The datasets
+shard by data (not by file) under ``MultiWorkerMirroredStrategy``.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from labkit.data.augment import JointAugment, resolve_augment
+from labkit.data.affine import JointAffineAugment
+from labkit.data.augment import resolve_augment
 from labkit.errors import require
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+#: ``cache="auto"`` keeps decoded images in memory only when they take at most this many bytes (1 GiB).
+CACHE_BUDGET_BYTES = 2**30
+
+
+def resolve_cache(cache, n_items, img_size, channels):
+    """What to cache: False, ``""`` (memory) or a file prefix; ``"auto"`` means memory when the decoded float32 data
+    (``n_items × h × w × channels × 4`` bytes) fits `CACHE_BUDGET_BYTES`, else no cache (stream from disk)."""
+    if cache == "auto":
+        height, width = as_size(img_size)
+        return "" if n_items * height * width * channels * 4 <= CACHE_BUDGET_BYTES else False
+    if cache is True:
+        return ""
+    return str(cache) if cache else False
+
+
+def _shard_by_data(dataset):
+    """Under a multi-worker strategy, shard by element (the file list is not a file-based source)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def as_size(img_size):
@@ -23,14 +52,27 @@ def as_size(img_size):
 def decode_image(path, img_size, channels=1):
     """Read and decode one image file inside the graph: float32 ``(h, w, channels)`` in [0, 1], resized bilinearly.
 
-    Any bit depth and colour type decodes (8/16-bit, grey/RGB/RGBA) and is converted to `channels`.
+    Any bit depth and colour type decodes (8/16-bit, grey/RGB/RGBA) and is converted to `channels`; grey files
+    are read as one channel (no conversion), colour files go through luminance (`tf.image.rgb_to_grayscale`).
+    Files already at `img_size` are not resampled.
     """
     raw = tf.io.read_file(path)
-    image = tf.io.decode_image(raw, channels=3, dtype=tf.float32, expand_animations=False)
     if channels == 1:
-        image = tf.image.rgb_to_grayscale(image)
-    image = tf.image.resize(image, as_size(img_size), method="bilinear")
+        image = tf.io.decode_image(raw, channels=0, dtype=tf.float32, expand_animations=False)
+        image = tf.cond(tf.shape(image)[-1] <= 2, lambda: image[..., :1],  # grey (+ alpha)
+                        lambda: tf.image.rgb_to_grayscale(_as_rgb(image)))
+    else:
+        image = tf.io.decode_image(raw, channels=channels, dtype=tf.float32, expand_animations=False)
+    size = as_size(img_size)
+    same_size = tf.reduce_all(tf.shape(image)[:2] == size)
+    image = tf.cond(same_size, lambda: image, lambda: tf.image.resize(image, size, method="bilinear"))
+    image.set_shape((*size, channels))
     return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def _as_rgb(image):
+    """The colour channels of a decoded RGB or RGBA image."""
+    return image[..., :3]
 
 
 def decode_mask(path, img_size):
@@ -47,9 +89,12 @@ def _batched(dataset, batch_size, augment, seed, shuffle, n_items, repeat):
     dataset = dataset.batch(int(batch_size), num_parallel_calls=AUTOTUNE)
     options = resolve_augment(augment)
     if options:
-        joint = JointAugment(options, seed=seed)
-        dataset = dataset.map(joint, num_parallel_calls=AUTOTUNE)
-    return dataset.prefetch(AUTOTUNE)
+        joint = JointAffineAugment(options)
+        # One stateless seed pair per batch: the same seed gives the same batches whatever the parallelism.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+            lambda batch, pair: joint(*batch, seed=pair), num_parallel_calls=AUTOTUNE)
+    return _shard_by_data(dataset.prefetch(AUTOTUNE))
 
 
 def segmentation_dataset(
@@ -63,10 +108,11 @@ def segmentation_dataset(
         batch_size: images per batch.
         channels: image channels (1 grey, 3 RGB).
         augment: None, True (the course's Task 4e set) or a dict of `ImageDataGenerator`-style options;
-            applied jointly to image and mask. Give it for training data only.
+            applied jointly to image and mask (`JointAffineAugment`). Give it for training data only.
         shuffle: reshuffle every epoch (seeded by `seed`).
         seed: seed for shuffling and augmentation.
-        cache: False, True (memory) or a file path prefix; caches decoded, resized pairs before shuffling.
+        cache: False, True (memory), ``"auto"`` (memory if the decoded pairs fit `CACHE_BUDGET_BYTES`, else
+            stream) or a file path prefix; caches decoded, resized pairs before shuffling.
         repeat: repeat forever (for ``steps_per_epoch``-style training).
 
     Returns:
@@ -75,12 +121,16 @@ def segmentation_dataset(
     require(len(pairs) > 0, "no image/mask pairs to read")
     images = tf.constant([str(p[0]) for p in pairs])
     masks = tf.constant([str(p[1]) for p in pairs])
-    dataset = tf.data.Dataset.from_tensor_slices((images, masks)).map(
+    cache = resolve_cache(cache, len(pairs), img_size, channels + 1)
+    dataset = tf.data.Dataset.from_tensor_slices((images, masks))
+    if shuffle and cache is False:  # streaming: shuffle the names, so the buffer never holds decoded images
+        dataset = dataset.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(
         lambda i, m: (decode_image(i, img_size, channels), decode_mask(m, img_size)), num_parallel_calls=AUTOTUNE
     )
-    if cache:
-        dataset = dataset.cache("" if cache is True else str(cache))
-    return _batched(dataset, batch_size, augment, seed, shuffle, len(pairs), repeat)
+    if cache is not False:
+        dataset = dataset.cache(cache)
+    return _batched(dataset, batch_size, augment, seed, shuffle and cache is not False, len(pairs), repeat)
 
 
 def array_dataset(images, masks, batch_size, augment=None, shuffle=False, seed=None, repeat=False):
@@ -105,7 +155,7 @@ def classification_dataset(
         n_class: number of classes (labels are one-hot encoded to this width).
         channels: 1 or 3.
         augment: None, or a callable / Keras layer applied to each image batch (e.g. `classification_augmentation`).
-        shuffle, seed, cache, repeat: as in `segmentation_dataset`.
+        shuffle, seed, cache, repeat: as in `segmentation_dataset` (``cache="auto"`` included).
 
     Returns:
         A `tf.data.Dataset` of float32 ``(b, h, w, channels)`` images in [0, 1] and ``(b, n_class)`` labels.
@@ -114,18 +164,22 @@ def classification_dataset(
     require(len(paths) == len(labels), f"{len(paths)} images but {len(labels)} labels")
     labels = np.asarray(labels, dtype=np.int64)
     require(labels.min() >= 0 and labels.max() < n_class, f"labels must be in [0, {n_class}), got {labels.min()}…{labels.max()}")
-    dataset = tf.data.Dataset.from_tensor_slices((tf.constant([str(p) for p in paths]), labels)).map(
+    cache = resolve_cache(cache, len(paths), img_size, channels)
+    dataset = tf.data.Dataset.from_tensor_slices((tf.constant([str(p) for p in paths]), labels))
+    if shuffle and cache is False:  # streaming: shuffle the names, so the buffer never holds decoded images
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(
         lambda path, label: (decode_image(path, img_size, channels), tf.one_hot(label, n_class)),
         num_parallel_calls=AUTOTUNE,
     )
-    if cache:
-        dataset = dataset.cache("" if cache is True else str(cache))
-    if shuffle:
-        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if cache is not False:
+        dataset = dataset.cache(cache)
+        if shuffle:
+            dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(int(batch_size), num_parallel_calls=AUTOTUNE)
     if augment is not None:
         dataset = dataset.map(lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y),
                               num_parallel_calls=AUTOTUNE)
-    return dataset.prefetch(AUTOTUNE)
+    return _shard_by_data(dataset.prefetch(AUTOTUNE))

@@ -1,0 +1,196 @@
+"""Multi-device training with tf.distribute: mirrored and two-worker runs equal a single-device run; batch and lr.
+
+A CPU can be split into logical devices only before TensorFlow initialises, so the two-replica checks run in a
+fresh Python process that splits the CPU first and prints its findings as JSON; the multi-worker check starts two
+worker processes on this machine, joined through TF_CONFIG.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from labkit.errors import LabkitInputError
+from labkit.training import check_tf_config, get_strategy, scale_for_replicas
+
+SPLIT_CPU = """
+import json, os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, {root!r})
+"""
+
+
+TRAINING = """
+import numpy as np
+import keras
+from labkit import get_unet
+from labkit.data.pipeline import array_dataset
+from labkit.metrics import dice_coef
+from labkit.training import compile_model, fit, get_strategy, set_seed
+
+rng = np.random.default_rng(0)
+masks = np.zeros((16, 32, 32, 1), np.float32)
+for mask in masks:
+    y, x = rng.integers(2, 18, 2)
+    mask[y : y + rng.integers(6, 14), x : x + rng.integers(6, 14)] = 1
+images = np.clip(0.3 + 0.4 * masks + rng.normal(0, 0.1, masks.shape), 0, 1).astype(np.float32)
+
+set_seed(1)
+initial = get_unet((32, 32, 1), base=4).get_weights()
+
+def train(strategy):
+    with strategy.scope():
+        model = get_unet((32, 32, 1), base=4)
+        model.set_weights(initial)
+        compile_model(model, 1e-2, "binary_crossentropy", metrics=[dice_coef])
+    data = array_dataset(images, masks, batch_size=8)  # global batch 8: 2 steps per epoch, same order every epoch
+    history = fit(model, data, epochs=3, monitor="loss", verbose=0)
+    return {"loss": history["loss"], "kernel": model.get_weights()[0].ravel().tolist(),
+            "replicas": strategy.num_replicas_in_sync}
+"""
+
+MIRRORED_VS_SINGLE = TRAINING + """
+results = {"single": train(tf.distribute.get_strategy()), "mirrored": train(get_strategy("mirrored"))}
+"""
+
+ONE_WORKER = """
+import json, os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tensorflow as tf
+sys.path.insert(0, {root!r})
+from labkit.training import get_strategy
+strategy = get_strategy("multiworker")
+""" + TRAINING.replace("{", "{{").replace("}", "}}") + """
+print(json.dumps(train(strategy)))
+"""
+
+
+LAB_RUN = """
+import runpy
+sys.argv = ["lab4_unet.py", *sys.argv[1:]]
+try:
+    runpy.run_path({lab!r}, run_name="__main__")
+except SystemExit as exit:
+    assert exit.code == 0, exit.code
+results["lab"] = json.load(open(os.path.join({out!r}, "config.json")))["settings"]
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def two_replica_results(tmp_path_factory):
+    """One process, CPU split in two: a single-device and a mirrored training of the same model on the same data,
+    then a Lab 4 run with ``--distribute mirrored --batch-size 3 --lr 0.001 --scale-lr`` (one TensorFlow start-up
+    for both)."""
+    from labkit.data.synthetic import xray_dataset
+
+    tmp = tmp_path_factory.mktemp("two_replicas")
+    data, out = xray_dataset(n_images=8, size=32, root=tmp / "data"), tmp / "run"
+    argv = ["--data-dir", data, "--out", out, "--img-size", "32", "--epochs", "1", "--base", "2", "--batch-size",
+            "3", "--lr", "0.001", "--distribute", "mirrored", "--scale-lr", "--quiet"]
+    script = (SPLIT_CPU.format(root=str(ROOT)) + textwrap.dedent(MIRRORED_VS_SINGLE)
+              + textwrap.dedent(LAB_RUN.format(lab=str(ROOT / "labs" / "lab4_unet.py"), out=str(out))))
+    result = subprocess.run([sys.executable, "-c", script, *map(str, argv)], capture_output=True, text=True,
+                            timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "out": out}
+
+
+@pytest.mark.slow
+def test_mirrored_run_on_two_devices_matches_a_single_device_run(two_replica_results):
+    single, mirrored = two_replica_results["single"], two_replica_results["mirrored"]
+    assert (single["replicas"], mirrored["replicas"]) == (1, 2)
+    assert single["loss"][-1] < single["loss"][0]  # it trained: the comparison is between two moving runs
+    np.testing.assert_allclose(mirrored["loss"], single["loss"], rtol=1e-4)
+    np.testing.assert_allclose(mirrored["kernel"], single["kernel"], atol=1e-5)  # first conv kernel after 6 steps
+
+
+@pytest.mark.slow
+def test_lab_global_batch_is_batch_size_times_replicas_and_scale_lr_scales_the_rate(two_replica_results):
+    settings = two_replica_results["lab"]
+    assert settings["distribute"] == "mirrored" and settings["replicas"] == 2
+    assert settings["global_batch_size"] == 6  # --batch-size 3 per replica × 2
+    assert settings["lr"] == 0.001 and settings["learning_rate"] == pytest.approx(0.002)
+    assert (two_replica_results["out"] / "metrics.json").is_file()
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for sock in sockets:
+        sock.bind(("localhost", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_train_like_one_device(two_replica_results):
+    """Two processes on this machine joined by TF_CONFIG (MultiWorkerMirroredStrategy, one CPU replica each) give
+    the single-device losses and weights; each worker gets half of every global batch."""
+    workers = [f"localhost:{port}" for port in free_ports(2)]
+    script = ONE_WORKER.format(root=str(ROOT))
+    processes = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, cwd=ROOT, env={**os.environ, "TF_CONFIG": json.dumps(
+                                      {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})})
+                 for i in range(2)]
+    outputs = [process.communicate(timeout=600) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    single = two_replica_results["single"]
+    for stdout, _ in outputs:
+        worker = json.loads(stdout.strip().splitlines()[-1])
+        assert worker["replicas"] == 2
+        np.testing.assert_allclose(worker["loss"], single["loss"], rtol=1e-4)
+        np.testing.assert_allclose(worker["kernel"], single["kernel"], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "replicas, batch, lr, scale, expected",
+    [(1, 8, 1e-4, False, (8, 1e-4)), (1, 8, 1e-4, True, (8, 1e-4)), (4, 8, 1e-4, False, (32, 1e-4)),
+     (4, 8, 1e-4, True, (32, 4e-4)), (3, 5, 0.01, True, (15, 0.03))],
+)
+def test_scale_for_replicas(replicas, batch, lr, scale, expected):
+    global_batch, rate = scale_for_replicas(SimpleNamespace(num_replicas_in_sync=replicas), batch, lr, scale)
+    assert global_batch == expected[0] and rate == pytest.approx(expected[1])
+
+
+def test_single_device_strategies_have_one_replica():
+    assert get_strategy("none").num_replicas_in_sync == 1
+    assert get_strategy("mirrored").num_replicas_in_sync == 1  # no GPU, CPU not split: one replica on the CPU
+
+
+@pytest.mark.parametrize(
+    "tf_config, message",
+    [(None, "needs the TF_CONFIG"), ("not json", "must be JSON"), ('{"cluster": {}}', "must be JSON"),
+     ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "non-empty list"),
+     ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}', r"\[0, 1\], got 2")],
+)
+def test_bad_tf_config_is_named(tf_config, message):
+    with pytest.raises(LabkitInputError, match=message):
+        check_tf_config(tf_config)
+
+
+def test_good_tf_config_gives_workers_and_index():
+    config = {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 1}}
+    assert check_tf_config(json.dumps(config)) == (2, 1)
+
+
+def test_lab_rejects_multiworker_without_tf_config(lab_runner, monkeypatch, tmp_path):
+    from labkit.data.synthetic import xray_dataset
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    data = xray_dataset(n_images=4, size=16, root=tmp_path / "data")
+    code, _, stderr = lab_runner("lab4_unet", ["--data-dir", data, "--distribute", "multiworker", "--out",
+                                               tmp_path / "run", "--epochs", "1", "--img-size", "16", "--quiet"])
+    assert code == 2 and stderr.startswith("error: ") and "TF_CONFIG" in stderr and "Traceback" not in stderr

@@ -1,0 +1,114 @@
+"""Mixed precision: which policy --precision picks, float32 outputs/losses/metrics, Dice sums that cannot overflow."""
+
+import json
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from labkit import dice_coef, dice_coef_loss, get_unet
+from labkit.metrics import iou_coef, thresholded_dice
+from labkit.training import compile_model, cpu_has_bf16, resolve_precision, set_precision
+
+
+def fake_machine(monkeypatch, gpu_capability=None, bf16_cpu=False):
+    """Pretend to run on a machine with one GPU of `gpu_capability` (None: no GPU) and a CPU with/without bf16."""
+    gpus = [SimpleNamespace(name="/physical_device:GPU:0")] if gpu_capability else []
+    real_list = tf.config.list_physical_devices
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: gpus if kind == "GPU" else real_list(kind))
+    monkeypatch.setattr(tf.config.experimental, "get_device_details",
+                        lambda device: {"compute_capability": gpu_capability})
+    monkeypatch.setattr("labkit.training.cpu_has_bf16", lambda: bf16_cpu)
+
+
+@pytest.mark.parametrize(
+    "gpu, bf16_cpu, expected",
+    [(None, False, "float32"), (None, True, "mixed_bfloat16"), ((7, 5), False, "mixed_float16"),
+     ((6, 0), True, "mixed_float16"), ((8, 0), False, "mixed_bfloat16"), ((9, 0), False, "mixed_bfloat16")],
+)
+def test_auto_policy_follows_the_hardware(monkeypatch, gpu, bf16_cpu, expected):
+    fake_machine(monkeypatch, gpu, bf16_cpu)
+    assert resolve_precision("auto") == expected
+
+
+@pytest.mark.parametrize("name", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_explicit_policies_are_kept_and_set(monkeypatch, name):
+    fake_machine(monkeypatch, (8, 0), True)  # auto would say mixed_bfloat16: an explicit name must win
+    assert set_precision(name) == name
+    assert keras.mixed_precision.global_policy().name == name
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, expected",
+    [("flags\t\t: fpu avx2 avx512f avx512_vnni\n", False), ("flags\t\t: avx512f avx512_bf16\n", True),
+     ("flags\t\t: amx_bf16 amx_tile\n", True)],
+)
+def test_cpu_bf16_detection_reads_the_flags(monkeypatch, tmp_path, cpuinfo, expected):
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    monkeypatch.setattr("labkit.training.Path", lambda _: tmp_path / "cpuinfo")
+    assert cpu_has_bf16() is expected
+
+
+def test_unknown_policy_is_named():
+    with pytest.raises(ValueError, match="'fp8'.*auto, float32, mixed_bfloat16, mixed_float16"):
+        resolve_precision("fp8")
+
+
+@pytest.mark.parametrize("policy, compute", [("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")])
+def test_mixed_unet_computes_low_but_outputs_loss_and_metrics_in_float32(policy, compute):
+    keras.mixed_precision.set_global_policy(policy)
+    model = compile_model(get_unet((32, 32, 1), base=2), 1e-3, "dice", metrics=[dice_coef])
+    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    assert conv.compute_dtype == compute and conv.kernel.dtype == "float32"  # low-precision maths, float32 weights
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 32, 32, 1), np.float32)
+    masks = (images > 0.5).astype(np.float32)
+    prediction = model(images)
+    assert prediction.dtype == "float32"
+    for value in (dice_coef(masks, prediction), dice_coef_loss(masks, prediction),
+                  keras.losses.BinaryCrossentropy()(masks, prediction), thresholded_dice(masks, prediction)):
+        assert value.dtype == "float32" and np.isfinite(float(value))
+    logs = model.train_on_batch(images, masks, return_dict=True)
+    assert np.isfinite(logs["loss"]) and 0 <= logs["dice_coef"] <= 1
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_dice_over_a_big_low_precision_batch_is_exact(dtype):
+    # 8 × 256 × 256 = 524,288 pixels: a float16 sum overflows at 65,504; bfloat16 keeps only 8 significant bits.
+    shape = (8, 256, 256, 1)
+    ones = keras.ops.ones(shape, dtype=dtype)
+    assert not np.isfinite(float(keras.ops.sum(keras.ops.ones((2**17,), "float16"))))  # the overflow is real
+    assert float(dice_coef(ones, ones)) == pytest.approx(1.0, abs=1e-6)
+    rng = np.random.default_rng(1)
+    truth = (rng.random(shape) > 0.6).astype(np.float32)
+    probabilities = keras.ops.convert_to_tensor(rng.random(shape).astype(np.float32), dtype=dtype)
+    p = np.asarray(keras.ops.cast(probabilities, "float32"), np.float64)  # the values the metric really sees
+    soft = 2 * (truth * p).sum() / (truth.sum() + p.sum())
+    assert float(dice_coef(truth.astype(dtype), probabilities)) == pytest.approx(soft, rel=1e-5)
+    assert float(dice_coef_loss(truth.astype(dtype), probabilities)) == pytest.approx(1 - soft, rel=1e-4)
+    hard = p > 0.5
+    expected = 2 * (truth * hard).sum() / (truth.sum() + hard.sum())
+    assert float(thresholded_dice(truth, probabilities)) == pytest.approx(expected, rel=1e-5)
+    assert float(iou_coef(truth, probabilities)) == pytest.approx(expected / (2 - expected), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_lab_records_the_resolved_policy_and_trains_in_it(lab_runner, monkeypatch, tmp_path):
+    from labkit.data.synthetic import xray_dataset
+
+    monkeypatch.setattr("labkit.training.cpu_has_bf16", lambda: True)  # a CPU with native bf16: auto → bf16
+    data = xray_dataset(n_images=8, size=32, root=tmp_path / "data")
+    out = tmp_path / "run"
+    code, stdout, stderr = lab_runner("lab4_unet", ["--data-dir", data, "--out", out, "--precision", "auto",
+                                                    "--img-size", "32", "--epochs", "1", "--base", "2",
+                                                    "--batch-size", "3", "--quiet"])
+    assert code == 0, stderr
+    assert "precision policy: mixed_bfloat16" in stdout
+    assert json.loads((out / "config.json").read_text())["settings"]["precision"] == "mixed_bfloat16"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(metrics["final"]["loss"]) and 0 <= metrics["final"]["val_dice_coef"] <= 1
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.layers[1].dtype_policy.name == "mixed_bfloat16" and model.output.dtype == "float32"
