@@ -1,7 +1,7 @@
 """Benchmark: the labkit training pipeline against the course's ImageDataGenerator, and against U-Net's appetite.
 
 What is timed, in the same run, in interleaved rounds (each round builds fresh iterators, so nothing prefetches while
-another variant is timed; the best round of each counts):
+another variant is timed; the best and the median round of each are reported):
 
 - **baseline** — the course's way: every image and mask read into memory with OpenCV (``cv2.imread``, resized to
   256×256), then two Keras legacy ``ImageDataGenerator``s with the Task 4e options (rotation 10°, shift 0.1, zoom 0.2,
@@ -106,7 +106,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=64, help="image/mask pairs written to disk (default: 64)")
     parser.add_argument("--batches", type=int, default=32, help="timed batches of 8 per variant and round")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the best of each variant counts")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (best and median reported)")
     parser.add_argument("--train-steps", type=int, default=4, help="timed U-Net training steps (0: skip)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -129,7 +129,7 @@ def main(argv=None):
 
         variants = {"baseline: OpenCV arrays + 2 ImageDataGenerators": lambda: course_generator(images, masks),
                     "labkit, from disk (decode every batch)": labkit(False),
-                    "labkit, cached in memory": labkit(True)}
+                    "labkit, cached (decoded once, in memory)": labkit(True)}
         rates = {name: [] for name in variants}
         for round_ in range(args.rounds):
             for name, make in variants.items():
@@ -137,13 +137,17 @@ def main(argv=None):
             print(f"round {round_ + 1}: " + ", ".join(f"{r[-1]:.1f}" for r in rates.values()) + " images/s")
 
     best = {name: max(values) for name, values in rates.items()}
+    median = {name: float(np.median(values)) for name, values in rates.items()}
     baseline, disk, cached = best.values()
-    print(f"\nimages/s with Task 4e augmentation, {SIZE}×{SIZE}, batch {BATCH} (best of {args.rounds} rounds of "
-          f"{args.batches} batches; all rounds: see above)")
-    for name, value in best.items():
-        print(f"  {name:52s} {value:8.1f}")
-    print(f"  ratio labkit from disk / baseline = {disk / baseline:.2f}×")
-    print(f"  ratio labkit cached    / baseline = {cached / baseline:.2f}×")
+    print(f"\nimages/s with Task 4e augmentation, {SIZE}×{SIZE}, batch {BATCH} ({args.rounds} interleaved rounds of "
+          f"{args.batches} batches)")
+    print(f"  {'':52s} {'best':>8s} {'median':>8s}")
+    for name in rates:
+        print(f"  {name:52s} {best[name]:8.1f} {median[name]:8.1f}")
+    for label, value in (("from disk", disk), ("cached   ", cached)):
+        name = next(n for n in rates if n.startswith(f"labkit, {label.strip()}"))
+        print(f"  ratio labkit {label} / baseline = {value / baseline:.2f}× (best), "
+              f"{median[name] / median[next(iter(rates))]:.2f}× (median)")
 
     if args.train_steps:
         consumption, policy = unet_consumption(args.train_steps)

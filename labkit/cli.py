@@ -80,7 +80,8 @@ def lab_parser(description, course):
 
 #: Defaults of the flags every lab shares, under the lab's own course defaults.
 COMMON_DEFAULTS = {"seed": 42, "precision": "auto", "distribute": "none", "resume": False, "overwrite": False,
-                   "deterministic": False, "tensorboard": False, "skip_bad_files": False, "quiet": False}
+                   "deterministic": False, "tensorboard": False, "skip_bad_files": False, "quiet": False,
+                   "scale_lr": False}
 
 
 _NOT_REPEATED = ("out", "resume", "overwrite", "config", "demo")

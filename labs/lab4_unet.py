@@ -69,7 +69,8 @@ def main(argv=None):
     train_pairs, val_pairs = train_val_split(pairs, settings.val_split, settings.seed)
     # --batch-size is per replica: the global batch grows with the replicas (the learning rate too with --scale-lr).
     strategy = get_strategy(settings.distribute)
-    batch, lr = scale_for_replicas(strategy, settings.batch_size, settings.lr, getattr(settings, "scale_lr", False))
+    scale_lr = bool(getattr(settings, "scale_lr", False))  # absent from config.json of runs before --scale-lr
+    batch, lr = scale_for_replicas(strategy, settings.batch_size, settings.lr, scale_lr)
     settings.replicas, settings.global_batch_size, settings.learning_rate = strategy.num_replicas_in_sync, batch, lr
     cli.save_config(run, settings, data_dir, 2 * len(pairs))
     print(f"data: {len(train_pairs)} training and {len(val_pairs)} validation pairs from {data_dir}")
