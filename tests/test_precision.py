@@ -107,7 +107,10 @@ def test_lab_records_the_resolved_policy_and_trains_in_it(lab_runner, monkeypatc
                                                     "--batch-size", "3", "--quiet"])
     assert code == 0, stderr
     assert "precision policy: mixed_bfloat16" in stdout
-    assert json.loads((out / "config.json").read_text())["settings"]["precision"] == "mixed_bfloat16"
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert settings["precision"] == "mixed_bfloat16"
+    assert settings["scale_lr"] is False and settings["learning_rate"] == settings["lr"]  # no --scale-lr: lr as given
+    assert settings["replicas"] == 1 and settings["global_batch_size"] == 3
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.isfinite(metrics["final"]["loss"]) and 0 <= metrics["final"]["val_dice_coef"] <= 1
     model = keras.saving.load_model(out / "model.keras")
