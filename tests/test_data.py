@@ -230,3 +230,11 @@ def test_embedded_xray_set_is_deterministic_and_in_the_course_layout(tmp_path):
         lungs = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE)[cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE) > 127]
         assert lungs.mean() < 110  # lung fields are darker than the thorax around them
     assert xray_dataset(n_images=6, size=64, root=tmp_path / "a") == first  # reused, not rewritten
+
+
+def test_a_partial_augmentation_dict_is_accepted_and_a_negative_range_named():
+    from labkit.data import resolve_augment
+
+    assert resolve_augment({"horizontal_flip": True}) == {"horizontal_flip": True}
+    with pytest.raises(LabkitInputError, match="zoom_range must be >= 0, got -0.1"):
+        resolve_augment({"zoom_range": -0.1})

@@ -34,7 +34,7 @@ def resolve_augment(augment):
     unknown = sorted(set(augment) - _KNOWN)
     require(not unknown, f"unknown augmentation option(s) {', '.join(unknown)}: known are {', '.join(sorted(_KNOWN))}")
     for key in ("rotation_range", "width_shift_range", "height_shift_range", "zoom_range"):
-        require(float(augment.get(key, 0)) >= 0, f"augmentation {key} must be >= 0, got {augment[key]}")
+        require(float(augment.get(key, 0)) >= 0, f"augmentation {key} must be >= 0, got {augment.get(key)}")
     return dict(augment)
 
 
