@@ -6,21 +6,12 @@ import pytest
 
 from labkit import LabkitInputError, conv_block, dice_coef, get_unet3d
 from labkit.training import compile_model
+from test_unet import unet_params
 
 
 def unet3d_params(base, depth, c_in=1, n_class=1, batchnorm=True):
-    """Parameter count worked out layer by layer: 3×3×3 convs, 2×2×2 transpose convs, 4 BN values per channel."""
-    conv = lambda k, cin, cout: k * cin * cout + cout  # noqa: E731
-    block = lambda cin, f: conv(27, cin, f) + conv(27, f, f) + (8 * f if batchnorm else 0)  # noqa: E731
-    total, channels = 0, c_in
-    for level in range(depth):
-        total += block(channels, base * 2**level)
-        channels = base * 2**level
-    total += block(channels, base * 2**depth)
-    for level in reversed(range(depth)):
-        f = base * 2**level
-        total += conv(8, 2 * f, f) + block(2 * f, f)
-    return total + conv(1, base, n_class)
+    """The layer-by-layer count of test_unet with 3×3×3 convs and 2×2×2 transpose convs."""
+    return unet_params(base, c_in, n_class, batchnorm, depth, kernel_volume=27, up_volume=8)
 
 
 @pytest.mark.parametrize("input_shape, base, depth, batchnorm", [
