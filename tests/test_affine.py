@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from labkit.data import COURSE_AUGMENT
-from labkit.data.affine import JointAffineAugment, affine_transforms
+from labkit.data.affine import JointAffineAugment, affine_resample, affine_transforms
 from labkit.data.pipeline import array_dataset
 
 NONE = {"rotation_range": 0, "width_shift_range": 0.0, "height_shift_range": 0.0, "zoom_range": 0.0,
@@ -51,9 +51,27 @@ def test_flip_alone_mirrors_exactly_and_rotation_by_90_degrees_is_rot90():
     np.testing.assert_allclose(transforms.numpy()[0], [1, 0, 0, 0, 1, 0, 0, 0], atol=1e-6)
     c, s, centre = 0.0, 1.0, 5.5  # … and the same centring formula for an exact 90° rotation
     quarter = tf.constant([[c, -s, centre - c * centre + s * centre, s, c, centre - s * centre - c * centre, 0, 0]])
-    turned = tf.raw_ops.ImageProjectiveTransformV3(images=images[:1], transforms=quarter, output_shape=[12, 12],
-                                                   interpolation="BILINEAR", fill_mode="CONSTANT", fill_value=0.0)
+    turned = affine_resample(images[:1], quarter)
     np.testing.assert_allclose(turned.numpy()[0, ..., 0], np.rot90(images[0, ..., 0]), atol=1e-5)
+
+
+def tf_kernel(images, transforms):
+    """TensorFlow's own projective-transform kernel: bilinear, constant fill 0 (the independent reference)."""
+    return tf.raw_ops.ImageProjectiveTransformV3(images=images, transforms=transforms, output_shape=images.shape[1:3],
+                                                 interpolation="BILINEAR", fill_mode="CONSTANT", fill_value=0.0)
+
+
+def test_affine_resample_matches_tensorflows_kernel_inside_across_and_beyond_the_border():
+    rng = np.random.default_rng(3)
+    images = rng.random((6, 20, 28, 3), np.float32)  # non-square, three channels
+    transforms = affine_transforms(tf.constant([2, 5]), 6, 20, 28, rotation_range=45, width_shift_range=0.6,
+                                   height_shift_range=0.6, zoom_range=0.5, horizontal_flip=True, vertical_flip=True)
+    far_away = tf.constant([[1, 0, 500, 0, 1, -500, 0, 0]], tf.float32)  # every source pixel outside: all zeros
+    transforms = tf.concat([transforms[:5], far_away], axis=0)
+    ours = affine_resample(tf.constant(images), transforms).numpy()
+    np.testing.assert_allclose(ours, tf_kernel(tf.constant(images), transforms).numpy(), atol=1e-5)
+    assert np.all(ours[5] == 0) and np.mean(ours[:5] == 0) > 0.05  # the fill is really exercised
+    assert 0 < np.mean(ours[:5] == 0) < 0.9
 
 
 def test_image_and_mask_move_together_and_masks_stay_binary():

@@ -2,8 +2,8 @@
 
 `JointAffineAugment` draws the same random transforms as `labkit.data.augment.JointAugment` (and as the course's
 `ImageDataGenerator` with the Task 4e options) — flip, rotation, shift, independent zoom of height and width — but
-composes them into a single matrix per sample and resamples each batch once, with one
-``ImageProjectiveTransformV3`` call. The Keras-layer version resamples once per layer (rotation, translation and
+composes them into a single matrix per sample and resamples each batch once (`affine_resample`, compiled with
+XLA). The Keras-layer version resamples once per layer (rotation, translation and
 zoom: three bilinear passes), which costs about three times as long and blurs the image three times.
 
 Randomness is stateless: each batch gets its transforms from a seed pair (`segmentation_dataset` feeds one per
@@ -62,6 +62,50 @@ def affine_transforms(seed, batch, height, width, rotation_range=0, width_shift_
     return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
+@tf.function(jit_compile=True)
+def affine_resample(images, transforms):
+    """Resample a batch through per-sample affine transforms: bilinear, zeros outside the image.
+
+    The same result as ``ImageProjectiveTransformV3`` with ``interpolation="BILINEAR"``, ``fill_mode="CONSTANT"``
+    and fill value 0 for affine rows (last two numbers 0), computed with four gathers instead. XLA fuses the
+    coordinate arithmetic, the gathers and the blend into one pass over the output, which on a CPU is about three
+    times faster than TensorFlow's kernel (that one recomputes every output pixel's source coordinates once per
+    channel).
+
+    Args:
+        images: float32 ``(batch, height, width, channels)``.
+        transforms: float32 ``(batch, 8)``, as from `affine_transforms`: output pixel ``(x, y)`` samples input
+            ``(a0·x + a1·y + a2, b0·x + b1·y + b2)``.
+
+    Returns:
+        float32 tensor of the shape of `images`.
+    """
+    shape = tf.shape(images)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    # A one-pixel border of zeros: neighbours outside the image read 0, as in the kernel's constant fill.
+    padded = tf.reshape(tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]]), [-1, channels])
+    rows, cols = tf.meshgrid(tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij")
+    t = transforms[:, :, None, None]
+    src_x = t[:, 0] * cols + t[:, 1] * rows + t[:, 2]
+    src_y = t[:, 3] * cols + t[:, 4] * rows + t[:, 5]
+    x0, y0 = tf.floor(src_x), tf.floor(src_y)
+    wx, wy = (src_x - x0)[..., None], (src_y - y0)[..., None]
+
+    def padded_index(coordinate, size):  # anything beyond the border reads the border's zeros
+        return tf.cast(tf.clip_by_value(coordinate, -1.0, tf.cast(size, tf.float32)), tf.int32) + 1
+
+    first_row = (tf.range(batch) * (height + 2))[:, None, None]
+    x_left, x_right = padded_index(x0, width), padded_index(x0 + 1.0, width)
+    y_top, y_bottom = padded_index(y0, height), padded_index(y0 + 1.0, height)
+
+    def pixels(y, x):
+        return tf.gather(padded, (first_row + y) * (width + 2) + x)
+
+    top = pixels(y_top, x_left) * (1.0 - wx) + pixels(y_top, x_right) * wx
+    bottom = pixels(y_bottom, x_left) * (1.0 - wx) + pixels(y_bottom, x_right) * wx
+    return top * (1.0 - wy) + bottom * wy
+
+
 class JointAffineAugment:
     """Apply one random affine transform per sample to a batch of images and their masks together.
 
@@ -90,9 +134,7 @@ class JointAffineAugment:
         channels = images.shape[-1]
         shape = tf.shape(images)
         transforms = affine_transforms(seed, shape[0], shape[1], shape[2], **self.options)
-        stacked = tf.raw_ops.ImageProjectiveTransformV3(
-            images=tf.concat([images, masks], axis=-1), transforms=transforms, output_shape=shape[1:3],
-            interpolation="BILINEAR", fill_mode="CONSTANT", fill_value=0.0)
+        stacked = affine_resample(tf.concat([images, masks], axis=-1), transforms)
         out_images = tf.clip_by_value(stacked[..., :channels], 0.0, 1.0)
         out_masks = tf.cast(stacked[..., channels:] > 0.5, tf.float32)
         out_images.set_shape(images.shape)
