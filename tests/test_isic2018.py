@@ -224,6 +224,14 @@ def test_grouped_split_names_a_class_with_too_few_lesions():
         grouped_stratified_split(labels, groups, 0.15, 0.15, class_names=["MEL", "NV", "DF"])
 
 
+def test_grouped_split_of_a_set_smaller_than_its_folds_says_so():
+    labels = np.repeat(np.arange(7), 6)  # 6 images per class; a 0.15 test part needs 7 folds
+    with pytest.raises(LabkitInputError, match=r"fraction of 0.15 \(7 folds\): the largest class has 6 image"):
+        grouped_stratified_split(labels, np.arange(42), 0.15, 0.15)
+    train, val, test = grouped_stratified_split(labels, np.arange(42), 0.0, 0.34)  # 3 folds fit
+    assert len(test) == 14 and len(set(labels[test])) == 7 and len(val) == 0
+
+
 @pytest.mark.parametrize("n_images, min_per_class", [(60, 6), (240, 8), (2000, 8)])
 def test_synthetic_class_counts_follow_ham10000_with_a_floor(n_images, min_per_class):
     counts = class_counts(n_images, min_per_class)

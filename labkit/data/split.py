@@ -33,7 +33,11 @@ def _grouped_holdout(labels, groups, fraction, seed, class_names):
     from labkit.errors import LabkitInputError
 
     n_splits = max(2, round(1.0 / float(fraction)))
-    classes = np.unique(labels)
+    classes, sizes = np.unique(labels, return_counts=True)
+    if sizes.max() < n_splits:  # StratifiedGroupKFold refuses this with a message about its own parameters
+        raise LabkitInputError(
+            f"too few images to hold out a fraction of {fraction:.2g} ({n_splits} folds): the largest class has "
+            f"{sizes.max()} image(s); add images or raise --val-split / --test-split")
     for attempt in range(10):
         folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=int(seed) + 1000 * attempt)
         with warnings.catch_warnings():  # "least populated class has only N members": rare classes are expected
