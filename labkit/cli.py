@@ -64,8 +64,8 @@ def lab_parser(description, course):
         "native bf16, mixed_float16 on older GPUs, float32 otherwise (default: auto)")
     add("--distribute", choices=STRATEGIES, help="tf.distribute strategy: mirrored (all local GPUs) or multiworker "
         "(TF_CONFIG); the global batch is --batch-size × replicas (default: none)")
-    add("--scale-lr", action="store_true", help="multiply --lr by the number of replicas (linear scaling rule for "
-        "the larger global batch); default: the learning rate is unchanged")
+    add("--scale-lr", action="store_true", help="multiply the learning rate(s) by the number of replicas (linear "
+        "scaling rule for the larger global batch); default: unchanged")
     add("--config", type=Path, help="repeat a run: take every setting from its config.json (flags given here "
         "still win)")
     add("--resume", action="store_true", help="continue the interrupted run in --out from its last completed epoch")

@@ -194,6 +194,31 @@ def scale_for_replicas(strategy, batch_size, learning_rate, scale_lr=False):
     return int(batch_size) * replicas, float(learning_rate) * (replicas if scale_lr else 1)
 
 
+def distribute(settings):
+    """Set up a lab run's ``--distribute``: its strategy, global batch size and learning-rate factor.
+
+    Every lab calls this once, before it saves its config, so `config.json` records what really ran: ``replicas``,
+    ``global_batch_size`` (``--batch-size`` × replicas), ``lr_scale`` (replicas with ``--scale-lr``, else 1) and
+    ``learning_rate`` (``--lr`` × ``lr_scale``). Labs with several learning rates multiply each by ``lr_scale``.
+
+    Args:
+        settings: the lab's resolved settings (``distribute``, ``batch_size``, ``lr`` and ``scale_lr``).
+
+    Returns:
+        ``(strategy, global_batch_size, lr_scale)``.
+    """
+    strategy = get_strategy(settings.distribute)
+    scale_lr = bool(getattr(settings, "scale_lr", False))  # absent from config.json of runs before --scale-lr
+    batch, lr_scale = scale_for_replicas(strategy, settings.batch_size, 1.0, scale_lr)
+    settings.replicas, settings.global_batch_size = int(strategy.num_replicas_in_sync), batch
+    settings.lr_scale, settings.learning_rate = lr_scale, float(settings.lr) * lr_scale
+    if settings.replicas > 1:
+        rate = f"× {lr_scale:g} (--scale-lr)" if scale_lr else "as given (--scale-lr multiplies it)"
+        print(f"{settings.replicas} replicas: global batch {batch} ({settings.batch_size} per replica), "
+              f"learning rate {rate}")
+    return strategy, batch, lr_scale
+
+
 _METRIC_NAMES = {"dice_coef": dice_coef, "dice": thresholded_dice, "iou": iou_coef, "iou_coef": iou_coef}
 
 

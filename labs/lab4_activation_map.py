@@ -33,7 +33,7 @@ from labkit.data.pipeline import classification_dataset  # noqa: E402
 from labkit.data.synthetic.bone_skin import bone_skin_dataset  # noqa: E402
 from labkit.gradcam import activation_map_figure, grad_cam  # noqa: E402
 from labkit.models.classic import vgg16_model  # noqa: E402
-from labkit.training import collect_predictions, compile_model, fit, get_strategy, summarize  # noqa: E402
+from labkit.training import collect_predictions, compile_model, distribute, fit, summarize  # noqa: E402
 
 import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
 import numpy as np  # noqa: E402
@@ -103,11 +103,10 @@ def main(argv=None):
     # Data: the class folders of one Lab 2 set; augmentation on training batches only.
     data_dir = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val, size=max(64, size))
     train, val = find_lab2_set(data_dir, settings.dataset)
+    strategy, batch, _ = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
     cli.save_config(run, settings, data_dir, len(train) + len(val))
     print(f"data: {train.counts()} training and {val.counts()} validation images from {data_dir}")
     n_class = len(train.class_names)
-    strategy = get_strategy(settings.distribute)
-    batch = settings.batch_size * strategy.num_replicas_in_sync  # --batch-size per replica
     augment = classification_augmentation(**AUGMENT, seed=settings.seed) if settings.augment else None
     train_data = classification_dataset(train.paths, train.labels, size, batch, n_class, channels, augment=augment,
                                         shuffle=True, seed=settings.seed, cache=True)
@@ -117,7 +116,7 @@ def main(argv=None):
     with strategy.scope():
         model = vgg16_model(size, size, channels, settings.n_base, settings.dropout, n_class,
                             tuple(settings.dense_layers), batchnorm=settings.batchnorm)
-        compile_model(model, settings.lr, "categorical_crossentropy", metrics=["accuracy"])
+        compile_model(model, settings.learning_rate, "categorical_crossentropy", metrics=["accuracy"])
     print(f"model: VGG16-style, n_base {settings.n_base}, dense {tuple(settings.dense_layers)}, batch norm "
           f"{'on' if settings.batchnorm else 'off'}, {model.count_params():,} parameters")
 

@@ -44,7 +44,7 @@ from labkit.features import bottleneck_features  # noqa: E402
 from labkit.models.classic import MLP_model, vgg16_model  # noqa: E402
 from labkit.models.transfer import WeightsUnavailableError, weights_label  # noqa: E402
 from labkit.runs import RunFolder, atomic_write, markdown_table, read_csv  # noqa: E402
-from labkit.training import compile_model, fit, get_strategy, summarize  # noqa: E402
+from labkit.training import compile_model, distribute, fit, summarize  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -116,7 +116,7 @@ def train_model(run, key, build, train, val, settings, strategy):
         return {k: [r[k] for r in rows] for k in rows[0]}, sub.read_json("summary.json")["parameters"]
     with strategy.scope():
         model = build()
-        compile_model(model, settings.lr, "categorical_crossentropy", metrics=["accuracy"])
+        compile_model(model, settings.learning_rate, "categorical_crossentropy", metrics=["accuracy"])
     parameters = int(model.count_params())
     print(f"{key}: {model.name}, {parameters:,} parameters")
     history = fit(model, train, val, settings.epochs, run=sub, monitor=MONITOR,
@@ -169,9 +169,8 @@ def main(argv=None):
         print(f"data: {name}: {train.counts()} training and {val.counts()} validation images")
     features, note = features_of_every_set(sets, settings, weights_given) if "bottleneck" in methods else ({}, None)
     settings.weights_note = getattr(settings, "weights_note", None) or note
+    strategy, batch, _ = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
     cli.save_config(run, settings, data_root, sum(len(t) + len(v) for t, v in sets.values()))
-    strategy = get_strategy(settings.distribute)
-    batch = settings.batch_size * strategy.num_replicas_in_sync  # --batch-size per replica
 
     # Models and training: the MLP on the features, VGG16 from scratch on the images; one subfolder each.
     rows, histories = [], {}

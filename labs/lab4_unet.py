@@ -25,8 +25,7 @@ from labkit.data.split import train_val_split  # noqa: E402
 from labkit.evaluation import mean_std, per_image_scores  # noqa: E402
 from labkit.plots import segmentation_samples  # noqa: E402
 from labkit.tensorboard import SegmentationImages  # noqa: E402
-from labkit.training import (collect_predictions, compile_model, fit, get_strategy, scale_for_replicas,  # noqa: E402
-                             summarize)
+from labkit.training import collect_predictions, compile_model, distribute, fit, summarize  # noqa: E402
 
 import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
 
@@ -68,10 +67,7 @@ def main(argv=None):
     pairs = check_readable(pairs, skip_bad=settings.skip_bad_files)
     train_pairs, val_pairs = train_val_split(pairs, settings.val_split, settings.seed)
     # --batch-size is per replica: the global batch grows with the replicas (the learning rate too with --scale-lr).
-    strategy = get_strategy(settings.distribute)
-    scale_lr = bool(getattr(settings, "scale_lr", False))  # absent from config.json of runs before --scale-lr
-    batch, lr = scale_for_replicas(strategy, settings.batch_size, settings.lr, scale_lr)
-    settings.replicas, settings.global_batch_size, settings.learning_rate = strategy.num_replicas_in_sync, batch, lr
+    strategy, batch, _ = distribute(settings)
     cli.save_config(run, settings, data_dir, 2 * len(pairs))
     print(f"data: {len(train_pairs)} training and {len(val_pairs)} validation pairs from {data_dir}")
     # Decoded images stay in memory when they fit (cache="auto"), else they stream from disk every epoch.
@@ -83,7 +79,7 @@ def main(argv=None):
     with strategy.scope():
         model = get_unet((size, size, 1), base=settings.base, batchnorm=settings.batchnorm, dropout=settings.dropout)
         loss = "dice" if settings.loss == "dice" else "binary_crossentropy"
-        compile_model(model, lr, loss, metrics=[dice_coef])
+        compile_model(model, settings.learning_rate, loss, metrics=[dice_coef])
     print(f"model: U-Net base {settings.base}, {model.count_params():,} parameters, loss {settings.loss}")
 
     # Training: history.csv every epoch, model.keras at every new best validation Dice; with --tensorboard, epoch

@@ -62,7 +62,7 @@ from labkit.models.transfer import WeightsUnavailableError, weights_label  # noq
 from labkit.plots import comparison_curves, comparison_samples  # noqa: E402
 from labkit.runs import RunFolder, atomic_write, read_csv  # noqa: E402
 from labkit.training import (  # noqa: E402
-    collect_predictions, compile_model, fit, get_strategy, scale_for_replicas, set_seed, summarize)
+    collect_predictions, compile_model, distribute, fit, set_seed, summarize)
 
 import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
 import numpy as np  # noqa: E402
@@ -369,8 +369,7 @@ def main(argv=None):
         print(f"demo profile: embedded synthetic dermoscopy set ({settings.n_images} training images), "
               f"{settings.img_size}×{settings.img_size}, {settings.epochs} epochs, batch {settings.batch_size}, "
               f"{settings.decoder} decoder. Course settings on real data: {FULL_COURSE_COMMAND}")
-    strategy = get_strategy(settings.distribute)  # --batch-size per replica; --scale-lr scales both rates
-    batch, lr_factor = scale_for_replicas(strategy, settings.batch_size, 1.0, getattr(settings, "scale_lr", False))
+    strategy, batch, lr_factor = distribute(settings)  # --batch-size per replica; --scale-lr scales both rates
     variants = model_variants(settings, encoder_lr_given, lr_factor)
 
     # Data: pairs matched by ISIC id; a seeded validation split of the training images; the test split evaluates.

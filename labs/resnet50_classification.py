@@ -55,7 +55,7 @@ from labkit.models.classifiers import resnet50_classifier, resnet50_gradcam_laye
 from labkit.models.transfer import keras_cache_dir, weights_file_name, weights_label  # noqa: E402
 from labkit.plots import class_gradcam_figure, confusion_matrix_figure, plot_history, roc_figure  # noqa: E402
 from labkit.runs import RunFolder, atomic_write, read_csv  # noqa: E402
-from labkit.training import compile_model, fit, get_strategy, summarize  # noqa: E402
+from labkit.training import compile_model, distribute, fit, summarize  # noqa: E402
 
 import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
 import numpy as np  # noqa: E402
@@ -238,8 +238,7 @@ def gradcam_samples(settings, model, test, predicted):
 def train_and_evaluate(settings, loss_name, run, splits, strategy, extra):
     """Build, train and evaluate one model into `run`; returns its metrics.json content (with `extra` added)."""
     epochs = settings.epochs or COURSE_EPOCHS[loss_name]
-    batch = settings.batch_size * strategy.num_replicas_in_sync  # --batch-size per replica
-    train, val, test = datasets(settings, splits, batch)
+    train, val, test = datasets(settings, splits, settings.global_batch_size)
 
     # Model: ResNet50 → global average pooling → dropout → dense softmax, compiled inside the strategy's scope.
     with strategy.scope():
@@ -247,7 +246,7 @@ def train_and_evaluate(settings, loss_name, run, splits, strategy, extra):
                                     dropout=settings.dropout, freeze_backbone=settings.freeze_backbone,
                                     bn_momentum=settings.bn_momentum_used)
         loss = classification_loss(loss_name, gamma=settings.focal_gamma, alpha=settings.focal_alpha)
-        compile_model(model, settings.lr, loss,
+        compile_model(model, settings.learning_rate, loss,
                       metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1_macro")])
         if not tf.config.list_physical_devices("GPU"):
             model.jit_compile = False  # XLA made ResNet50 training ~2× slower per epoch on CPU (measured)
@@ -360,11 +359,11 @@ def main(argv=None):
 
     # Data: labels matched by image ID; missing splits carved out grouped by lesion, stratified by class.
     data_dir, layout, splits, origin = load_splits(settings, inputs)
+    strategy, _, _ = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
     cli.save_config(run, settings, data_dir or "given per split", sum(len(s) for s in splits.values()))
     print(f"data: {layout} from {data_dir or 'the given folders'}")
     split_table = describe_splits(splits, origin)
     data = {"data": {"layout": layout, "splits": split_table}}
-    strategy = get_strategy(settings.distribute)
 
     if not settings.compare:
         train_and_evaluate(settings, settings.loss, run, splits, strategy, data)

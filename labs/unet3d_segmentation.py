@@ -36,7 +36,7 @@ from labkit.data.synthetic.atrium import atrium_dataset  # noqa: E402
 from labkit.errors import require  # noqa: E402
 from labkit.evaluation import evaluate_volumes  # noqa: E402
 from labkit.plots import surface_view, volume_slices  # noqa: E402
-from labkit.training import compile_model, fit, get_strategy, scale_for_replicas, summarize  # noqa: E402
+from labkit.training import compile_model, distribute, fit, summarize  # noqa: E402
 
 import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
 import tensorflow as tf  # noqa: E402
@@ -140,9 +140,7 @@ def main(argv=None):
     train_entries, test_entries, layout = find_cases(data_dir, settings)
     train_entries, val_entries = train_val_split(train_entries, settings.val_split, settings.seed)
     # --batch-size is per replica: the global batch grows with the replicas (the learning rate too with --scale-lr).
-    strategy = get_strategy(settings.distribute)
-    batch, lr = scale_for_replicas(strategy, settings.batch_size, settings.lr, getattr(settings, "scale_lr", False))
-    settings.replicas, settings.global_batch_size, settings.learning_rate = strategy.num_replicas_in_sync, batch, lr
+    strategy, batch, _ = distribute(settings)
     cli.save_config(run, settings, data_dir, sum(len(e) - 1 for e in train_entries + val_entries + test_entries))
     train_cases, val_cases, test_cases = (load_cases(e) for e in (train_entries, val_entries, test_entries))
     for case in train_cases + val_cases + test_cases:
@@ -159,7 +157,7 @@ def main(argv=None):
     with strategy.scope():
         model = get_unet3d((*patch, 1), base=settings.base, depth=settings.depth, batchnorm=settings.batchnorm,
                            dropout=settings.dropout)
-        compile_model(model, lr, settings.loss, metrics=[dice_coef])
+        compile_model(model, settings.learning_rate, settings.loss, metrics=[dice_coef])
     print(f"model: 3D U-Net base {settings.base}, depth {settings.depth}, {model.count_params():,} parameters, "
           f"loss {settings.loss}; {steps} steps of {batch} patches per epoch")
 

@@ -13,8 +13,10 @@ import sys
 import textwrap
 from types import SimpleNamespace
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import ROOT
 
 from labkit.errors import LabkitInputError
@@ -194,3 +196,77 @@ def test_lab_rejects_multiworker_without_tf_config(lab_runner, monkeypatch, tmp_
     code, _, stderr = lab_runner("lab4_unet", ["--data-dir", data, "--distribute", "multiworker", "--out",
                                                tmp_path / "run", "--epochs", "1", "--img-size", "16", "--quiet"])
     assert code == 2 and stderr.startswith("error: ") and "TF_CONFIG" in stderr and "Traceback" not in stderr
+
+
+class TwoReplicaStandIn:
+    """The default one-device strategy claiming two replicas: enough to see what each lab does with the count
+    (the real two-device numerics are checked above, on lab4_unet)."""
+
+    num_replicas_in_sync = 2
+
+    def scope(self):
+        return tf.distribute.get_strategy().scope()
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(tmp_path_factory):
+    """A few small files in each lab's layout, so six lab runs stay quick."""
+    from labkit.data.synthetic import xray_dataset
+    from labkit.data.synthetic.atrium import atrium_dataset
+    from labkit.data.synthetic.bone_skin import bone_skin_dataset
+    from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
+    from labkit.data.synthetic.skin_lesions7 import isic2018_task3_dataset
+
+    root = tmp_path_factory.mktemp("tiny_sets")
+    lab2 = bone_skin_dataset(n_train=4, n_val=2, size=32, root=root / "lab2")
+    return {"lab4_unet": xray_dataset(n_images=8, size=32, root=root / "xray"), "lab4_transfer": lab2,
+            "lab4_activation_map": lab2,
+            "mobilenet_segmentation": dermoscopy_dataset(n_train=8, n_test=2, size=32, root=root / "isic2016"),
+            "resnet50_classification": isic2018_task3_dataset(n_images=56, size=32, min_per_class=6,
+                                                              root=root / "isic2018"),
+            "unet3d_segmentation": atrium_dataset(n_volumes=4, n_test=1, shape=(24, 24, 16), root=root / "atrium")}
+
+
+#: Each lab at its smallest: (lab, flags, the learning rates its optimizer holds without --scale-lr).
+EVERY_LAB = [
+    ("lab4_unet", ["--img-size", "32", "--base", "2"], [1e-3]),
+    ("lab4_transfer", ["--dataset", "bone", "--method", "scratch", "--weights", "none", "--img-size", "32",
+                       "--n-base", "2"], [1e-3]),
+    ("lab4_activation_map", ["--img-size", "32", "--n-base", "2"], [1e-3]),
+    ("mobilenet_segmentation", ["--img-size", "32", "--weights", "none", "--encoder-lr", "5e-4"], [1e-3, 5e-4]),
+    ("resnet50_classification", ["--img-size", "32", "--weights", "none"], [1e-3]),
+    ("unet3d_segmentation", ["--base", "2", "--depth", "2", "--patch", "16", "16", "8"], [1e-3]),
+]
+
+
+def learning_rates(run_folder):
+    """Every learning rate of the run's reloaded model: the optimizer's, then each group's (GroupedOptimizer)."""
+    optimizer = keras.saving.load_model(run_folder / "model.keras").optimizer
+    groups = [optimizer.group_learning_rate(name) for name in getattr(optimizer, "group_names", [])]
+    return np.array([float(keras.ops.convert_to_numpy(optimizer.learning_rate)), *groups])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab, flags, rates", EVERY_LAB, ids=[lab for lab, _, _ in EVERY_LAB])
+def test_every_lab_feeds_the_global_batch_and_scales_its_learning_rates(lab_runner, monkeypatch, tmp_path, tiny_sets,
+                                                                        lab, flags, rates):
+    import labkit.training
+
+    monkeypatch.setattr(labkit.training, "get_strategy", lambda name: TwoReplicaStandIn())
+    batch_sizes, real_fit = [], labkit.training.fit
+
+    def spying_fit(model, train, *args, **kwargs):
+        batch_sizes.append(int(next(iter(train.take(1)))[0].shape[0]))
+        return real_fit(model, train, *args, **kwargs)
+
+    monkeypatch.setattr(labkit.training, "fit", spying_fit)
+    out = tmp_path / "run"
+    code, stdout, stderr = lab_runner(lab, ["--data-dir", tiny_sets[lab], *flags, "--epochs", "1", "--batch-size", "2",
+                                            "--lr", "0.001", "--scale-lr", "--quiet", "--out", out])
+    assert code == 0, stderr
+    assert "2 replicas: global batch 4 (2 per replica), learning rate × 2 (--scale-lr)" in stdout
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert (settings["replicas"], settings["global_batch_size"], settings["lr_scale"]) == (2, 4, 2)
+    assert settings["lr"] == 0.001 and settings["learning_rate"] == pytest.approx(0.002)
+    assert batch_sizes and set(batch_sizes) == {4}  # every model trained on batches of --batch-size × replicas
+    np.testing.assert_allclose(learning_rates(out), 2 * np.array(rates), rtol=1e-6)  # every rate × 2
