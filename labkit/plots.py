@@ -24,10 +24,25 @@ def _history_dict(history):
     return dict(history)
 
 
-def _finish(figure, save_to):
+def _finish(figure, save_to, title=None):
+    """Give `figure` its title (if any), save it as PNG when `save_to` is a path, and return it."""
+    if title:
+        figure.suptitle(title)
     if save_to is not None:
         figure.savefig(save_to, dpi=110, bbox_inches="tight")
     return figure
+
+
+def _plot_epochs(axis, values, *style, **options):
+    """Per-epoch `values` against epochs 1, 2, …; a one-epoch history gets a marker (a line needs two points)."""
+    values = list(values)
+    axis.plot(np.arange(1, len(values) + 1), values, *style, marker="o" if len(values) == 1 else None, **options)
+
+
+def _label_epoch_axis(axis, metric):
+    axis.set(xlabel="epoch", ylabel=metric, title=metric.replace("_", " "))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
 
 
 def plot_history(history, metrics=("loss",), title=None, monitor=None, save_to=None):
@@ -50,20 +65,15 @@ def plot_history(history, metrics=("loss",), title=None, monitor=None, save_to=N
     monitor = monitor or next((f"val_{m}" for m in reversed(metrics) if f"val_{m}" in history), None)
     best = best_epoch(history, monitor) if monitor else None
     for axis, metric in zip(axes, metrics):
-        epochs = np.arange(1, len(history[metric]) + 1)
-        axis.plot(epochs, history[metric], label="train", color="tab:blue")
+        _plot_epochs(axis, history[metric], label="train", color="tab:blue")
         if f"val_{metric}" in history:
-            axis.plot(epochs, history[f"val_{metric}"], label="validation", color="tab:orange")
+            _plot_epochs(axis, history[f"val_{metric}"], label="validation", color="tab:orange")
         if best is not None:
             value = history.get(f"val_{metric}", history[metric])[best]
             axis.axvline(best + 1, color="grey", linestyle=":", linewidth=1)
             axis.plot(best + 1, value, "o", color="tab:red", label=f"best epoch {best + 1} ({monitor})")
-        axis.set(xlabel="epoch", ylabel=metric, title=metric.replace("_", " "))
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize="small")
-    if title:
-        figure.suptitle(title)
-    return _finish(figure, save_to)
+        _label_epoch_axis(axis, metric)
+    return _finish(figure, save_to, title)
 
 
 def loss_dice_plot(history, title, save_to=None):
@@ -110,9 +120,7 @@ def segmentation_samples(images, masks, predictions, scores=None, title=None, sa
         _show(axes[i, 3], images[i], "overlay" + (f" (Dice {scores[i]:.3f})" if scores is not None else ""))
         _outline(axes[i, 3], masks[i], "lime")
         _outline(axes[i, 3], predictions[i], "red")
-    if title:
-        figure.suptitle(title)
-    return _finish(figure, save_to)
+    return _finish(figure, save_to, title)
 
 
 def _object_slices(label, pred, n_slices):
@@ -165,9 +173,7 @@ def volume_slices(images, labels, predictions, names=None, scores=None, n_slices
             score = f", Dice {scores[row]:.3f}" if scores is not None and column == 0 else ""
             axis.set_title(f"{name} z={z}{score}" if column == 0 else f"z={z}", fontsize="small")
     figure.legend(handles=[_line("lime", "true"), _line("red", "predicted")], loc="outside lower center", ncols=2)
-    if title:
-        figure.suptitle(title)
-    return _finish(figure, save_to)
+    return _finish(figure, save_to, title)
 
 
 def _line(color, label):
@@ -237,9 +243,7 @@ def surface_view(label, prediction, spacing=None, title=None, names=("true", "pr
                  xlabel=f"x ({unit})", ylabel=f"y ({unit})", zlabel=f"z ({unit})", title=name)
         axis.set_box_aspect(highs - lows)
         axis.view_init(elev=25, azim=-60)
-    if title:
-        figure.suptitle(title)
-    return _finish(figure, save_to)
+    return _finish(figure, save_to, title)
 
 
 def comparison_curves(histories, metrics=("loss", "iou", "dice"), title=None, save_to=None):
@@ -267,14 +271,9 @@ def comparison_curves(histories, metrics=("loss", "iou", "dice"), title=None, sa
         for (name, history), colour in zip(histories.items(), colours):
             for key, style, split in ((metric, "-", "train"), (f"val_{metric}", "--", "validation")):
                 if key in history:
-                    values = history[key]
-                    axis.plot(np.arange(1, len(values) + 1), values, style, color=colour, label=f"{name} {split}")
-        axis.set(xlabel="epoch", ylabel=metric, title=metric.replace("_", " "))
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize="small")
-    if title:
-        figure.suptitle(title)
-    return _finish(figure, save_to)
+                    _plot_epochs(axis, history[key], style, color=colour, label=f"{name} {split}")
+        _label_epoch_axis(axis, metric)
+    return _finish(figure, save_to, title)
 
 
 def comparison_samples(images, masks, probabilities, names=None, scores=None, threshold=0.5, title=None,
@@ -305,9 +304,7 @@ def comparison_samples(images, masks, probabilities, names=None, scores=None, th
             score = f"\nDice {scores[model][i]:.3f}" if scores is not None else ""
             _show(axes[i, 2 + 2 * j], probs[i], f"{model} probability", cmap="magma")
             _show(axes[i, 3 + 2 * j], np.asarray(probs[i]) > threshold, f"{model} mask{score}")
-    if title:
-        figure.suptitle(title)
-    return _finish(figure, save_to)
+    return _finish(figure, save_to, title)
 
 
 def _figure_png(figure):
@@ -384,9 +381,7 @@ def confusion_matrix_figure(y_true, y_pred, class_names, title=None, save_to=Non
         axis.set(xticks=range(n), yticks=range(n), xlabel="predicted class", ylabel="true class", title=name)
         axis.set_xticklabels(class_names, rotation=45, ha="right")
         axis.set_yticklabels([f"{c} ({r})" for c, r in zip(class_names, rows[:, 0])])
-    if title:
-        figure.suptitle(title)
-    return _finish(figure, save_to)
+    return _finish(figure, save_to, title)
 
 
 def roc_figure(y_true, probabilities, class_names, title=None, save_to=None):
@@ -479,6 +474,4 @@ def class_gradcam_figure(images, heatmaps, true_labels, predicted_labels, class_
             axes[row, 2 * j].set_title(f"true {class_names[k]}", fontsize="small")
             axes[row, 2 * j + 1].set_title(f"pred {class_names[predicted_labels[i]]}", fontsize="small",
                                            color="green" if right else "red")
-    if title:
-        figure.suptitle(title)
-    return _finish(figure, save_to)
+    return _finish(figure, save_to, title)

@@ -180,6 +180,18 @@ def test_plot_history_reads_history_csv(side_effects, tmp_path):
     assert figure._suptitle.get_text() == "from csv"
 
 
+@pytest.mark.parametrize("draw", [lambda h: plots.plot_history(h, ("loss",)),
+                                  lambda h: plots.comparison_curves({"a": h, "b": h}, ("loss",))])
+def test_a_one_epoch_history_is_drawn_as_points_longer_ones_as_plain_lines(side_effects, draw):
+    one = draw({"loss": [0.5], "val_loss": [0.6]}).axes[0]
+    curves = [line for line in one.lines if line.get_label().endswith(("train", "validation"))]
+    assert len(curves) >= 2 and all(line.get_marker() == "o" for line in curves)  # visible without a second point
+    assert {float(line.get_ydata()[0]) for line in curves} == {0.5, 0.6}  # train and validation at epoch 1
+    longer = draw({"loss": [0.5, 0.4], "val_loss": [0.6, 0.5]}).axes[0]
+    curves = [line for line in longer.lines if line.get_label().endswith(("train", "validation"))]
+    assert curves and all(line.get_marker() in (None, "None", "") for line in curves)
+
+
 def test_segmentation_samples_draws_each_input(side_effects):
     figure = plots.segmentation_samples(IMAGES, MASKS, PREDICTIONS, scores=[0.9, 0.8])
     assert len(figure.axes) == 2 * 4

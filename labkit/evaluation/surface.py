@@ -138,7 +138,6 @@ def _empty_value(pred, ref):
 
 
 def _hd95(pred_to_ref, ref_to_pred, mode):
-    require(mode in HD95_MODES, f"hd95 mode must be one of {', '.join(HD95_MODES)}, got {mode!r}")
     if mode == "max":
         return float(max(np.percentile(pred_to_ref, 95), np.percentile(ref_to_pred, 95)))
     return float(np.percentile(np.hstack((pred_to_ref, ref_to_pred)), 95))
@@ -171,6 +170,7 @@ def surface_metrics(pred, ref, spacing=None, connectivity=1, crop=True, margin=1
         >>> surface_metrics(a, np.roll(a, 3, axis=1))["hd"]
         3.0
     """
+    require(hd95_mode in HD95_MODES, f"hd95 mode must be one of {', '.join(HD95_MODES)}, got {hd95_mode!r}")
     pred, ref, spacing = _prepare(pred, ref, spacing, connectivity, crop, margin)
     empty = _empty_value(pred, ref)
     if empty is not None:
@@ -207,11 +207,7 @@ def hd95(pred, ref, spacing=None, connectivity=1, crop=True, margin=1, mode="poo
         >>> hd95(a, np.roll(a, 3, axis=1))
         3.0
     """
-    pred, ref, spacing = _prepare(pred, ref, spacing, connectivity, crop, margin)
-    empty = _empty_value(pred, ref)
-    if empty is not None:
-        return empty
-    return _hd95(*surface_distances(pred, ref, spacing, connectivity, crop=False), mode)
+    return surface_metrics(pred, ref, spacing, connectivity, crop, margin, hd95_mode=mode)["hd95"]
 
 
 def asd(pred, ref, spacing=None, connectivity=1, crop=True, margin=1):

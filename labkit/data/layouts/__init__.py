@@ -71,19 +71,21 @@ def pair_by_name(image_dir, mask_dir, mask_suffixes=MASK_SUFFIXES):
     return match_keys({p.stem: p for p in images}, masks, image_dir, mask_dir)
 
 
-def match_keys(images, masks, image_dir, mask_dir):
+def match_keys(images, masks, image_dir, mask_dir, kind="mask"):
     """Pairs ``(images[k], masks[k])`` sorted by key, from two ``{key: path}`` dicts that must hold the same keys.
 
     Raises:
-        LabkitInputError: naming up to five images without a mask and five masks without an image.
+        LabkitInputError: naming up to five images without a mask and five masks without an image (`kind` is
+            what the messages call the second file: "mask", "label", …).
     """
     orphans = [images[k] for k in sorted(images) if k not in masks]
     strays = [masks[k] for k in sorted(masks) if k not in images]
     problems = []
     if orphans:
-        problems.append(f"{len(orphans)} image(s) in {image_dir} without a mask in {mask_dir}: {name_some(orphans)}")
+        problems.append(f"{len(orphans)} image(s) in {image_dir} without a {kind} in {mask_dir}: "
+                        f"{name_some(orphans)}")
     if strays:
-        problems.append(f"{len(strays)} mask(s) in {mask_dir} without an image: {name_some(strays)}")
+        problems.append(f"{len(strays)} {kind}(s) in {mask_dir} without an image: {name_some(strays)}")
     if problems:
         raise LabkitInputError("; ".join(problems))
     return [(images[k], masks[k]) for k in sorted(images)]

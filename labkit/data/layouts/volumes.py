@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.data.layouts import name_some, subfolders
+from labkit.data.layouts import match_keys, name_some, subfolders
 from labkit.errors import LabkitInputError, require
 from labkit.progress import progress
 
@@ -257,16 +257,8 @@ def find_nifti_pairs(data_dir, image_dir=None, label_dir=None):
         key = _label_key(stem) if _label_key(stem) in images else stem
         require(key not in labels, f"two labels for image {key!r} in {data_dir / label_dir}: {labels.get(key)}, {path}")
         labels[key] = path
-    orphans = [images[k].name for k in images if k not in labels]
-    strays = [labels[k].name for k in labels if k not in images]
-    problems = []
-    if orphans:
-        problems.append(f"{len(orphans)} image(s) in {data_dir / image_dir} without a label: {name_some(orphans)}")
-    if strays:
-        problems.append(f"{len(strays)} label(s) in {data_dir / label_dir} without an image: {name_some(strays)}")
-    if problems:
-        raise LabkitInputError("; ".join(problems))
-    return [(key, images[key], labels[key]) for key in sorted(images)]
+    pairs = match_keys(images, labels, data_dir / image_dir, data_dir / label_dir, kind="label")
+    return [(key, image, label) for key, (image, label) in zip(sorted(images), pairs)]
 
 
 def load_cases(entries, desc="loading volumes"):
