@@ -16,16 +16,16 @@ usage:
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import labkit  # noqa: E402,F401  (first: it loads TensorFlow without the start-up notices)
 
 SIZE, BATCH = 256, 8
 

@@ -24,15 +24,15 @@ usage:
 
 import argparse
 import gc
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import labkit  # noqa: E402,F401  (first: it loads TensorFlow without the start-up notices)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -78,7 +78,7 @@ def timed_batches(make_iterator, warmup, batches):
     for _ in range(warmup):
         next(iterator)
     result = rate(lambda: next(iterator), batches, BATCH)
-    del iterator
+    iterator = None  # drop the last reference
     gc.collect()  # a tf.data iterator's threads stop once it is gone: nothing runs in the next variant's time
     return result
 

@@ -5,9 +5,9 @@ The names below are the course-compatible API that lab scripts, notebooks and gr
     from labkit import get_unet, dice_coef, dice_coef_loss, load_data, train_unet, loss_dice_plot
 """
 
-import os
+from labkit.startup import import_tensorflow_quietly
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer TensorFlow C++ log lines (some absl ones remain)
+import_tensorflow_quietly()  # before anything imports TensorFlow: its start-up INFO lines would bury error messages
 
 __version__ = "0.1.0"
 
