@@ -60,6 +60,7 @@ from labkit.models.mobilenet_seg import (  # noqa: E402
     DECODERS, calibrate_batchnorm, encoder_decoder_optimizer, mobilenet_segmenter, parameter_split)
 from labkit.models.transfer import WeightsUnavailableError, weights_label  # noqa: E402
 from labkit.plots import comparison_curves, comparison_samples  # noqa: E402
+from labkit.tensorboard import SegmentationImages  # noqa: E402
 from labkit.runs import RunFolder, atomic_write, read_csv  # noqa: E402
 from labkit.training import (  # noqa: E402
     collect_predictions, compile_model, distribute, fit, set_seed, summarize)
@@ -209,7 +210,10 @@ def train_variant(model, variant, data, settings, run):
         if len(rows) >= settings.epochs:
             print(f"{variant['name']}: already trained ({len(rows)} epochs), reusing {run.path}")
             return {key: [row.get(key) for row in rows] for key in rows[0]}
-    return fit(model, data["train"], data["val"], settings.epochs, run=run, monitor=MONITOR,
+    # With --tensorboard: three validation images with their true and predicted masks (~10 snapshots per run).
+    callbacks = [SegmentationImages.from_dataset(run.file("tensorboard"), data["val"], n_images=3, from_logits=True,
+                                                 names=data["val_names"])] if settings.tensorboard else []
+    return fit(model, data["train"], data["val"], settings.epochs, run=run, monitor=MONITOR, callbacks=callbacks,
                verbose=2 if settings.quiet else 1, tensorboard=settings.tensorboard)
 
 
@@ -321,7 +325,7 @@ def lesion_data(settings, batch):
     calibration = segmentation_dataset(train_pairs[:CALIBRATION_IMAGES], settings.img_size, CALIBRATION_IMAGES,
                                        channels=settings.channels)
     return {"train": train, "val": read(val_pairs, cache=True), "test": read(test_pairs),
-            "test_names": [p[0].stem for p in test_pairs], "evaluated_on": evaluated_on,
+            "val_names": [p[0].stem for p in val_pairs], "test_names": [p[0].stem for p in test_pairs], "evaluated_on": evaluated_on,
             "calibration": next(iter(calibration))[0], "dir": data_dir, "files": 2 * (len(pairs) + n_test)}
 
 

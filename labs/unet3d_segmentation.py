@@ -36,6 +36,7 @@ from labkit.data.synthetic.atrium import atrium_dataset  # noqa: E402
 from labkit.errors import require  # noqa: E402
 from labkit.evaluation import evaluate_volumes  # noqa: E402
 from labkit.plots import surface_view, volume_slices  # noqa: E402
+from labkit.tensorboard import SegmentationImages  # noqa: E402
 from labkit.training import compile_model, distribute, fit, summarize  # noqa: E402
 
 import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
@@ -161,9 +162,12 @@ def main(argv=None):
     print(f"model: 3D U-Net base {settings.base}, depth {settings.depth}, {model.count_params():,} parameters, "
           f"loss {settings.loss}; {steps} steps of {batch} patches per epoch")
 
-    # Training: history.csv every epoch, model.keras at every new best validation Dice (object-centred patches).
+    # Training: history.csv every epoch, model.keras at every new best validation Dice (object-centred patches);
+    # with --tensorboard also the middle slice of three validation patches with their true and predicted masks.
+    callbacks = [SegmentationImages.from_dataset(run.file("tensorboard"), val, n_images=3,
+                                                 names=[case.name for case in val_cases])] if settings.tensorboard else []
     history = fit(model, train, val, settings.epochs, run=run, monitor="val_dice_coef", steps_per_epoch=steps,
-                  verbose=2 if settings.quiet else 1, tensorboard=settings.tensorboard)
+                  callbacks=callbacks, verbose=2 if settings.quiet else 1, tensorboard=settings.tensorboard)
 
     # Evaluation: the best model on every test volume, masks binarised at 0.5, surface distances in voxels and mm.
     best = keras.saving.load_model(run.file("model.keras"))

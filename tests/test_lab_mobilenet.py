@@ -11,9 +11,11 @@ import pytest
 from PIL import Image
 
 from conftest import load_lab
+from test_tensorboard import panels, read_events
 from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
 from labkit.models.transfer import WeightsUnavailableError
 from labkit.plots import comparison_curves, comparison_samples
+from labkit.tensorboard import IMAGES_RUN
 
 DECODER_TRAINABLE, ENCODER_TRAINABLE = 13_274_049, 2_223_872
 
@@ -46,7 +48,7 @@ def test_tiny_compare_run_writes_the_course_tables_and_figures(tiny_isic, tmp_pa
     out = tmp_path / "run"
     code, stdout, stderr = lab_runner("mobilenet_segmentation", [
         "--data-dir", tiny_isic, "--compare", "--img-size", 32, "--epochs", 2, "--batch-size", 4, "--weights", "none",
-        "--quiet", "--out", out])
+        "--quiet", "--tensorboard", "--out", out])
     assert code == 0, stderr
     assert "frozen: encoder weights after training bit-identical to the start" in stdout
     assert "finetune: encoder weights after training changed" in stdout
@@ -73,6 +75,14 @@ def test_tiny_compare_run_writes_the_course_tables_and_figures(tiny_isic, tmp_pa
     assert metrics["models"]["finetune"]["encoder_unchanged"] is False
     assert metrics["parameters"]["finetune"]["encoder"]["trainable"] == ENCODER_TRAINABLE
     assert metrics["weights"] == {"requested": "none", "used": "none", "note": None}
+
+    for name in ("frozen", "finetune"):  # --tensorboard: validation strips of both models, sigmoid of the logits
+        strips = read_events(out / name / "tensorboard" / IMAGES_RUN)
+        assert len(strips) == 2 and all(tag.startswith("validation/ISIC_") for tag in strips)  # the 2 validation images
+        for steps in strips.values():
+            assert [step for step, _ in steps] == [0, 1]
+            probability = panels(steps[-1][1], 32)[2]
+            assert probability.shape == (32, 32, 3) and 0 < probability.mean() < 255
     assert metrics["best"]["model"] == metrics["winner"] and metrics["epochs_run"] == 2
 
     with Image.open(out / "samples.png") as samples, Image.open(out / "curves.png") as curves:

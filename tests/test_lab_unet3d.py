@@ -8,8 +8,10 @@ import keras
 import nibabel
 import numpy as np
 import pytest
+from test_tensorboard import read_events
 
 from labkit.evaluation import evaluate_volumes
+from labkit.tensorboard import GAP, IMAGES_RUN
 
 LAB = "unet3d_segmentation"
 TINY = ["--base", 4, "--depth", 2, "--epochs", 2, "--batch-size", 4, "--quiet"]
@@ -24,7 +26,7 @@ def read_rows(path):
 
 @pytest.mark.slow
 def test_embedded_run_writes_every_file(tmp_path, lab_runner):
-    code, out, err = lab_runner(LAB, ["--out", tmp_path / "run", "--patch", 32, 32, 16, *TINY])
+    code, out, err = lab_runner(LAB, ["--out", tmp_path / "run", "--patch", 32, 32, 16, *TINY, "--tensorboard"])
     assert code == 0, err
     assert "demo profile" in out and "--data-dir" in out
     run = tmp_path / "run"
@@ -43,6 +45,11 @@ def test_embedded_run_writes_every_file(tmp_path, lab_runner):
     assert config["patch"] == [32, 32, 16] and config["lr"] == 1e-3 and config["demo"] is True
     model = keras.saving.load_model(run / "model.keras")
     assert model.input_shape == (None, 32, 32, 16, 1)
+    strips = read_events(run / "tensorboard" / IMAGES_RUN)  # --tensorboard: middle slices of validation patches
+    assert 1 <= len(strips) <= 3
+    for steps in strips.values():
+        assert [step for step, _ in steps] == [0, 1]
+        assert steps[-1][1].shape == (32, 4 * 32 + 3 * GAP, 3)
 
 
 def write_nifti_set(folder, n_cases=5, shape=(20, 20, 12), zooms=(0.8, 0.8, 1.6)):
