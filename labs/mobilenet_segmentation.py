@@ -60,8 +60,8 @@ from labkit.models.mobilenet_seg import (  # noqa: E402
     DECODERS, calibrate_batchnorm, encoder_decoder_optimizer, mobilenet_segmenter, parameter_split)
 from labkit.models.transfer import WeightsUnavailableError, weights_label  # noqa: E402
 from labkit.plots import comparison_curves, comparison_samples  # noqa: E402
-from labkit.tensorboard import SegmentationImages  # noqa: E402
 from labkit.runs import RunFolder, atomic_write, read_csv  # noqa: E402
+from labkit.tensorboard import SegmentationImages  # noqa: E402
 from labkit.training import (  # noqa: E402
     collect_predictions, compile_model, distribute, fit, set_seed, summarize)
 
@@ -325,7 +325,8 @@ def lesion_data(settings, batch):
     calibration = segmentation_dataset(train_pairs[:CALIBRATION_IMAGES], settings.img_size, CALIBRATION_IMAGES,
                                        channels=settings.channels)
     return {"train": train, "val": read(val_pairs, cache=True), "test": read(test_pairs),
-            "val_names": [p[0].stem for p in val_pairs], "test_names": [p[0].stem for p in test_pairs], "evaluated_on": evaluated_on,
+            "val_names": [p[0].stem for p in val_pairs], "test_names": [p[0].stem for p in test_pairs],
+            "evaluated_on": evaluated_on,
             "calibration": next(iter(calibration))[0], "dir": data_dir, "files": 2 * (len(pairs) + n_test)}
 
 
