@@ -12,10 +12,12 @@ from PIL import Image
 
 from conftest import load_lab
 from test_tensorboard import panels, read_events
+
 from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
 from labkit.models.transfer import WeightsUnavailableError
 from labkit.plots import comparison_curves, comparison_samples
 from labkit.tensorboard import IMAGES_RUN
+from labkit.training import get_strategy
 
 DECODER_TRAINABLE, ENCODER_TRAINABLE = 13_274_049, 2_223_872
 
@@ -128,7 +130,7 @@ def test_offline_imagenet_is_an_error_unless_the_demo_chose_it(monkeypatch, demo
     lab = load_lab("mobilenet_segmentation")
     variant = {"name": "frozen", "decoder": "transpose", "encoder_lr": 0.0, "decoder_lr": 1e-3}
     with pytest.raises(WeightsUnavailableError, match="--weights none"):
-        lab.build_first_model(variant, _settings(demo=demo), lab.get_strategy(), None, weights_given)
+        lab.build_first_model(variant, _settings(demo=demo), get_strategy(), None, weights_given)
 
 
 def test_the_demo_falls_back_to_random_weights_and_says_so(monkeypatch, capsys):
@@ -137,7 +139,7 @@ def test_the_demo_falls_back_to_random_weights_and_says_so(monkeypatch, capsys):
     settings = _settings()
     images = np.random.default_rng(0).uniform(size=(8, 32, 32, 3)).astype("float32")
     variant = {"name": "frozen", "decoder": "transpose", "encoder_lr": 0.0, "decoder_lr": 1e-3}
-    model = lab.build_first_model(variant, settings, lab.get_strategy(), images, weights_given=False)
+    model = lab.build_first_model(variant, settings, get_strategy(), images, weights_given=False)
     assert settings.weights == "none" and "random" in settings.weights_note
     assert "fell back to --weights none" in capsys.readouterr().out
     features = model.get_layer("encoder")(images, training=False).numpy()
