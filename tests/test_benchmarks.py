@@ -1,0 +1,79 @@
+"""The benchmark scripts run at toy sizes, and the ratios they print agree with the rates they print.
+
+These tests time nothing: they keep the scripts from rotting and check that each one's summary is arithmetic on its
+own measurements (a ratio of two numbers it printed), as BENCHMARKS.md relies on.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labkit.training import resolve_precision
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_benchmark(name, *args):
+    """Run ``benchmarks/<name>.py`` with `args` in a fresh interpreter; returns its standard output."""
+    result = subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), *args],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def numbers(line):
+    """Every decimal number in `line`, as floats."""
+    return [float(n) for n in re.findall(r"[-+]?\d+\.\d+", line)]
+
+
+def test_precision_rows_are_relative_to_the_float32_row_and_auto_names_its_policy():
+    out = run_benchmark("precision", "--steps", "3", "--warmup-steps", "2", "--images", "10")
+    rows = {line.split("  ")[0]: numbers(line) for line in out.splitlines()
+            if re.match(r"^(float32|auto|mixed_bfloat16)\b", line) and "×" in line}
+    auto_label = f"auto (= {resolve_precision('auto')})"
+    assert set(rows) == {"float32", auto_label, "mixed_bfloat16"}
+    float32_rate = rows["float32"][0]
+    for rate, times, dice, delta, _soft in rows.values():
+        assert times == pytest.approx(rate / float32_rate, abs=0.01)
+        assert delta == pytest.approx(dice - rows["float32"][2], abs=1e-4)
+    assert rows[auto_label] == rows[resolve_precision("auto")]  # the same measurement, not a second run
+
+
+def test_pipeline_ratios_divide_labkits_rates_by_the_baselines():
+    out = run_benchmark("pipeline", "--images", "8", "--batches", "2", "--rounds", "2", "--train-steps", "0")
+    baseline = numbers(next(line for line in out.splitlines() if line.strip().startswith("baseline:")))
+    from_disk = numbers(next(line for line in out.splitlines() if "labkit, from disk" in line))
+    cached = numbers(next(line for line in out.splitlines() if "labkit, cached" in line))
+    disk_ratio = numbers(next(line for line in out.splitlines() if "ratio labkit from disk" in line))
+    cached_ratio = numbers(next(line for line in out.splitlines() if "ratio labkit cached" in line))
+    for rates, ratios in ((from_disk, disk_ratio), (cached, cached_ratio)):
+        assert ratios[0] == pytest.approx(rates[0] / baseline[0], abs=0.01)  # best / best
+        assert ratios[1] == pytest.approx(rates[1] / baseline[1], abs=0.01)  # median / median
+
+
+def test_memory_epoch_delivers_every_file_and_reports_a_peak_above_the_import():
+    out = run_benchmark("memory", "--files", "40", "--distinct", "4")
+    assert re.search(r"delivered 40 images", out)
+    after_import = numbers(next(line for line in out.splitlines() if "after importing" in line))[0]
+    peak_line = next(line for line in out.splitlines() if line.startswith("peak resident memory"))
+    assert numbers(peak_line)[0] >= after_import
+    assert "under the 2 GB limit" in peak_line
+
+
+def test_surface_benchmark_gets_identical_values_cropped_and_uncropped():
+    out = run_benchmark("surface_distance", "--repeats", "1")
+    rows = {"cropped": [], "uncropped": []}  # each name prints a time row, then a row of the four values
+    for line in out.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        if name in rows and numbers(line):
+            rows[name].append(numbers(line))
+    (cropped_time,), cropped_values = rows["cropped"]
+    (uncropped_time,), uncropped_values = rows["uncropped"]
+    ratio_line = next(line for line in out.splitlines() if line.strip().startswith("ratio"))
+    assert numbers(ratio_line)[0] == pytest.approx(cropped_time / uncropped_time, abs=0.001)
+    assert len(cropped_values) == 4
+    assert cropped_values == uncropped_values
+    assert "largest |cropped − uncropped| = 0" in out
