@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from labkit.errors import require
 from labkit.training import best_epoch
 
 
@@ -76,13 +77,71 @@ def plot_history(history, metrics=("loss",), title=None, monitor=None, save_to=N
     return _finish(figure, save_to, title)
 
 
+#: Accuracy keys a history may carry, in the order `loss_accuracy_plot` falls back on them.
+ACCURACY_KEYS = ("binary_accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "accuracy", "acc")
+
+
+def _require_keys(history, keys, function):
+    missing = [key for key in keys if key not in history]
+    require(not missing, f"{function}: the history has no {', '.join(missing)} (it has "
+            f"{', '.join(k for k in history if not k.startswith('val_')) or 'nothing'}); compile the model with "
+            "that metric")
+
+
 def loss_dice_plot(history, title, save_to=None):
-    """The course's ``loss_dice_plot``: loss and Dice curves, train and validation, best epoch marked."""
+    """The course's ``loss_dice_plot``: loss and Dice curves, train and validation, best epoch marked.
+
+    Args:
+        history: a Keras `History`, labkit's (from `train_unet`), a dict of per-epoch lists or a ``history.csv``.
+        title: figure title.
+        save_to: optional PNG path.
+
+    Raises:
+        LabkitInputError: the history has no ``loss`` or ``dice_coef`` (the course's plot raised ``KeyError``).
+    """
+    _require_keys(_history_dict(history), ("loss", "dice_coef"), "loss_dice_plot")
     return plot_history(history, ("loss", "dice_coef"), title, save_to=save_to)
 
 
+def loss_dice_precision_recall_plot(history, title, save_to=None):
+    """Loss, Dice, precision and recall curves (Lab 5), train and validation, one panel each, best epoch marked.
+
+    Panels appear for the keys the history carries among ``loss``, ``dice_coef``, ``precision`` and ``recall``
+    (e.g. from ``train_unet(..., metrics=[dice_coef, Precision(), Recall()])``).
+
+    Raises:
+        LabkitInputError: the history has none of ``dice_coef``, ``precision``, ``recall``.
+    """
+    data = _history_dict(history)
+    keys = [k for k in ("dice_coef", "precision", "recall") if k in data]
+    require(keys, "loss_dice_precision_recall_plot: the history has no dice_coef, precision or recall (it has "
+            f"{', '.join(data) or 'nothing'})")
+    return plot_history(history, ("loss", *keys), title, save_to=save_to)
+
+
 def loss_accuracy_plot(history, title, accuracy="binary_accuracy", save_to=None):
-    """The course's ``loss_accuracy_plot``: loss and `accuracy` curves, train and validation, best epoch marked."""
+    """The course's ``loss_accuracy_plot``: loss and `accuracy` curves, train and validation, best epoch marked.
+
+    Args:
+        history: a Keras `History`, labkit's history, a dict of per-epoch lists or a ``history.csv`` path.
+        title: figure title.
+        accuracy: the accuracy key to draw: ``"binary_accuracy"`` (default), ``"sparse_categorical_accuracy"``,
+            ``"categorical_accuracy"`` or ``"accuracy"``. When the history lacks it but carries exactly one other
+            accuracy key (Keras 3 logs ``metrics=["accuracy"]`` as ``accuracy``), that one is drawn; the course's
+            plot drew nothing for an accuracy name it did not know.
+        save_to: optional PNG path.
+
+    Raises:
+        LabkitInputError: the history has no loss or no accuracy key.
+
+    Example:
+        >>> loss_accuracy_plot(model.fit(...), "MLP on bottleneck features", accuracy="sparse_categorical_accuracy")
+    """
+    data = _history_dict(history)
+    if accuracy not in data:
+        present = [key for key in ACCURACY_KEYS if key in data]
+        accuracy = present[0] if len(present) == 1 else accuracy
+    _require_keys(data, ("loss", accuracy), "loss_accuracy_plot")
     return plot_history(history, ("loss", accuracy), title, save_to=save_to)
 
 
@@ -246,16 +305,18 @@ def surface_view(label, prediction, spacing=None, title=None, names=("true", "pr
     return _finish(figure, save_to, title)
 
 
-def comparison_curves(histories, metrics=("loss", "iou", "dice"), title=None, save_to=None):
+def comparison_curves(histories, metrics=("loss", "iou", "dice"), title=None, save_to=None, monitor=None):
     """Several models' training curves on shared axes: one panel per metric, one colour per model.
 
-    Training values are solid lines, validation values (``val_<metric>``) dashed.
+    Training values are solid lines, validation values (``val_<metric>``) dashed. With more than two models the
+    legend moves beside the panels and names each model once (legible with a dozen).
 
     Args:
         histories: ``{model name: history}``, each a dict of per-epoch lists, a Keras `History` or a CSV path.
         metrics: history keys, one panel each.
         title: figure title.
         save_to: optional PNG path.
+        monitor: when given, each model's best epoch by this key is marked with a dot on its validation curve.
 
     Returns:
         A `Figure` with one axis per metric.
@@ -263,16 +324,34 @@ def comparison_curves(histories, metrics=("loss", "iou", "dice"), title=None, sa
     Example:
         >>> comparison_curves({"frozen": history_1, "finetune": history_2}, ("loss", "iou", "dice"))
     """
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
     histories = {name: _history_dict(h) for name, h in histories.items()}
-    figure = Figure(figsize=(4.6 * len(metrics), 3.8), layout="constrained")
+    many = len(histories) > 2
+    figure = Figure(figsize=(4.6 * len(metrics) + (2.4 if many else 0), 3.8), layout="constrained")
     axes = figure.subplots(1, len(metrics), squeeze=False)[0]
-    colours = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
+    palette = colormaps["tab10" if len(histories) <= 10 else "tab20"].colors
+    colours = {name: palette[i % len(palette)] for i, name in enumerate(histories)}
     for axis, metric in zip(axes, metrics):
-        for (name, history), colour in zip(histories.items(), colours):
+        for name, history in histories.items():
             for key, style, split in ((metric, "-", "train"), (f"val_{metric}", "--", "validation")):
                 if key in history:
-                    _plot_epochs(axis, history[key], style, color=colour, label=f"{name} {split}")
+                    _plot_epochs(axis, history[key], style, color=colours[name], label=f"{name} {split}")
+            marked = f"val_{metric}" if f"val_{metric}" in history else metric
+            if monitor in history and marked in history:
+                best = best_epoch(history, monitor)
+                axis.plot(best + 1, history[marked][best], "o", color=colours[name], markersize=6,
+                          markeredgecolor="black", markeredgewidth=0.6)
         _label_epoch_axis(axis, metric)
+        if many:
+            axis.get_legend().remove()
+    if many:
+        handles = [Line2D([], [], color=colours[n], label=n) for n in histories]
+        handles += [Line2D([], [], color="grey", linestyle=s, label=l) for s, l in (("-", "train"), ("--", "validation"))]
+        if monitor:
+            handles.append(Line2D([], [], color="grey", marker="o", linestyle="", label=f"best epoch ({monitor})"))
+        figure.legend(handles=handles, loc="outside right upper", fontsize="small")
     return _finish(figure, save_to, title)
 
 

@@ -380,57 +380,13 @@ def summarize(history, monitor, mode=None):
     }
 
 
-class _HistoryView:
-    """Stands in for `keras.callbacks.History` (``.history`` dict, ``.epoch`` list) for course code."""
+def __getattr__(name):
+    """``train_unet`` (and its history view) live in `labkit.course_training`; importing them from here still works."""
+    if name in ("train_unet", "_HistoryView"):
+        from labkit import course_training
 
-    def __init__(self, history):
-        self.history = {k: v for k, v in history.items() if k not in ("epoch", "seconds")}
-        self.epoch = [e - 1 for e in history.get("epoch", [])]
-
-
-def train_unet(
-    model,
-    train_images,
-    train_masks,
-    val_images,
-    val_masks,
-    batch_size,
-    epochs,
-    learning_rate,
-    metrics,
-    verbose=1,
-    loss="binary_crossentropy",
-    generator=None,
-):
-    """The course's ``train_unet``: compile with Adam(`learning_rate`) and fit on in-memory arrays.
-
-    Args:
-        model: a `keras.Model`, e.g. from `get_unet`.
-        train_images, train_masks, val_images, val_masks: NumPy arrays ``(n, h, w, c)`` / ``(n, h, w, 1)``.
-        batch_size, epochs, learning_rate: training settings.
-        metrics: list of metrics (callables, Keras names, or ``"dice_coef"``).
-        verbose: Keras verbosity.
-        loss: ``"binary_crossentropy"``, ``"dice"`` (= `dice_coef_loss`), ``"bce+dice"``, another Keras loss or a callable.
-        generator: None to fit on the arrays, or a training dataset / generator from `create_generator`
-            (infinite; ``len(train_images) // batch_size`` steps per epoch).
-
-    Returns:
-        ``(model, history)``; ``history.history`` maps metric names to per-epoch lists, as Keras's `History`.
-
-    Example:
-        >>> model, history = train_unet(get_unet((64, 64, 1)), xt, yt, xv, yv, 8, 5, 1e-4, [dice_coef], loss="dice")
-    """
-    from labkit.data.pipeline import array_dataset
-
-    compile_model(model, learning_rate, loss, metrics)
-    val = array_dataset(val_images, val_masks, batch_size)
-    if generator is None:
-        train = array_dataset(train_images, train_masks, batch_size, shuffle=True)
-        steps = None
-    else:
-        train, steps = generator, max(1, len(train_images) // int(batch_size))
-    history = fit(model, train, val, epochs, monitor="val_loss", steps_per_epoch=steps, verbose=verbose)
-    return model, _HistoryView(history)
+        return getattr(course_training, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def collect_predictions(model, dataset, max_items=None):

@@ -184,14 +184,14 @@ def test_joint_augmentation_moves_image_and_mask_together():
 
 def test_create_generator_is_endless_seeded_and_joint():
     masks = random_shapes(n=5)
-    first = image_mask_generator(masks.copy(), masks, augment=True, batch_size=4, seed=11)
-    second = image_mask_generator(masks.copy(), masks, augment=True, batch_size=4, seed=11)
+    first = image_mask_generator(*create_generator(masks.copy(), masks, augment=True, batch_size=4, seed=11))
+    second = image_mask_generator(*create_generator(masks.copy(), masks, augment=True, batch_size=4, seed=11))
     batches = [next(first) for _ in range(4)]  # more batches than one pass over 5 images
     assert [len(b[0]) for b in batches] == [4, 4, 4, 4]
     np.testing.assert_array_equal(batches[0][0], next(second)[0])
     for images, batch_masks in batches:
         np.testing.assert_array_equal(batch_masks, (images > 0.5).astype(np.float32))
-    assert create_generator(masks, masks, None, 2).element_spec[0].shape.as_list() == [None, 32, 32, 1]
+    assert create_generator(masks, masks, None, 2).dataset.element_spec[0].shape.as_list() == [None, 32, 32, 1]
 
 
 def test_unknown_augmentation_option_is_named():

@@ -47,6 +47,8 @@ CASES = {  # qualified name → (args, kwargs) of a small valid call
     "labkit.plots.plot_history": ((HISTORY, ("loss", "dice_coef")), {"title": "t"}),
     "labkit.plots.loss_dice_plot": ((HISTORY, "U-Net"), {}),
     "labkit.plots.loss_accuracy_plot": ((HISTORY, "classifier"), {}),
+    "labkit.plots.loss_dice_precision_recall_plot": (({**HISTORY, "precision": [0.5] * 5, "val_precision": [0.4] * 5,
+                                                       "recall": [0.6] * 5, "val_recall": [0.5] * 5}, "U-Net"), {}),
     "labkit.plots.segmentation_samples": ((IMAGES, MASKS, PREDICTIONS), {"scores": [0.9, 0.8], "title": "t"}),
     "labkit.plots.volume_slices": (([VOLUME], [LABEL], [PREDICTED]), {"names": ["case"], "n_slices": 2}),
     "labkit.plots.surface_view": ((LABEL, PREDICTED), {"spacing": (1.0, 1.0, 2.0)}),

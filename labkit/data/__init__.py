@@ -1,7 +1,8 @@
 """Data: dataset layouts, file decoding, joint augmentation, tf.data pipelines and embedded synthetic sets.
 
-This module also holds the course's loader names (`load_data`, `get_length`, `create_generator`,
-`image_mask_generator`).
+This module also holds the course's loader names (`load_data`, `load_partial_data`, `binarize_mask`, `get_length`)
+and re-exports the course's generators (`create_generator`, `image_mask_generator`, from `generators`) and Lab 1–3
+file-name-label helpers (`gen_labels`, `get_data`, …, from `layouts.filename_labels`).
 """
 
 import os
@@ -12,6 +13,16 @@ import numpy as np
 from labkit.data.augment import COURSE_AUGMENT, JointAugment, augmentation_layers, resolve_augment
 from labkit.data.io import find_unreadable, load_image, load_mask
 from labkit.data.layouts import check_readable, find_xray_pairs, list_image_files, pair_by_name
+from labkit.data.generators import create_generator, image_mask_generator
+from labkit.data.layouts.filename_labels import (
+    gen_labels,
+    gen_labels_multiclass,
+    get_data,
+    get_data_arrays,
+    get_data_multiclass,
+    get_train_test_arrays,
+    get_train_test_arrays_multiclass,
+)
 from labkit.data.pipeline import array_dataset, segmentation_dataset
 from labkit.errors import require
 from labkit.progress import progress
@@ -53,31 +64,78 @@ def get_length(path, pattern):
     return sum(1 for entry in os.scandir(folder) if entry.is_file() and not entry.name.startswith("."))
 
 
-def create_generator(images, masks, augment, batch_size, seed=None):
-    """An endless, shuffled stream of ``(image_batch, mask_batch)`` with joint augmentation.
+def load_partial_data(data_dir, image_dir, mask_dir, img_width, img_height, number_of_images=0, partition=None,
+                      channels=1):
+    """The course's ``load_partial_data`` (Lab 5): `load_data` on a part of the pairs, for sets too big for memory.
 
-    Args:
-        images, masks: arrays ``(n, h, w, c)`` and ``(n, h, w, 1)``.
-        augment: None/False, True (the course's Task 4e set) or a dict with `ImageDataGenerator`'s names
-            (``rotation_range``, ``width_shift_range``, ``height_shift_range``, ``zoom_range``, ``horizontal_flip``).
-            Image and mask always get the same transform; masks stay binary.
-        batch_size: images per batch.
-        seed: seed of shuffling and augmentation.
+    The pairs are matched by name and sorted by image name (as `load_data`), then cut:
+
+    * ``partition=None``: from the first pair; an int k: the k-th block of `number_of_images` pairs (0-based, so
+      ``partition=1`` with ``number_of_images=100`` loads pairs 100–199); a ``(start, stop)`` pair or a `slice`:
+      those pairs.
+    * ``number_of_images``: at most this many pairs from there (0 = all).
+
+    The course listed both folders separately and paired them by listing order; labkit pairs by name.
 
     Returns:
-        A repeating `tf.data.Dataset` (pass it to `train_unet(..., generator=...)` or `Model.fit` with
-        ``steps_per_epoch``).
+        ``(images, masks)`` float32 arrays ``(n, h, w, channels)`` in [0, 1] and ``(n, h, w, 1)`` in {0, 1}.
+
+    Raises:
+        LabkitInputError: unpaired files (see `load_data`), a negative count, or a part that holds no pairs.
+
+    Example:
+        >>> images, masks = load_partial_data("MRI", "Image", "Mask", 240, 240, number_of_images=500, partition=1)
     """
-    return array_dataset(images, masks, batch_size, augment=augment, shuffle=True, seed=seed, repeat=True)
+    count = int(number_of_images or 0)
+    require(count >= 0, f"number_of_images must be >= 0, got {number_of_images}")
+    pairs = pair_by_name(Path(data_dir) / image_dir, Path(data_dir) / mask_dir)
+    if isinstance(partition, (int, np.integer)) and not isinstance(partition, bool):
+        require(count > 0, "an int partition needs number_of_images > 0 (the size of each part)")
+        part = slice(int(partition) * count, (int(partition) + 1) * count)
+    elif isinstance(partition, slice):
+        part = partition
+    elif partition is None:
+        part = slice(0, count or None)
+    else:
+        start, stop = partition
+        part = slice(start, stop)
+    chosen = pairs[part][: count or None]
+    require(chosen, f"partition {partition!r} with number_of_images={count} selects none of the {len(pairs)} pairs "
+            f"in {Path(data_dir) / image_dir}")
+    images = [load_image(i, img_width, img_height, channels) for i, _ in progress(chosen, desc="loading images",
+                                                                                   unit="img")]
+    masks = [load_mask(m, img_width, img_height) for _, m in chosen]
+    return np.stack(images), np.stack(masks)
 
 
-def image_mask_generator(images, masks, augment, batch_size, seed=None):
-    """`create_generator` as a Python iterator of NumPy batches: ``next(gen)`` gives ``(images, masks)``."""
-    return create_generator(images, masks, augment, batch_size, seed).as_numpy_iterator()
+def binarize_mask(data, img_height, img_width, val_lower=0.5, val_upper=1):
+    """The course's ``binarize_mask`` (Lab 5), vectorised: 1 where ``val_lower <= value <= val_upper``, else 0.
+
+    Used to pick one structure from a mask that codes several as grey levels (the CT masks hold the two lungs at
+    two levels). The course looped over every pixel in Python; this is one NumPy comparison.
+
+    Args:
+        data: masks of any shape holding ``n × img_height × img_width`` values (a list of masks is fine).
+        img_height, img_width: size of one mask.
+        val_lower, val_upper: the inclusive range of values that become 1.
+
+    Returns:
+        float32 array ``(n, img_height, img_width, 1)`` in {0, 1}.
+
+    Example:
+        >>> right_lung = binarize_mask(masks, 256, 256, val_lower=0.4, val_upper=0.6)
+    """
+    data = np.asarray(data, dtype=np.float32)
+    require(data.size % (int(img_height) * int(img_width)) == 0,
+            f"binarize_mask: {data.shape} does not hold whole {img_height}×{img_width} masks")
+    inside = (data >= val_lower) & (data <= val_upper)
+    return inside.astype(np.float32).reshape((-1, int(img_height), int(img_width), 1))
 
 
 __all__ = [
-    "COURSE_AUGMENT", "JointAugment", "array_dataset", "augmentation_layers", "check_readable", "create_generator",
-    "find_unreadable", "find_xray_pairs", "get_length", "image_mask_generator", "list_image_files", "load_data",
-    "load_image", "load_mask", "pair_by_name", "resolve_augment", "segmentation_dataset",
+    "COURSE_AUGMENT", "JointAugment", "array_dataset", "augmentation_layers", "binarize_mask", "check_readable",
+    "create_generator", "find_unreadable", "find_xray_pairs", "gen_labels", "gen_labels_multiclass", "get_data",
+    "get_data_arrays", "get_data_multiclass", "get_length", "get_train_test_arrays",
+    "get_train_test_arrays_multiclass", "image_mask_generator", "list_image_files", "load_data", "load_image",
+    "load_mask", "load_partial_data", "pair_by_name", "resolve_augment", "segmentation_dataset",
 ]

@@ -14,7 +14,7 @@ import math
 
 import tensorflow as tf  # runs inside tf.data graphs, where TensorFlow ops are the native language
 
-from labkit.data.augment import resolve_augment
+from labkit.data.augment import resolve_augment, zoom_bounds
 
 
 def affine_transforms(seed, batch, height, width, rotation_range=0, width_shift_range=0.0, height_shift_range=0.0,
@@ -23,6 +23,7 @@ def affine_transforms(seed, batch, height, width, rotation_range=0, width_shift_
 
     Each maps an output pixel ``(x, y)`` to the input pixel it samples: ``input = C + R·Z·F·(output − C) + t`` with
     C the image centre, F a random flip, Z = diag(zx, zy) with zx, zy drawn independently from [1 − zoom, 1 + zoom]
+    (or from ``[low, high]`` when `zoom_range` is a pair)
     (as `ImageDataGenerator`), R a rotation by an angle in ±`rotation_range` degrees and t a shift of up to
     ±`width_shift_range`·width and ±`height_shift_range`·height pixels.
 
@@ -49,8 +50,9 @@ def affine_transforms(seed, batch, height, width, rotation_range=0, width_shift_
 
     height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
     angle = uniform(0, -1.0, 1.0) * (float(rotation_range) * math.pi / 180.0)
-    zx = uniform(1, 1.0 - zoom_range, 1.0 + zoom_range) * flip(4, horizontal_flip)
-    zy = uniform(2, 1.0 - zoom_range, 1.0 + zoom_range) * flip(5, vertical_flip)
+    low, high = zoom_bounds(zoom_range)
+    zx = uniform(1, low, high) * flip(4, horizontal_flip)
+    zy = uniform(2, low, high) * flip(5, vertical_flip)
     tx = uniform(3, -1.0, 1.0) * float(width_shift_range) * width
     ty = uniform(6, -1.0, 1.0) * float(height_shift_range) * height
     cos, sin = tf.cos(angle), tf.sin(angle)

@@ -21,8 +21,62 @@ COURSE_AUGMENT = {
 _KNOWN = set(COURSE_AUGMENT) | {"vertical_flip"}
 
 
+#: `ImageDataGenerator` settings labkit cannot apply jointly to an image and its mask, with their "off" values.
+_UNSUPPORTED_IDG = {
+    "featurewise_center": False, "samplewise_center": False, "featurewise_std_normalization": False,
+    "samplewise_std_normalization": False, "zca_whitening": False, "shear_range": 0.0, "channel_shift_range": 0.0,
+    "brightness_range": None, "rescale": None, "preprocessing_function": None,
+}
+
+
+def is_image_data_generator(obj):
+    """True for a Keras ``ImageDataGenerator`` (or anything shaped like one: ``flow`` plus its range attributes)."""
+    return hasattr(obj, "flow") and hasattr(obj, "rotation_range") and hasattr(obj, "zoom_range")
+
+
+def zoom_bounds(zoom_range):
+    """``(low, high)`` scale factors from a zoom option: a float z means ``(1 − z, 1 + z)``, a pair is taken as is."""
+    if isinstance(zoom_range, (list, tuple)):
+        low, high = (float(v) for v in zoom_range)
+        return low, high
+    return 1.0 - float(zoom_range), 1.0 + float(zoom_range)
+
+
+def image_data_generator_options(generator):
+    """The joint-augmentation options of a Keras ``ImageDataGenerator``, in the names `resolve_augment` takes.
+
+    Rotation, shifts, zoom and flips are read from the generator's attributes (its ``zoom_range`` is stored as a
+    ``[low, high]`` pair; a symmetric pair becomes the float ``z``). Settings that would change the image and the mask
+    differently, or scale the mask (``rescale``, shear, brightness, channel shift, centring and normalisation,
+    ``preprocessing_function``), are refused rather than silently dropped. Pixels moved in from outside the image are
+    0 (the generator's default ``fill_mode="nearest"`` smears mask borders).
+
+    Raises:
+        LabkitInputError: an unsupported setting is on, or a shift is given in pixels (>= 1) rather than as a fraction.
+    """
+    on = [name for name, off in _UNSUPPORTED_IDG.items()
+          if getattr(generator, name, off) not in (off, 0, 0.0, 1, 1.0, None, False)]
+    require(not on, f"ImageDataGenerator setting(s) {', '.join(on)} cannot be applied jointly to images and masks: "
+            "labkit supports rotation_range, width_shift_range, height_shift_range, zoom_range, horizontal_flip and "
+            "vertical_flip")
+    options = {"rotation_range": float(generator.rotation_range or 0)}
+    for key in ("width_shift_range", "height_shift_range"):
+        value = getattr(generator, key, 0.0) or 0.0
+        require(isinstance(value, (int, float)) and 0 <= float(value) < 1,
+                f"ImageDataGenerator {key}={value!r}: give the shift as a fraction of the image in [0, 1)")
+        options[key] = float(value)
+    low, high = zoom_bounds(generator.zoom_range or (1.0, 1.0))
+    options["zoom_range"] = round(high - 1.0, 12) if abs((1.0 - low) - (high - 1.0)) < 1e-9 else (low, high)
+    options["horizontal_flip"] = bool(generator.horizontal_flip)
+    options["vertical_flip"] = bool(generator.vertical_flip)
+    return options
+
+
 def resolve_augment(augment):
-    """Normalise an ``augment`` argument: None/False → None, True → `COURSE_AUGMENT`, a dict → checked copy.
+    """Normalise an ``augment`` argument: None/False → None, True → `COURSE_AUGMENT`, a dict → checked copy, a Keras
+    ``ImageDataGenerator`` → its settings (see `image_data_generator_options`).
+
+    ``zoom_range`` is a float z (scale drawn from ``[1 − z, 1 + z]``) or a ``(low, high)`` pair of scale factors.
 
     Raises:
         LabkitInputError: for an unknown key (the message names it) or a negative range.
@@ -31,10 +85,17 @@ def resolve_augment(augment):
         return None
     if augment is True:
         return dict(COURSE_AUGMENT)
+    if is_image_data_generator(augment):
+        augment = image_data_generator_options(augment)
     unknown = sorted(set(augment) - _KNOWN)
     require(not unknown, f"unknown augmentation option(s) {', '.join(unknown)}: known are {', '.join(sorted(_KNOWN))}")
-    for key in ("rotation_range", "width_shift_range", "height_shift_range", "zoom_range"):
+    scalars = ("rotation_range", "width_shift_range", "height_shift_range")
+    zoom = augment.get("zoom_range", 0.0)
+    for key in scalars + (() if isinstance(zoom, (list, tuple)) else ("zoom_range",)):
         require(float(augment.get(key, 0)) >= 0, f"augmentation {key} must be >= 0, got {augment.get(key)}")
+    low, high = zoom_bounds(zoom)
+    require(0 < low <= high, f"augmentation zoom_range must give scale factors 0 < low <= high, got "
+            f"{augment.get('zoom_range')}")
     return dict(augment)
 
 
@@ -52,7 +113,8 @@ def augmentation_layers(
     Args:
         rotation_range: maximum rotation in degrees (either way).
         width_shift_range, height_shift_range: maximum shift as a fraction of the width / height.
-        zoom_range: zoom factor drawn from ``[1 − z, 1 + z]``, independently for height and width (as the course).
+        zoom_range: zoom factor drawn from ``[1 − z, 1 + z]`` (or a ``(low, high)`` pair), independently for height
+            and width (as the course).
         horizontal_flip, vertical_flip: random flips.
         seed: seed of the random layers (each layer gets its own offset of it).
 
@@ -70,8 +132,10 @@ def augmentation_layers(
         stack.append(layers.RandomRotation(rotation_range / 360.0, seed=next(seeds), **fill))
     if width_shift_range or height_shift_range:
         stack.append(layers.RandomTranslation(height_shift_range, width_shift_range, seed=next(seeds), **fill))
-    if zoom_range:
-        stack.append(layers.RandomZoom((-zoom_range, zoom_range), (-zoom_range, zoom_range), seed=next(seeds), **fill))
+    low, high = zoom_bounds(zoom_range)
+    if (low, high) != (1.0, 1.0):  # RandomZoom: factor f scales the view by 1 + f (positive f zooms out)
+        factor = (low - 1.0, high - 1.0)
+        stack.append(layers.RandomZoom(factor, factor, seed=next(seeds), **fill))
     return keras.Sequential(stack, name="joint_augmentation")
 
 

@@ -1,6 +1,9 @@
-"""Model builders: U-Nets (`unet`), the course's classic classifiers (`classic`) and ImageNet encoders (`transfer`)."""
+"""Model builders: U-Nets (`unet`), the course's classic classifiers (`classic`: VGG16, MLP heads, the Lab 1 MLP),
+LeNet and AlexNet (`lenet_alexnet`) and ImageNet encoders (`transfer`)."""
 
-from labkit.models.classic import MLP_model, vgg16_model
+from labkit.models.classic import MLP_model, lab1_mlp_model, model, vgg16_model
+from labkit.models.lenet_alexnet import alexnet_model, lenet_model
 from labkit.models.unet import conv_block, conv_block_nd, get_unet, get_unet3d
 
-__all__ = ["MLP_model", "conv_block", "conv_block_nd", "get_unet", "get_unet3d", "vgg16_model"]
+__all__ = ["MLP_model", "alexnet_model", "conv_block", "conv_block_nd", "get_unet", "get_unet3d", "lab1_mlp_model",
+           "lenet_model", "model", "vgg16_model"]

@@ -1,4 +1,4 @@
-"""The course's classic classifiers (Lab 2 / Lab 4 Tasks 1–3): a VGG16-style CNN and a small MLP head.
+"""The course's classic classifiers (Lab 1–4): a VGG16-style CNN, a small MLP head and the Lab 1 MLP.
 
 Both keep the course's exact layer graph (a `keras.Sequential` with separate ``Activation`` layers), so the same
 arguments give the same layers and parameter count as the course code; the layers are named after where they sit.
@@ -14,14 +14,29 @@ VGG16_BLOCKS = ((2, 1), (2, 2), (3, 4), (3, 8), (3, 8))
 
 
 def _classifier_top(model, n_class):
-    """The course's output: ``Dense(n_class)`` then softmax (sigmoid for a single unit)."""
+    """The Lab 4 output: ``Dense(n_class)`` then softmax (sigmoid for a single unit)."""
     model.add(layers.Dense(n_class, name="classifier"))
     model.add(layers.Activation("softmax" if n_class > 1 else "sigmoid", name="predictions"))
 
 
+def binary_or_softmax_top(model, n_class):
+    """The Lab 2–3 output (``lenet_model``, ``alexnet_model``, ``vgg16_model`` with ``first2_dense``): one sigmoid
+    unit for two classes (or one), ``Dense(n_class)`` + softmax for more."""
+    _classifier_top(model, 1 if int(n_class) <= 2 else int(n_class))
+
+
+def add_hidden_dense(model, widths, dropout, prefix="dense"):
+    """``Dense(width) → [Dropout] → ReLU`` for each width (the course's order: dropout before the activation)."""
+    for i, width in enumerate(widths, start=1):
+        model.add(layers.Dense(int(width), name=f"{prefix}{i}"))
+        if isinstance(dropout, float) and dropout > 0:
+            model.add(layers.Dropout(dropout, name=f"dropout{i}"))
+        model.add(layers.Activation("relu", name=f"{prefix}{i}_relu"))
+
+
 def vgg16_model(img_width, img_height, img_ch, n_base=64, dropout=None, n_class=2, dense_layers=(64,),
-                batchnorm=False):
-    """The course's VGG16-style classifier, trained from scratch.
+                batchnorm=False, first2_dense=None):
+    """The course's VGG16-style classifier, trained from scratch (Lab 3 and Lab 4 signatures both).
 
     Five blocks of 3×3 same-padded convolutions, each followed by ReLU, with 2, 2, 3, 3, 3 convolutions of
     ``n_base × (1, 2, 4, 8, 8)`` filters and a 2×2 max-pooling after each block; the last convolution is named
@@ -37,6 +52,9 @@ def vgg16_model(img_width, img_height, img_ch, n_base=64, dropout=None, n_class=
         batchnorm: insert `BatchNormalization` between each convolution and its ReLU (the course's Lab 2
             batch-norm variant; off in Lab 4). A plain VGG trained from scratch on a few hundred images can sit on
             the chance-level plateau for many epochs; batch normalisation gets it moving within a few.
+        first2_dense: the Lab 3 handout's keyword, ``[64, 64]`` there: the hidden dense widths, with the Lab 3 head
+            (one sigmoid unit for ``n_class`` ≤ 2, softmax for more). Lab 3's positional order
+            ``(…, n_base, dropout, first2_dense, n_class)`` is recognised too (a list in `n_class`'s place).
 
     Returns:
         An uncompiled `keras.Sequential` named ``vgg16_model``.
@@ -46,6 +64,11 @@ def vgg16_model(img_width, img_height, img_ch, n_base=64, dropout=None, n_class=
         >>> model.get_layer("Last_ConvLayer").output.shape
         (None, 8, 8, 64)
     """
+    if isinstance(n_class, (list, tuple)):  # Lab 3 positional call: (…, dropout, first2_dense, n_class)
+        first2_dense, n_class = n_class, (dense_layers if isinstance(dense_layers, int) else 2)
+    lab3_head = first2_dense is not None
+    if lab3_head:
+        dense_layers = first2_dense
     require(min(img_width, img_height) >= 32, f"vgg16_model needs images of at least 32×32 (5 poolings), got "
             f"{img_width}×{img_height}")
     require(int(n_base) >= 1 and int(n_class) >= 1, f"n_base and n_class must be >= 1, got {n_base}, {n_class}")
@@ -62,12 +85,8 @@ def vgg16_model(img_width, img_height, img_ch, n_base=64, dropout=None, n_class=
             model.add(layers.Activation("relu", name=f"block{block}_relu{conv}"))
         model.add(layers.MaxPooling2D((2, 2), strides=(2, 2), name=f"block{block}_pool"))
     model.add(layers.Flatten(name="flatten"))
-    for i, width in enumerate(dense_layers, start=1):
-        model.add(layers.Dense(int(width), name=f"dense{i}"))
-        if isinstance(dropout, float) and dropout > 0:
-            model.add(layers.Dropout(dropout, name=f"dropout{i}"))
-        model.add(layers.Activation("relu", name=f"dense{i}_relu"))
-    _classifier_top(model, int(n_class))
+    add_hidden_dense(model, dense_layers, dropout)
+    (binary_or_softmax_top if lab3_head else _classifier_top)(model, int(n_class))
     return model
 
 
@@ -94,9 +113,41 @@ def MLP_model(base=128, dropout=None, n_class=2, input_shape=None):  # noqa: N80
     if input_shape is not None:
         model.add(keras.Input(shape=tuple(int(d) for d in input_shape), name="features"))
     model.add(layers.Flatten(name="flatten"))
-    model.add(layers.Dense(int(base), name="dense1"))
-    if isinstance(dropout, float) and dropout > 0:
-        model.add(layers.Dropout(dropout, name="dropout1"))
-    model.add(layers.Activation("relu", name="dense1_relu"))
+    add_hidden_dense(model, (base,), dropout)
     _classifier_top(model, int(n_class))
     return model
+
+
+def lab1_mlp_model(img_width, img_height, img_ch, base_dense, n_class=2):
+    """The Lab 1 multi-layer perceptron (the handout's ``model``): Flatten → three ReLU dense layers of
+    ``base_dense``, ``base_dense // 2`` and ``base_dense // 2`` units → one sigmoid unit (``n_class`` ≤ 2) or
+    ``Dense(n_class)`` + softmax. The last layer is named ``out``, as the handout asked.
+
+    The handout wrote the widths as ``base_dense/2``, a float, which Keras 3's ``Dense`` refuses; they are integers
+    here.
+
+    Args:
+        img_width, img_height, img_ch: input size and channels (the input is ``(img_height, img_width, img_ch)``).
+        base_dense: units of the first hidden layer.
+        n_class: classes (2: one sigmoid unit, as the handout).
+
+    Returns:
+        An uncompiled functional `keras.Model` named ``lab1_mlp``.
+
+    Example:
+        >>> lab1_mlp_model(128, 128, 1, 64).count_params()   # 16384·64+64 + 64·32+32 + 32·32+32 + 32+1
+        1051809
+    """
+    require(int(base_dense) >= 2, f"base_dense must be >= 2, got {base_dense}")
+    inputs = keras.Input(shape=(int(img_height), int(img_width), int(img_ch)), name="input_layer")
+    x = layers.Flatten(name="flatten")(inputs)
+    for i, width in enumerate((int(base_dense), int(base_dense) // 2, int(base_dense) // 2), start=1):
+        x = layers.Dense(width, activation="relu", name=f"dense{i}")(x)
+    units = 1 if int(n_class) <= 2 else int(n_class)
+    out = layers.Dense(units, activation="sigmoid" if units == 1 else "softmax", name="out")(x)
+    return keras.Model(inputs, out, name="lab1_mlp")
+
+
+def model(img_width, img_height, img_ch, base_dense, n_class=2):
+    """The Lab 1 handout's name for `lab1_mlp_model` (same arguments, same network)."""
+    return lab1_mlp_model(img_width, img_height, img_ch, base_dense, n_class)

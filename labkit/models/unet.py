@@ -108,8 +108,9 @@ def get_unet(
 
     Four levels of `conv_block` + 2×2 max-pooling (Dropout after each pool when `dropout` is a float), a
     `conv_block(base * 16)` bottleneck, four × [Conv2DTranspose(2×2, stride 2) → concatenate with the skip →
-    Dropout → `conv_block`], and a 1×1 convolution with a sigmoid (softmax when ``n_class > 1``).
-    Same arguments give the same parameter count as the course's ``Models.py``.
+    Dropout → `conv_block`], and a 1×1 convolution: one sigmoid channel for ``n_class`` 1 or 2 (foreground vs
+    background, as the course's ``Models.py``, whose default was ``n_class=2``), ``n_class`` softmax channels for
+    more. Same arguments give the same parameter count as the course's ``Models.py``.
 
     Args:
         input_shape: ``(height, width, channels)``; height and width must be multiples of 16.
@@ -118,17 +119,21 @@ def get_unet(
         activation: activation inside the conv blocks.
         batchnorm: batch normalisation after every convolution.
         dropout: dropout rate after each pooling and each concatenation, or None for none.
-        n_class: output channels; 1 gives a sigmoid mask, more a softmax over classes.
+        n_class: classes; 1 or 2 give one sigmoid channel (the probability of foreground), 3 or more a softmax over
+            ``n_class`` channels.
 
     Returns:
-        An uncompiled `keras.Model` mapping images to per-pixel probabilities of shape ``(h, w, n_class)``.
+        An uncompiled `keras.Model` mapping images to per-pixel probabilities of shape ``(h, w, 1)`` (``n_class`` ≤ 2)
+        or ``(h, w, n_class)``.
 
     Example:
         >>> model = get_unet((64, 64, 1), base=8)
         >>> model.output_shape
         (None, 64, 64, 1)
     """
-    return _unet(tuple(input_shape), base, tuple(kernel_size), activation, batchnorm, dropout, n_class, 4, "unet")
+    require(int(n_class) >= 1, f"n_class must be at least 1, got {n_class}")
+    channels = 1 if int(n_class) <= 2 else int(n_class)  # the handout: two classes are one sigmoid channel
+    return _unet(tuple(input_shape), base, tuple(kernel_size), activation, batchnorm, dropout, channels, 4, "unet")
 
 
 def get_unet3d(input_shape=(112, 112, 80, 1), base=16, depth=4, batchnorm=True, dropout=None, n_class=1):
