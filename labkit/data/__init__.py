@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.data.augment import COURSE_AUGMENT, JointAugment, augmentation_layers, resolve_augment
-from labkit.data.io import find_unreadable, load_image, load_mask
+from labkit.data.io import find_unreadable, load_image, load_mask, load_mask_levels
 from labkit.data.layouts import check_readable, find_xray_pairs, list_image_files, pair_by_name
 from labkit.data.generators import create_generator, image_mask_generator
 from labkit.data.layouts.filename_labels import (
@@ -75,10 +75,13 @@ def load_partial_data(data_dir, image_dir, mask_dir, img_width, img_height, numb
       those pairs.
     * ``number_of_images``: at most this many pairs from there (0 = all).
 
-    The course listed both folders separately and paired them by listing order; labkit pairs by name.
+    Masks keep their grey levels scaled to [0, 1] (as the course's loader, which divided by 255 without
+    thresholding), resized by nearest neighbour so that no in-between levels appear; pick a structure, or binarise,
+    with `binarize_mask`. The course listed both folders separately and paired them by listing order; labkit pairs
+    by name.
 
     Returns:
-        ``(images, masks)`` float32 arrays ``(n, h, w, channels)`` in [0, 1] and ``(n, h, w, 1)`` in {0, 1}.
+        ``(images, masks)`` float32 arrays ``(n, h, w, channels)`` in [0, 1] and ``(n, h, w, 1)`` in [0, 1].
 
     Raises:
         LabkitInputError: unpaired files (see `load_data`), a negative count, or a part that holds no pairs.
@@ -104,7 +107,7 @@ def load_partial_data(data_dir, image_dir, mask_dir, img_width, img_height, numb
             f"in {Path(data_dir) / image_dir}")
     images = [load_image(i, img_width, img_height, channels) for i, _ in progress(chosen, desc="loading images",
                                                                                    unit="img")]
-    masks = [load_mask(m, img_width, img_height) for _, m in chosen]
+    masks = [load_mask_levels(m, img_width, img_height) for _, m in chosen]
     return np.stack(images), np.stack(masks)
 
 

@@ -84,6 +84,21 @@ def load_mask(path, img_width, img_height):
     return (_resize(mask, img_width, img_height) > 0.5).astype(np.float32)
 
 
+def load_mask_levels(path, img_width, img_height):
+    """Load one mask keeping its grey levels (scaled to [0, 1]), resized by nearest neighbour so no new levels
+    appear: for masks that code several structures as levels (the course's CT lungs), to pick with
+    `labkit.data.binarize_mask`.
+
+    Returns:
+        float32 array ``(img_height, img_width, 1)`` in [0, 1].
+    """
+    mask = _to_channels(read_scaled(path), 1)
+    if mask.shape[:2] != (img_height, img_width):
+        mask = cv2.resize(mask, (int(img_width), int(img_height)), interpolation=cv2.INTER_NEAREST)
+        mask = mask if mask.ndim == 3 else mask[..., None]
+    return mask.astype(np.float32)
+
+
 def inspect_image(path):
     """``(size, problem)`` of one file: its ``(width, height)`` when it decodes completely, else the reason.
 
