@@ -73,8 +73,8 @@ def image_data_generator_options(generator):
 
 
 def resolve_augment(augment):
-    """Normalise an ``augment`` argument: None/False → None, True → `COURSE_AUGMENT`, a dict → checked copy, a Keras
-    ``ImageDataGenerator`` → its settings (see `image_data_generator_options`).
+    """Normalise an ``augment`` argument: None/False → None, True → `COURSE_AUGMENT`, a dict → checked copy,
+    a Keras ``ImageDataGenerator`` → its settings (see `image_data_generator_options`).
 
     ``zoom_range`` is a float z (scale drawn from ``[1 − z, 1 + z]``) or a ``(low, high)`` pair of scale factors.
 

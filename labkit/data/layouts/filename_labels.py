@@ -8,8 +8,8 @@ Layout::
 A file's class is the index of the one pattern that occurs in its name. The handout's ``gen_labels`` failed with an
 ``UnboundLocalError`` for a name that matched no pattern (versions that initialised the label labelled it 0 silently),
 took the first pattern for a name matching two, its ``gen_labels_multiclass`` silently took the *last* match, and
-``get_data`` labelled everything with the hard-coded ``"Mel"``/``"Nev"``. Here a name that matches no pattern or several is a `LabkitInputError` naming the file, and
-every reader takes the patterns.
+``get_data`` labelled everything with the hard-coded ``"Mel"``/``"Nev"``. Here a name that matches no pattern or
+several is a `LabkitInputError` naming the file, and every reader takes the patterns.
 
 The course's functions keep their names, arguments and return shapes: `gen_labels`, `get_data`, `get_data_arrays`,
 `get_train_test_arrays` and the `_multiclass` forms.
