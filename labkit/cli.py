@@ -19,6 +19,12 @@ class LabArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"error: {message} (see --help)\n")
 
+    def parse_known_args(self, args=None, namespace=None):
+        # The namespace knows its parser (a class attribute, so not among vars(args) and the settings): a sweep
+        # parses its values with the flags' own types (labkit.compare).
+        namespace = namespace or type("LabArguments", (argparse.Namespace,), {"parser": self})()
+        return super().parse_known_args(args, namespace)
+
     def add_argument(self, *args, **kwargs):
         # An on/off flag left alone parses as None, so settings can tell it from an explicit --no-… (False).
         if kwargs.get("action") in ("store_true", argparse.BooleanOptionalAction) and "default" not in kwargs:
@@ -75,7 +81,32 @@ def lab_parser(description, course):
     add("--tensorboard", action="store_true", help="also write TensorBoard logs to <out>/tensorboard")
     add("--skip-bad-files", action="store_true", help="skip unreadable images with a warning instead of stopping")
     add("--quiet", action="store_true", help="no progress bars, one line per epoch")
+    from labkit import compare
+
+    compare.add_arguments(parser)  # --sweep, --folds, --fold: runs of many models (labkit.compare)
     return parser
+
+
+def run_many(main, args, argv=None, preset=None):
+    """Hand a lab's call to `labkit.compare` when it asks for several runs (``--sweep``, ``--folds`` or a preset such
+    as ``--compare``; ``--resume`` of such a run too). Returns True when it did, so the lab's ``main`` stops there.
+
+    `preset` is a function of the parsed arguments giving the lab's `labkit.compare.Preset` for them (or None).
+
+    Example:
+        >>> if cli.run_many(main, args, argv, preset=comparison_preset):
+        ...     return
+    """
+    from labkit import compare
+
+    compare.check_fold_flags(args)
+    chosen = preset(args) if preset else None
+    if not (chosen or compare.is_multirun(args)):
+        return False
+    compare.run_many(main, args.parser, args, argv, preset)
+    return True
+
+
 
 
 #: Defaults of the flags every lab shares, under the lab's own course defaults.
@@ -168,6 +199,9 @@ def start_run(lab_name, args, course, demo):
         is_demo = stored.get("demo", is_demo)
         print(f"resuming {run.path} from its last completed epoch")
     settings = argparse.Namespace(**{**settings, "demo": is_demo, "out": str(run.path)})
+    # --folds K --fold I: the lab's split validates on fold I (labkit.data.split.kfold_indices)
+    fold, folds = getattr(settings, "fold", None), getattr(settings, "folds", None)
+    settings.kfold = (fold, folds) if fold else None
     settings.data_dir = str(settings.data_dir) if settings.data_dir is not None else None
     progress.set_quiet(settings.quiet)
     training.set_seed(settings.seed, deterministic=settings.deterministic)
@@ -176,8 +210,15 @@ def start_run(lab_name, args, course, demo):
     return settings, run
 
 
-def save_config(run, settings, data_dir, n_files):
-    """Write ``config.json``: every resolved setting, the data folder with its file count, and the versions."""
+def save_config(run, settings, data_dir, n_files, splits=None):
+    """Write ``config.json``: every resolved setting, the data folder with its file count, and the versions.
+
+    `splits` (``{"train": items, "val": items, ...}``, items paths or (image, mask) pairs) also writes
+    ``split.csv``: which image is in which split (with ``--folds``, the fold's validation images).
+    """
+    if splits:
+        name = lambda item: Path(item[0] if isinstance(item, (tuple, list)) else item).name  # noqa: E731
+        run.write_csv("split.csv", [{"item": name(i), "split": s} for s, items in splits.items() for i in items])
     run.write_json(
         "config.json",
         {

@@ -14,20 +14,15 @@ example:
   python labs/lab4_unet.py --data-dir /DL_course_data/Lab3/X_ray --img-size 256 --epochs 150 --augment
 """
 
-import sys
-from pathlib import Path
+from labkit import cli, dice_coef, get_unet, loss_dice_plot
+from labkit.data import check_readable, find_xray_pairs, segmentation_dataset, synthetic
+from labkit.data.split import train_val_split
+from labkit.evaluation import mean_std, per_image_scores
+from labkit.plots import segmentation_samples
+from labkit.tensorboard import SegmentationImages
+from labkit.training import collect_predictions, compile_model, distribute, fit, summarize
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from labkit import cli, dice_coef, get_unet, loss_dice_plot  # noqa: E402
-from labkit.data import check_readable, find_xray_pairs, segmentation_dataset, synthetic  # noqa: E402
-from labkit.data.split import train_val_split  # noqa: E402
-from labkit.evaluation import mean_std, per_image_scores  # noqa: E402
-from labkit.plots import segmentation_samples  # noqa: E402
-from labkit.tensorboard import SegmentationImages  # noqa: E402
-from labkit.training import collect_predictions, compile_model, distribute, fit, summarize  # noqa: E402
-
-import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
+import keras  # after labkit, which quiets TensorFlow's start-up logging
 
 COURSE = {"loss": "bce", "base": 8, "dropout": None, "batchnorm": False, "augment": False, "epochs": 150,
           "batch_size": 8, "lr": 1e-4, "img_size": 256, "val_split": 0.2, "seed": 42}
@@ -53,8 +48,12 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = cli.start_run("lab4_unet", parse_args(argv), COURSE, DEMO)
+    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults. With --sweep or
+    # --folds, labkit.compare runs this main once per variant/fold, each into its own child folder, and compares them.
+    args = parse_args(argv)
+    if cli.run_many(main, args, argv):
+        return
+    settings, run = cli.start_run("lab4_unet", args, COURSE, DEMO)
     if settings.demo:
         print(f"demo profile: embedded synthetic chest X-rays ({settings.n_images} images), "
               f"{settings.img_size}×{settings.img_size}, {settings.epochs} epochs, lr {settings.lr}. "
@@ -65,10 +64,10 @@ def main(argv=None):
     data_dir = settings.data_dir or synthetic.xray_dataset(n_images=settings.n_images)
     pairs = find_xray_pairs(data_dir, settings.image_dir, settings.mask_dir)
     pairs = check_readable(pairs, skip_bad=settings.skip_bad_files)
-    train_pairs, val_pairs = train_val_split(pairs, settings.val_split, settings.seed)
+    train_pairs, val_pairs = train_val_split(pairs, settings.val_split, settings.seed, kfold=settings.kfold)
     # --batch-size is per replica: the global batch grows with the replicas (the learning rate too with --scale-lr).
     strategy, batch, _ = distribute(settings)
-    cli.save_config(run, settings, data_dir, 2 * len(pairs))
+    cli.save_config(run, settings, data_dir, 2 * len(pairs), splits={"train": train_pairs, "val": val_pairs})
     print(f"data: {len(train_pairs)} training and {len(val_pairs)} validation pairs from {data_dir}")
     # Decoded images stay in memory when they fit (cache="auto"), else they stream from disk every epoch.
     train = segmentation_dataset(train_pairs, size, batch, augment=settings.augment, shuffle=True,

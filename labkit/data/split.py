@@ -5,12 +5,52 @@ from sklearn.model_selection import train_test_split
 from labkit.errors import require
 
 
-def train_val_split(items, val_fraction=0.2, seed=42):
+def kfold_indices(n_items, kfold, seed=42, labels=None, groups=None):
+    """Indices ``(train, val)`` of fold `i` of `k` (``kfold = (i, k)``, i from 1): the fold-aware split of every lab.
+
+    Stratified by class when `labels` are given, grouped when `groups` are (all items of a group, e.g. the images
+    of one patient or lesion, in the same fold), both with scikit-learn's `StratifiedGroupKFold`, else plain
+    `KFold`; shuffled with `seed`. Over ``i = 1 … k`` every item is in exactly one validation fold.
+
+    Example:
+        >>> train, val = kfold_indices(10, (2, 5), seed=42)
+    """
+    import warnings
+
+    import numpy as np
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+    fold, k = (int(v) for v in kfold)
+    require(k >= 2 and 1 <= fold <= k, f"--fold {fold} is not in 1..{k} (--folds {k})")
+    require(n_items >= k, f"--folds {k} needs at least {k} items, got {n_items}")
+    x = np.zeros(n_items)
+    if labels is not None and groups is not None:
+        require(len(set(groups)) >= k, f"--folds {k} needs at least {k} groups (patients/lesions), got {len(set(groups))}")
+        splitter = StratifiedGroupKFold(k, shuffle=True, random_state=int(seed)).split(x, labels, groups)
+    elif labels is not None:
+        splitter = StratifiedKFold(k, shuffle=True, random_state=int(seed)).split(x, labels)
+    elif groups is not None:
+        require(len(set(groups)) >= k, f"--folds {k} needs at least {k} groups (patients/lesions), got {len(set(groups))}")
+        order = np.random.default_rng(int(seed)).permutation(n_items)  # GroupKFold itself does not shuffle
+        splitter = ((order[a], order[b]) for a, b in GroupKFold(k).split(x, groups=np.asarray(groups)[order]))
+    else:
+        splitter = KFold(k, shuffle=True, random_state=int(seed)).split(x)
+    with warnings.catch_warnings():  # "least populated class has only N members": small classes are expected
+        warnings.simplefilter("ignore", UserWarning)
+        train, val = list(splitter)[fold - 1]
+    return np.sort(train), np.sort(val)
+
+
+def train_val_split(items, val_fraction=0.2, seed=42, kfold=None):
     """Split `items` into ``(train, val)`` at random with `seed`; `val_fraction` of them (at least one) for validation.
 
-    The order of `items` is sorted first, so the split depends on the items, not on how they were listed.
+    The order of `items` is sorted first, so the split depends on the items, not on how they were listed. With
+    `kfold` ``(i, k)`` the validation part is fold `i` of `k` instead (`kfold_indices`; `val_fraction` unused).
     """
     items = sorted(items)
+    if kfold:
+        train, val = kfold_indices(len(items), kfold, seed)
+        return [items[i] for i in train], [items[i] for i in val]
     require(0.0 < float(val_fraction) < 1.0, f"--val-split must be between 0 and 1 (exclusive), got {val_fraction}")
     require(len(items) >= 2, f"need at least 2 items to split into training and validation, got {len(items)}")
     n_val = min(len(items) - 1, max(1, round(len(items) * float(val_fraction))))
@@ -54,7 +94,8 @@ def _grouped_holdout(labels, groups, fraction, seed, class_names):
     )
 
 
-def grouped_stratified_split(labels, groups, val_fraction=0.15, test_fraction=0.15, seed=42, class_names=None):
+def grouped_stratified_split(labels, groups, val_fraction=0.15, test_fraction=0.15, seed=42, class_names=None,
+                             kfold=None):
     """Split items into training, validation and test indices, stratified by class and grouped by lesion.
 
     All items of one group (e.g. the images of one HAM10000 ``lesion_id``) land in the same split, so no lesion is
@@ -68,6 +109,8 @@ def grouped_stratified_split(labels, groups, val_fraction=0.15, test_fraction=0.
         val_fraction: fraction for validation, or 0 for no validation split.
         test_fraction: fraction for test, or 0 for no test split.
         seed: the split's seed; items are identified by position, so keep their order fixed.
+        kfold: ``(i, k)``: after the test part is held out, the validation part is fold `i` of `k` of the rest
+            (stratified, grouped: `kfold_indices`) instead of `val_fraction`.
         class_names: names of the classes, for error messages.
 
     Returns:
@@ -93,7 +136,10 @@ def grouped_stratified_split(labels, groups, val_fraction=0.15, test_fraction=0.
     if test_fraction:
         rest, test = _grouped_holdout(labels, groups, test_fraction, seed, class_names)
     val = empty
-    if val_fraction:
+    if kfold:
+        kept, held = kfold_indices(len(rest), kfold, seed + 1, labels[rest], groups[rest])
+        rest, val = rest[kept], rest[held]
+    elif val_fraction:
         kept, held = _grouped_holdout(labels[rest], groups[rest], val_fraction / (1.0 - test_fraction), seed + 1,
                                       class_names)
         rest, val = rest[kept], rest[held]
