@@ -23,8 +23,16 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingStopped(RuntimeError):
+    """Training was stopped because it cannot get anywhere; the best ``model.keras`` so far is kept."""
+
+
+class TrainingDiverged(TrainingStopped):
     """The loss became NaN or infinite; the message names the epoch and step."""
+
+
+class TrainingDied(TrainingStopped):
+    """The network went dead: constant predictions and a loss that no longer moves, for several epochs."""
 
 
 def cpu_has_bf16():
@@ -294,6 +302,62 @@ class RunRecorder(keras.callbacks.Callback):
             self.run.save_model(self.model)
 
 
+class DeadRunWatch(keras.callbacks.Callback):
+    """Stop a run whose network has died: constant predictions and a flat training loss for `patience` epochs.
+
+    A dead network (every ReLU of a block silent, or a sigmoid saturated at 0) gives the same output for every
+    pixel of every image, so its loss sits at a constant (a Dice loss at 1.0) and no gradient brings it back. After
+    each epoch the watch predicts a fixed probe batch (a few validation images) and calls the epoch dead when every
+    output channel spans less than `spread` over the whole batch (all images and pixels) and the training loss of
+    the last `patience` epochs varies by less than `flat` (relative). Both must hold, so a model that rightly
+    predicts an empty mask for an empty probe image but still learns is not stopped.
+
+    Args:
+        probe: model inputs of a few images (a tensor, array or dict of them).
+        patience: consecutive dead epochs before stopping.
+        spread: largest range of an output channel over the probe batch that counts as constant.
+        flat: largest relative range of the training loss over `patience` epochs that counts as flat.
+    """
+
+    def __init__(self, probe, patience=5, spread=1e-3, flat=1e-3):
+        super().__init__()
+        self.probe, self.patience, self.spread, self.flat = probe, int(patience), float(spread), float(flat)
+        self.losses, self.dead_epochs, self.died = [], 0, None
+
+    def output_range(self):
+        """Largest range of any output channel over the probe batch (0 for constant predictions)."""
+        outputs = self.model(self.probe, training=False)
+        outputs = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+        values = np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32")))
+        values = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
+        return float(np.max(np.ptp(values, axis=0)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or not math.isfinite(float(loss)):
+            return
+        self.losses = (self.losses + [float(loss)])[-self.patience:]
+        span = self.output_range()
+        self.dead_epochs = self.dead_epochs + 1 if span < self.spread else 0
+        loss_flat = max(self.losses) - min(self.losses) <= self.flat * max(1.0, abs(float(np.mean(self.losses))))
+        if self.dead_epochs >= self.patience and loss_flat:
+            first = epoch + 2 - self.patience
+            self.died = (f"the network died: constant predictions (output range {span:.1e}) and training loss flat at "
+                         f"{self.losses[-1]:.4f} for {self.patience} epochs ({first}–{epoch + 1})")
+            self.model.stop_training = True
+
+
+def first_inputs(data, n=8):
+    """The inputs of the first `n` items of a dataset or ``(x, y)`` arrays, for `DeadRunWatch`; None if unknown."""
+    if isinstance(data, tf.data.Dataset):
+        batch = next(iter(data.take(1)))
+        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return keras.tree.map_structure(lambda x: x[:n], inputs)
+    if isinstance(data, (tuple, list)) and len(data) >= 1 and hasattr(data[0], "shape"):
+        return data[0][:n]
+    return None  # a Python generator: peeking would consume a batch
+
+
 def fit(
     model,
     train_data,
@@ -308,6 +372,7 @@ def fit(
     callbacks=(),
     tensorboard=False,
     class_weight=None,
+    stop_dead=True,
 ):
     """Train a compiled model and record the run.
 
@@ -323,6 +388,8 @@ def fit(
         callbacks: extra Keras callbacks.
         tensorboard: also write TensorBoard logs to ``<run>/tensorboard``.
         class_weight: as in `Model.fit`.
+        stop_dead: stop a run whose network has died (`DeadRunWatch`: constant predictions on a few validation
+            images and a flat training loss for 5 epochs); ``--no-stop-dead`` turns it off.
 
     Returns:
         The history as a dict of lists, one entry per epoch of the whole run (resumed epochs included),
@@ -330,6 +397,8 @@ def fit(
 
     Raises:
         TrainingDiverged: the loss became NaN/inf (the last good ``model.keras`` is kept).
+        TrainingDied: the network died (the best ``model.keras`` is kept, and ``metrics.json`` records the
+            history's summary with ``stopped``: why and at which epoch).
     """
     require(int(epochs) >= 1, f"epochs must be at least 1, got {epochs}")
     mode = mode or monitor_mode(monitor)
@@ -340,6 +409,10 @@ def fit(
         previous = read_csv(run.file("history.csv"))
     recorder = RunRecorder(run, monitor, mode, previous)
     stack = [recorder, *callbacks]
+    probe = first_inputs(val_data if val_data is not None else train_data) if stop_dead else None
+    watch = DeadRunWatch(probe) if probe is not None else None
+    if watch is not None:
+        stack.insert(1, watch)
     if run is not None:
         stack.append(keras.callbacks.BackupAndRestore(str(run.file("backup")), double_checkpoint=True))
         if tensorboard:
@@ -357,7 +430,22 @@ def fit(
     )
     if recorder.diverged:
         raise TrainingDiverged(recorder.diverged + (f"; last good model kept in {run.file('model.keras')}" if run else ""))
-    return {key: [row.get(key) for row in recorder.rows] for key in dict.fromkeys(k for r in recorder.rows for k in r)}
+    history = {key: [row.get(key) for row in recorder.rows] for key in dict.fromkeys(k for r in recorder.rows for k in r)}
+    if watch is not None and watch.died:
+        raise TrainingDied(_record_death(run, history, monitor, mode, watch.died))
+    return history
+
+
+def _record_death(run, history, monitor, mode, reason):
+    """Write a dead run's ``metrics.json`` (summary + ``stopped``) and return the message for the user."""
+    summary = summarize(history, monitor, mode)
+    advice = "a lower learning rate usually avoids it; --no-stop-dead keeps training"
+    if run is None:
+        return f"{reason}; {advice}"
+    run.write_json("metrics.json", {**summary, "stopped": {"reason": "dead", "message": reason}})
+    best = summary["best"]
+    return (f"{reason}. Best model kept in {run.file('model.keras')} (epoch {best['epoch']}, {monitor} "
+            f"{best.get(monitor, float('nan')):.4f}); {advice}")
 
 
 def best_epoch(history, monitor, mode=None):

@@ -1,0 +1,134 @@
+"""A run whose network has died (constant predictions, flat loss) stops with exit code 1 and says so."""
+
+import hashlib
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from labkit import dice_coef, get_unet
+from labkit.data import array_dataset
+from labkit.runs import RunFolder, read_csv
+from labkit.training import DeadRunWatch, TrainingDied, compile_model, fit
+
+
+def tiny_data(n=8, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.random((n, size, size, 1)).astype(np.float32)
+    return images, (images > 0.5).astype(np.float32)
+
+
+def killed_unet(kill_after_epoch=None):
+    """A tiny Dice-loss U-Net; its output layer is saturated at 0 (kernel 0, bias -60) once `kill_after_epoch` ends:
+    the sigmoid's gradient underflows, so nothing brings it back, as in a real dead run."""
+    keras.utils.set_random_seed(0)
+    model = compile_model(get_unet((16, 16, 1), base=2), 1e-3, "dice", metrics=[dice_coef])
+
+    def kill():
+        head = model.get_layer("mask")
+        kernel, bias = head.get_weights()
+        head.set_weights([np.zeros_like(kernel), np.full_like(bias, -60.0)])
+
+    if kill_after_epoch is None:
+        return model, []
+    killer = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: kill() if epoch + 1 == kill_after_epoch else None)
+    return model, [killer]
+
+
+def test_a_dead_network_stops_after_five_epochs_and_keeps_the_best_model(tmp_path):
+    images, masks = tiny_data()
+    model, callbacks = killed_unet(kill_after_epoch=1)
+    run = RunFolder.create(tmp_path)
+    with pytest.raises(TrainingDied, match=r"died: constant predictions .* for 5 epochs \(2–6\).*epoch 1"):
+        fit(model, array_dataset(images, masks, 4), array_dataset(images, masks, 4), 20, run=run,
+            monitor="val_dice_coef", verbose=0, callbacks=callbacks)
+    rows = read_csv(tmp_path / "history.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]  # stopped, not 20 epochs
+    assert all(r["loss"] == pytest.approx(1.0, abs=1e-6) for r in rows[1:])  # the Dice loss at its ceiling
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["stopped"]["reason"] == "dead" and metrics["epochs_run"] == 6
+    assert metrics["best"]["epoch"] == 1  # the model before it died
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert np.ptp(reloaded.predict(images, verbose=0)) > 1e-3  # model.keras is the live epoch-1 model
+
+
+def test_stop_dead_off_trains_every_epoch(tmp_path):
+    images, masks = tiny_data()
+    model, callbacks = killed_unet(kill_after_epoch=1)
+    history = fit(model, array_dataset(images, masks, 4), array_dataset(images, masks, 4), 8,
+                  run=RunFolder.create(tmp_path), monitor="val_dice_coef", verbose=0, callbacks=callbacks,
+                  stop_dead=False)
+    assert history["epoch"] == list(range(1, 9))
+    assert history["loss"][-1] == pytest.approx(1.0, abs=1e-6)  # dead all along, yet it went on as asked
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_learning_network_is_never_stopped(tmp_path):
+    images, masks = tiny_data()
+    model, _ = killed_unet()
+    history = fit(model, array_dataset(images, masks, 4), array_dataset(images, masks, 4), 7, monitor="val_dice_coef",
+                  verbose=0)
+    assert history["epoch"] == list(range(1, 8))
+
+
+@pytest.mark.parametrize(
+    "outputs, losses, expected_dead",
+    [
+        (np.zeros((4, 8, 8, 1)), [1.0] * 5, True),                       # constant output, loss at its ceiling
+        (np.full((4, 8, 8, 1), 0.3), [0.61, 0.61, 0.61, 0.61, 0.61], True),  # constant prior, flat BCE
+        (np.zeros((4, 8, 8, 1)), [0.9, 0.7, 0.5, 0.4, 0.3], False),      # empty probe predicted empty, still learning
+        (np.linspace(0, 1, 256).reshape(4, 8, 8, 1), [1.0] * 5, False),  # predictions vary with the input
+        (np.tile(np.eye(3)[[0]], (4, 1)), [1.1] * 5, True),              # a classifier that always says class 0
+        (np.eye(3)[[0, 1, 2, 0]], [1.1] * 5, False),                     # a classifier that tells images apart
+    ],
+)
+def test_dead_means_constant_predictions_and_a_flat_loss(outputs, losses, expected_dead):
+    watch = DeadRunWatch(probe=None, patience=5)
+    watch.set_model(keras.Sequential([keras.Input((1,))]))
+    watch.output_range = lambda: float(np.max(np.ptp(outputs.reshape(-1, outputs.shape[-1]), axis=0)))
+    for epoch, loss in enumerate(losses):
+        watch.on_epoch_end(epoch, {"loss": loss})
+    assert (watch.died is not None) is expected_dead
+
+
+def test_output_range_reads_the_probe_batch():
+    images, _ = tiny_data(n=4)
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Lambda(lambda x: x * 0.0 + 0.25)])
+    watch = DeadRunWatch(images)
+    watch.set_model(model)
+    assert watch.output_range() == 0.0
+    watch.set_model(keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Identity()]))
+    assert watch.output_range() == pytest.approx(float(images.max() - images.min()))
+
+
+@pytest.mark.slow
+def test_lab_exits_1_and_says_the_network_died(lab_runner, tmp_path, monkeypatch):
+    from labkit.data.synthetic import xray_dataset
+    from labkit.training import DeadRunWatch as Watch
+
+    # Kill the network after epoch 1 the same way in the lab: its output layer saturates.
+    original = Watch.on_epoch_end
+
+    def kill_then_watch(self, epoch, logs=None):
+        if epoch == 0:
+            head = self.model.get_layer("mask")
+            kernel, bias = head.get_weights()
+            head.set_weights([np.zeros_like(kernel), np.full_like(bias, -60.0)])
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(Watch, "on_epoch_end", kill_then_watch)
+    data = xray_dataset(n_images=8, size=32, root=tmp_path / "data")
+    out = tmp_path / "run"
+    argv = ["--data-dir", data, "--out", out, "--img-size", "16", "--base", "2", "--batch-size", "4", "--epochs",
+            "12", "--loss", "dice", "--quiet"]
+    code, stdout, stderr = lab_runner("lab4_unet", argv)
+    assert code == 1
+    assert stderr.strip().splitlines()[-1].startswith("error: training stopped: the network died")
+    assert json.loads((out / "metrics.json").read_text())["stopped"]["reason"] == "dead"
+    digest = hashlib.sha256((out / "model.keras").read_bytes()).hexdigest()
+    assert len(read_csv(out / "history.csv")) == 6
+
+    code, _, _ = lab_runner("lab4_unet", [*argv[:2], "--out", tmp_path / "watch", *argv[4:], "--no-stop-dead"])
+    assert code == 0 and len(read_csv(tmp_path / "watch" / "history.csv")) == 12
+    assert hashlib.sha256((out / "model.keras").read_bytes()).hexdigest() == digest  # the first run's model untouched
