@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from labkit.errors import LabkitInputError
-from labkit.training import PRECISIONS, STRATEGIES, TrainingDiverged
+from labkit.training import PRECISIONS, STRATEGIES, TrainingDiverged, TrainingStopped
 
 
 class LabArgumentParser(argparse.ArgumentParser):
@@ -81,6 +81,9 @@ def lab_parser(description, course):
     add("--tensorboard", action="store_true", help="also write TensorBoard logs to <out>/tensorboard")
     add("--skip-bad-files", action="store_true", help="skip unreadable images with a warning instead of stopping")
     add("--quiet", action="store_true", help="no progress bars, one line per epoch")
+    add("--stop-dead", action=argparse.BooleanOptionalAction, help="stop (exit code 1, best model kept) when the "
+        "network has died: constant predictions and a flat loss for 5 epochs; --no-stop-dead keeps training "
+        "(default: stop)")
     from labkit import compare
 
     compare.add_arguments(parser)  # --sweep, --folds, --fold: runs of many models (labkit.compare)
@@ -107,12 +110,10 @@ def run_many(main, args, argv=None, preset=None):
     return True
 
 
-
-
 #: Defaults of the flags every lab shares, under the lab's own course defaults.
 COMMON_DEFAULTS = {"seed": 42, "precision": "auto", "distribute": "none", "resume": False, "overwrite": False,
                    "deterministic": False, "tensorboard": False, "skip_bad_files": False, "quiet": False,
-                   "scale_lr": False}
+                   "scale_lr": False, "stop_dead": True}
 
 
 _NOT_REPEATED = ("out", "resume", "overwrite", "config", "demo")
@@ -164,14 +165,15 @@ def versions():
 
 
 def run_lab(main, argv=None):
-    """Run a lab's ``main(argv)`` and exit: 0 done, 2 bad input (one ``error:`` line), 1 diverged training."""
+    """Run a lab's ``main(argv)`` and exit: 0 done, 2 bad input (one ``error:`` line), 1 diverged or dead training."""
     try:
         main(argv)
     except LabkitInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except TrainingDiverged as exc:
-        print(f"error: training diverged: {exc}", file=sys.stderr)
+    except TrainingStopped as exc:
+        kind = "diverged" if isinstance(exc, TrainingDiverged) else "stopped"
+        print(f"error: training {kind}: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted: rerun with --resume --out <run folder> to continue", file=sys.stderr)
@@ -195,7 +197,7 @@ def start_run(lab_name, args, course, demo):
     run = runs.RunFolder.create(out, overwrite=args.overwrite, resume=args.resume)
     if args.resume:
         stored = run.read_json("config.json")["settings"]
-        settings = {**stored, "resume": True, "out": str(run.path), "quiet": bool(args.quiet)}
+        settings = {**COMMON_DEFAULTS, **stored, "resume": True, "out": str(run.path), "quiet": bool(args.quiet)}
         is_demo = stored.get("demo", is_demo)
         print(f"resuming {run.path} from its last completed epoch")
     settings = argparse.Namespace(**{**settings, "demo": is_demo, "out": str(run.path)})
@@ -208,6 +210,13 @@ def start_run(lab_name, args, course, demo):
     settings.precision = training.set_precision(settings.precision)
     print(f"precision policy: {settings.precision}")
     return settings, run
+
+
+def fit_options(settings):
+    """The keyword arguments of `labkit.training.fit` that come from the shared flags (--quiet, --tensorboard,
+    --no-stop-dead)."""
+    return {"verbose": 2 if settings.quiet else 1, "tensorboard": settings.tensorboard,
+            "stop_dead": settings.stop_dead}
 
 
 def save_config(run, settings, data_dir, n_files, splits=None):

@@ -21,22 +21,20 @@ example:
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from labkit import cli, loss_accuracy_plot
+from labkit.data.augment import classification_augmentation
+from labkit.data.layouts.lab2 import find_lab2_set
+from labkit.data.pipeline import classification_dataset
+from labkit.data.split import refold_class_splits
+from labkit.data.synthetic.bone_skin import bone_skin_dataset
+from labkit.gradcam import activation_map_figure, grad_cam
+from labkit.models.classic import vgg16_model
+from labkit.training import collect_predictions, compile_model, distribute, fit, summarize
 
-from labkit import cli, loss_accuracy_plot  # noqa: E402
-from labkit.data.augment import classification_augmentation  # noqa: E402
-from labkit.data.layouts.lab2 import find_lab2_set  # noqa: E402
-from labkit.data.pipeline import classification_dataset  # noqa: E402
-from labkit.data.synthetic.bone_skin import bone_skin_dataset  # noqa: E402
-from labkit.gradcam import activation_map_figure, grad_cam  # noqa: E402
-from labkit.models.classic import vgg16_model  # noqa: E402
-from labkit.training import collect_predictions, compile_model, distribute, fit, summarize  # noqa: E402
-
-import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
-import numpy as np  # noqa: E402
+import keras  # after labkit, which quiets TensorFlow's start-up logging
+import numpy as np
 
 COURSE = {"dataset": "bone", "img_size": 128, "n_base": 8, "dense_layers": (64, 64, 64), "dropout": 0.4,
           "lr": 1e-5, "batch_size": 8, "epochs": 100, "seed": 42, "augment": True, "batchnorm": False,
@@ -90,8 +88,12 @@ def explained_images(images, labels, probabilities, class_names, per_class):
 
 
 def main(argv=None):
-    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = cli.start_run("lab4_activation_map", parse_args(argv), COURSE, DEMO)
+    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults; --sweep and
+    # --folds run this main once per variant/fold (labkit.compare).
+    args = parse_args(argv)
+    if cli.run_many(main, args, argv):
+        return
+    settings, run = cli.start_run("lab4_activation_map", args, COURSE, DEMO)
     if settings.demo:
         print(f"demo profile: embedded synthetic {settings.dataset.capitalize()} set ({settings.n_train} training "
               f"and {settings.n_val} validation images per class), {settings.img_size}×{settings.img_size}, "
@@ -102,9 +104,9 @@ def main(argv=None):
 
     # Data: the class folders of one Lab 2 set; augmentation on training batches only.
     data_dir = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val, size=max(64, size))
-    train, val = find_lab2_set(data_dir, settings.dataset)
+    train, val = refold_class_splits(*find_lab2_set(data_dir, settings.dataset), settings.kfold, settings.seed)
     strategy, batch, _ = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
-    cli.save_config(run, settings, data_dir, len(train) + len(val))
+    cli.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths})
     print(f"data: {train.counts()} training and {val.counts()} validation images from {data_dir}")
     n_class = len(train.class_names)
     augment = classification_augmentation(**AUGMENT, seed=settings.seed) if settings.augment else None
@@ -122,7 +124,7 @@ def main(argv=None):
 
     # Training: history.csv every epoch, model.keras at every new best validation accuracy.
     history = fit(model, train_data, val_data, settings.epochs, run=run, monitor="val_accuracy",
-                  verbose=2 if settings.quiet else 1, tensorboard=settings.tensorboard)
+                  **cli.fit_options(settings))
 
     # Evaluation: the best model on every validation image, then Grad-CAM of a few images of each class.
     best = keras.saving.load_model(run.file("model.keras"))

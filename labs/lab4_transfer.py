@@ -31,22 +31,20 @@ example:
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from labkit import cli, loss_accuracy_plot
+from labkit.data.synthetic.bone_skin import bone_skin_dataset
+from labkit.data.layouts.lab2 import find_lab2_set
+from labkit.data.pipeline import array_dataset, classification_dataset
+from labkit.data.split import refold_class_splits
+from labkit.features import bottleneck_features
+from labkit.models.classic import MLP_model, vgg16_model
+from labkit.models.transfer import WeightsUnavailableError, weights_label
+from labkit.runs import RunFolder, atomic_write, markdown_table, read_csv
+from labkit.training import compile_model, distribute, fit, summarize
 
-from labkit import cli, loss_accuracy_plot  # noqa: E402
-from labkit.data.synthetic.bone_skin import bone_skin_dataset  # noqa: E402
-from labkit.data.layouts.lab2 import find_lab2_set  # noqa: E402
-from labkit.data.pipeline import array_dataset, classification_dataset  # noqa: E402
-from labkit.features import bottleneck_features  # noqa: E402
-from labkit.models.classic import MLP_model, vgg16_model  # noqa: E402
-from labkit.models.transfer import WeightsUnavailableError, weights_label  # noqa: E402
-from labkit.runs import RunFolder, atomic_write, markdown_table, read_csv  # noqa: E402
-from labkit.training import compile_model, distribute, fit, summarize  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 COURSE = {"dataset": "both", "method": "both", "weights": "imagenet", "epochs": 100, "batch_size": 8, "lr": 1e-5,
           "img_size": 224, "dropout": 0.5, "mlp_base": 128, "n_base": 64, "batchnorm": False, "seed": 42}
@@ -83,7 +81,8 @@ def lab2_sets(settings):
     names = ("bone", "skin") if settings.dataset == "both" else (settings.dataset,)
     root = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val,
                                                             size=max(64, settings.img_size))
-    return root, {name: find_lab2_set(root, name) for name in names}
+    return root, {name: refold_class_splits(*find_lab2_set(root, name), settings.kfold, settings.seed)
+                  for name in names}
 
 
 def features_of_every_set(sets, settings, weights_given):
@@ -120,7 +119,7 @@ def train_model(run, key, build, train, val, settings, strategy):
     parameters = int(model.count_params())
     print(f"{key}: {model.name}, {parameters:,} parameters")
     history = fit(model, train, val, settings.epochs, run=sub, monitor=MONITOR,
-                  verbose=2 if settings.quiet else 1, tensorboard=settings.tensorboard)
+                  **cli.fit_options(settings))
     sub.write_json("summary.json", {**summarize(history, MONITOR), "parameters": parameters})
     return history, parameters
 
@@ -150,6 +149,8 @@ def comparison_row(dataset, method, history, parameters, settings, feature_secon
 
 def main(argv=None):
     args = parse_args(argv)
+    if cli.run_many(main, args, argv):  # --sweep / --folds: one child run per variant and fold (labkit.compare)
+        return
     weights_given = args.weights is not None
 
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.

@@ -86,7 +86,7 @@ def main(argv=None):
     callbacks = [SegmentationImages.from_dataset(run.file("tensorboard"), val, n_images=3,
                                                  names=[p[0].stem for p in val_pairs])] if settings.tensorboard else []
     history = fit(model, train, val, settings.epochs, run=run, monitor="val_dice_coef", callbacks=callbacks,
-                  verbose=2 if settings.quiet else 1, tensorboard=settings.tensorboard)
+                  **cli.fit_options(settings))
 
     # Evaluation: the best model on every validation image, masks binarised at 0.5.
     best = keras.saving.load_model(run.file("model.keras"))

@@ -41,33 +41,30 @@ example:
 import hashlib
 import os
 import shutil
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from labkit import cli  # noqa: E402
-from labkit.data import check_readable, segmentation_dataset  # noqa: E402
-from labkit.data.augment import LesionAugment  # noqa: E402
-from labkit.data.layouts.isic2016 import find_isic2016_pairs, isic2016_layout  # noqa: E402
-from labkit.data.split import train_val_split  # noqa: E402
-from labkit.data.synthetic.dermoscopy import dermoscopy_dataset  # noqa: E402
-from labkit.errors import require  # noqa: E402
-from labkit.evaluation import mean_std, per_image_scores  # noqa: E402
-from labkit.losses import segmentation_loss  # noqa: E402
-from labkit.metrics import logit_segmentation_metrics  # noqa: E402
-from labkit.models.mobilenet_seg import (  # noqa: E402
+from labkit import cli
+from labkit.data import check_readable, segmentation_dataset
+from labkit.data.augment import LesionAugment
+from labkit.data.layouts.isic2016 import find_isic2016_pairs, isic2016_layout
+from labkit.data.split import train_val_split
+from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
+from labkit.errors import require
+from labkit.evaluation import mean_std, per_image_scores
+from labkit.losses import segmentation_loss
+from labkit.metrics import logit_segmentation_metrics
+from labkit.models.mobilenet_seg import (
     DECODERS, calibrate_batchnorm, encoder_decoder_optimizer, mobilenet_segmenter, parameter_split)
-from labkit.models.transfer import WeightsUnavailableError, weights_label  # noqa: E402
-from labkit.plots import comparison_curves, comparison_samples  # noqa: E402
-from labkit.runs import RunFolder, atomic_write, read_csv  # noqa: E402
-from labkit.tensorboard import SegmentationImages  # noqa: E402
-from labkit.training import (  # noqa: E402
+from labkit.models.transfer import WeightsUnavailableError, weights_label
+from labkit.plots import comparison_curves, comparison_samples
+from labkit.runs import RunFolder, atomic_write, read_csv
+from labkit.tensorboard import SegmentationImages
+from labkit.training import (
     collect_predictions, compile_model, distribute, fit, set_seed, summarize)
 
-import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
-import numpy as np  # noqa: E402
-from scipy.special import expit  # noqa: E402
+import keras  # after labkit, which quiets TensorFlow's start-up logging
+import numpy as np
+from scipy.special import expit
 
 COURSE = {"decoder": "transpose", "strategy": "finetune", "loss": "bce", "weights": "imagenet", "epochs": 25,
           "batch_size": 32, "lr": 1e-3, "encoder_lr": 1e-4, "img_size": 128, "channels": 3, "dropout": 0.5,
@@ -214,7 +211,7 @@ def train_variant(model, variant, data, settings, run):
     callbacks = [SegmentationImages.from_dataset(run.file("tensorboard"), data["val"], n_images=3, from_logits=True,
                                                  names=data["val_names"])] if settings.tensorboard else []
     return fit(model, data["train"], data["val"], settings.epochs, run=run, monitor=MONITOR, callbacks=callbacks,
-               verbose=2 if settings.quiet else 1, tensorboard=settings.tensorboard)
+               **cli.fit_options(settings))
 
 
 def evaluate(best, data):
@@ -309,7 +306,7 @@ def lesion_data(settings, batch):
     data_dir = settings.data_dir or dermoscopy_dataset(settings.n_images, max(8, settings.n_images // 4))
     layout, folders = isic2016_layout(data_dir)
     pairs = check_readable(find_isic2016_pairs(data_dir, "train"), skip_bad=settings.skip_bad_files)
-    train_pairs, val_pairs = train_val_split(pairs, settings.val_split, settings.seed)
+    train_pairs, val_pairs = train_val_split(pairs, settings.val_split, settings.seed, kfold=settings.kfold)
     if "test" in folders:
         test_pairs, evaluated_on = check_readable(find_isic2016_pairs(data_dir, "test"), settings.skip_bad_files), "test"
     else:
@@ -366,6 +363,8 @@ def write_comparison(run, results, weights):
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
     args = parse_args(argv)
+    if cli.run_many(main, args, argv):  # --sweep / --folds: one child run per variant and fold (labkit.compare)
+        return
     weights_given, encoder_lr_given = args.weights is not None, args.encoder_lr is not None
     settings, run = cli.start_run("mobilenet_segmentation", args, COURSE, DEMO)
     settings.weights_requested = getattr(settings, "weights_requested", None) or settings.weights

@@ -34,32 +34,29 @@ example:
 """
 
 import shutil
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from labkit import cli  # noqa: E402
-from labkit.data.augment import dermoscopy_augmentation  # noqa: E402
-from labkit.data.layouts import check_readable  # noqa: E402
-from labkit.data.layouts.isic2018 import CLASSES, skin_lesion_splits  # noqa: E402
-from labkit.data.pipeline import classification_dataset, decode_image  # noqa: E402
-from labkit.data.split import grouped_stratified_split  # noqa: E402
-from labkit.data.synthetic.skin_lesions7 import isic2018_task3_dataset  # noqa: E402
-from labkit.errors import require  # noqa: E402
-from labkit.evaluation.classification import (classification_report_rows, classification_report_text,  # noqa: E402
+from labkit import cli
+from labkit.data.augment import dermoscopy_augmentation
+from labkit.data.layouts import check_readable
+from labkit.data.layouts.isic2018 import CLASSES, skin_lesion_splits
+from labkit.data.pipeline import classification_dataset, decode_image
+from labkit.data.split import grouped_stratified_split
+from labkit.data.synthetic.skin_lesions7 import isic2018_task3_dataset
+from labkit.errors import require
+from labkit.evaluation.classification import (classification_report_rows, classification_report_text,
                                               classification_scores)
-from labkit.gradcam import find_layer, grad_cam  # noqa: E402
-from labkit.losses import classification_loss  # noqa: E402
-from labkit.models.classifiers import resnet50_classifier, resnet50_gradcam_layer  # noqa: E402
-from labkit.models.transfer import keras_cache_dir, weights_file_name, weights_label  # noqa: E402
-from labkit.plots import class_gradcam_figure, confusion_matrix_figure, plot_history, roc_figure  # noqa: E402
-from labkit.runs import RunFolder, atomic_write, read_csv  # noqa: E402
-from labkit.training import compile_model, distribute, fit, summarize  # noqa: E402
+from labkit.gradcam import find_layer, grad_cam
+from labkit.losses import classification_loss
+from labkit.models.classifiers import resnet50_classifier, resnet50_gradcam_layer
+from labkit.models.transfer import keras_cache_dir, weights_file_name, weights_label
+from labkit.plots import class_gradcam_figure, confusion_matrix_figure, plot_history, roc_figure
+from labkit.runs import RunFolder, atomic_write, read_csv
+from labkit.training import compile_model, distribute, fit, summarize
 
-import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras  # after labkit, which quiets TensorFlow's start-up logging
+import numpy as np
+import tensorflow as tf
 
 COURSE = {"loss": "ce", "focal_gamma": 2.0, "focal_alpha": 0.25, "class_weights": "none", "weights": "imagenet",
           "dropout": 0.5, "batch_size": 32, "lr": 1e-3, "img_size": 224, "val_split": 0.15, "test_split": 0.15,
@@ -175,7 +172,8 @@ def load_splits(settings, inputs):
         print("warning: no lesion IDs (HAM10000 metadata or ISIC2018_Task3_Training_LesionGroupings.csv in "
               "--data-dir), so images of one lesion may land in different splits and inflate the test numbers")
     train_idx, val_idx, test_idx = grouped_stratified_split(train.labels, train.groups, fractions["val"],
-                                                            fractions["test"], settings.seed, CLASSES)
+                                                            fractions["test"], settings.seed, CLASSES,
+                                                            kfold=getattr(settings, "kfold", None))
     carved = {"val": val_idx, "test": test_idx}
     for split in ("val", "test"):
         if split not in splits:
@@ -257,8 +255,8 @@ def train_and_evaluate(settings, loss_name, run, splits, strategy, extra):
           f"({trainable:,} trainable); loss {loss_name}, {epochs} epochs")
 
     # Training: history.csv every epoch, model.keras at every new best validation macro F1.
-    history = fit(model, train, val, epochs, run=run, monitor=MONITOR, verbose=2 if settings.quiet else 1,
-                  tensorboard=settings.tensorboard, class_weight=class_weight(settings, splits["train"].labels))
+    history = fit(model, train, val, epochs, run=run, monitor=MONITOR,
+                  class_weight=class_weight(settings, splits["train"].labels), **cli.fit_options(settings))
 
     # Evaluation: the best model on the test split.
     best = keras.saving.load_model(run.file("model.keras"))
@@ -348,6 +346,8 @@ def compare_losses(settings, run, splits, strategy, data):
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
     args = parse_args(argv)
+    if cli.run_many(main, args, argv):  # --sweep / --folds: one child run per variant and fold (labkit.compare)
+        return
     inputs = explicit_inputs(args)
     settings, run = cli.start_run("resnet50_classification", args, COURSE, {} if inputs else DEMO)
     settings.demo = settings.demo and not inputs

@@ -21,26 +21,21 @@ example:
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from labkit import cli, dice_coef, get_unet3d, loss_dice_plot
+from labkit.data.layouts.volumes import find_la2018_cases, find_nifti_pairs, load_cases, volume_layout
+from labkit.data.patches import BLENDS, centre_crop, patch_dataset, sliding_window_inference, validation_patches
+from labkit.data.split import train_val_split
+from labkit.data.synthetic.atrium import atrium_dataset
+from labkit.errors import require
+from labkit.evaluation import evaluate_volumes
+from labkit.plots import surface_view, volume_slices
+from labkit.tensorboard import SegmentationImages
+from labkit.training import compile_model, distribute, fit, summarize
 
-from labkit import cli, dice_coef, get_unet3d, loss_dice_plot  # noqa: E402
-from labkit.data.layouts.volumes import (  # noqa: E402
-    find_la2018_cases, find_nifti_pairs, load_cases, volume_layout)
-from labkit.data.patches import (  # noqa: E402
-    BLENDS, centre_crop, patch_dataset, sliding_window_inference, validation_patches)
-from labkit.data.split import train_val_split  # noqa: E402
-from labkit.data.synthetic.atrium import atrium_dataset  # noqa: E402
-from labkit.errors import require  # noqa: E402
-from labkit.evaluation import evaluate_volumes  # noqa: E402
-from labkit.plots import surface_view, volume_slices  # noqa: E402
-from labkit.tensorboard import SegmentationImages  # noqa: E402
-from labkit.training import compile_model, distribute, fit, summarize  # noqa: E402
-
-import keras  # noqa: E402  (after labkit, which quiets TensorFlow's start-up logging)
-import tensorflow as tf  # noqa: E402
+import keras  # after labkit, which quiets TensorFlow's start-up logging
+import tensorflow as tf
 
 #: Course settings shared by both losses; the optimiser settings depend on the loss (`LOSS_COURSE`).
 COURSE = {"loss": "bce", "patch": [112, 112, 80], "base": 16, "depth": 4, "batchnorm": True, "dropout": None,
@@ -127,6 +122,8 @@ def predict_case(model, case, settings):
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults for the loss.
     args = parse_args(argv)
+    if cli.run_many(main, args, argv):  # --sweep / --folds: one child run per variant and fold (labkit.compare)
+        return
     settings, run = cli.start_run("unet3d_segmentation", args, resolve(args), DEMO)
     patch = tuple(settings.patch)
     if settings.demo:
@@ -139,7 +136,7 @@ def main(argv=None):
     data_dir = Path(settings.data_dir) if settings.data_dir else atrium_dataset(
         settings.n_volumes, settings.n_test, tuple(settings.volume_shape))
     train_entries, test_entries, layout = find_cases(data_dir, settings)
-    train_entries, val_entries = train_val_split(train_entries, settings.val_split, settings.seed)
+    train_entries, val_entries = train_val_split(train_entries, settings.val_split, settings.seed, kfold=settings.kfold)
     # --batch-size is per replica: the global batch grows with the replicas (the learning rate too with --scale-lr).
     strategy, batch, _ = distribute(settings)
     cli.save_config(run, settings, data_dir, sum(len(e) - 1 for e in train_entries + val_entries + test_entries))
@@ -167,7 +164,7 @@ def main(argv=None):
     callbacks = [SegmentationImages.from_dataset(run.file("tensorboard"), val, n_images=3,
                                                  names=[case.name for case in val_cases])] if settings.tensorboard else []
     history = fit(model, train, val, settings.epochs, run=run, monitor="val_dice_coef", steps_per_epoch=steps,
-                  callbacks=callbacks, verbose=2 if settings.quiet else 1, tensorboard=settings.tensorboard)
+                  callbacks=callbacks, **cli.fit_options(settings))
 
     # Evaluation: the best model on every test volume, masks binarised at 0.5, surface distances in voxels and mm.
     best = keras.saving.load_model(run.file("model.keras"))

@@ -94,6 +94,20 @@ def _grouped_holdout(labels, groups, fraction, seed, class_names):
     )
 
 
+def refold_class_splits(train, val, kfold, seed=42):
+    """A set's given training and validation images, or with `kfold` ``(i, k)`` fold `i` of both pooled.
+
+    For layouts that come split already (Lab 2's ``train/`` and ``validation/`` class folders): `train` and `val`
+    are `ClassFolderSplit`-like (``paths``, ``labels``, ``class_names``); the folds are stratified by class.
+    """
+    if not kfold:
+        return train, val
+    paths, labels = [*train.paths, *val.paths], [*train.labels, *val.labels]
+    parts = kfold_indices(len(paths), kfold, seed, labels=labels)
+    return tuple(type(train)(tuple(paths[i] for i in part), tuple(labels[i] for i in part), train.class_names)
+                 for part in parts)
+
+
 def grouped_stratified_split(labels, groups, val_fraction=0.15, test_fraction=0.15, seed=42, class_names=None,
                              kfold=None):
     """Split items into training, validation and test indices, stratified by class and grouped by lesion.
