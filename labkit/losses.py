@@ -145,3 +145,34 @@ def classification_loss(name, gamma=2.0, alpha=0.25, from_logits=False):
     if name == "focal":
         return keras.losses.CategoricalFocalCrossentropy(alpha=alpha, gamma=gamma, from_logits=from_logits)
     return CEFocalLoss(gamma=gamma, alpha=alpha, from_logits=from_logits)
+
+
+#: Every ``--loss`` name a lab offers; `get_loss` is the one place they become Keras losses.
+LOSSES = SEGMENTATION_LOSSES + CLASSIFICATION_LOSSES
+
+
+def get_loss(name, from_logits=False, gamma=2.0, alpha=0.25):
+    """The Keras loss for a lab's ``--loss`` name: labs pass the user's name through unchanged, and only this
+    function maps it.
+
+    Args:
+        name: ``bce``, ``dice``, ``bce+dice`` (segmentation: `keras.losses.BinaryCrossentropy`, `DiceLoss`,
+            `BCEDiceLoss`), ``ce``, ``focal``, ``ce+focal`` (one-hot classification: see `classification_loss`), or
+            the course's spellings ``binary_crossentropy``, ``categorical_crossentropy`` and ``dice_coef_loss``
+            (the course's function itself).
+        from_logits: the model outputs logits instead of probabilities.
+        gamma, alpha: the focal term's focusing parameter and weight.
+
+    Raises:
+        LabkitInputError: an unknown name (the message lists the known ones).
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=get_loss("bce+dice", from_logits=True))
+    """
+    if name == "dice_coef_loss":
+        return dice_coef_loss
+    key = {"binary_crossentropy": "bce", "categorical_crossentropy": "ce"}.get(name, name)
+    require(key in LOSSES, f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
+    if key in SEGMENTATION_LOSSES:
+        return segmentation_loss(key, from_logits=from_logits)
+    return classification_loss(key, gamma=gamma, alpha=alpha, from_logits=from_logits)

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from labkit.errors import LabkitInputError, require
-from labkit.losses import dice_coef_loss, segmentation_loss
+from labkit.losses import get_loss
 from labkit.metrics import dice_coef, iou_coef, thresholded_dice
 from labkit.progress import progress
 
@@ -235,10 +235,8 @@ def resolve_loss(loss):
     ``bce+dice``), any other Keras loss name, or a callable."""
     if callable(loss):
         return loss
-    if loss in ("dice", "dice_coef_loss"):
-        return dice_coef_loss
     try:
-        return segmentation_loss(loss)
+        return get_loss(loss)  # the one mapping of lab loss names (labkit.losses)
     except ValueError:
         return keras.losses.get(loss)
 

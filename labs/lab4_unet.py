@@ -77,8 +77,7 @@ def main(argv=None):
     # Model: the course's U-Net graph, built and compiled inside the distribution strategy's scope.
     with strategy.scope():
         model = get_unet((size, size, 1), base=settings.base, batchnorm=settings.batchnorm, dropout=settings.dropout)
-        loss = "dice" if settings.loss == "dice" else "binary_crossentropy"
-        compile_model(model, settings.learning_rate, loss, metrics=[dice_coef])
+        compile_model(model, settings.learning_rate, settings.loss, metrics=[dice_coef])  # labkit.losses.get_loss
     print(f"model: U-Net base {settings.base}, {model.count_params():,} parameters, loss {settings.loss}")
 
     # Training: history.csv every epoch, model.keras at every new best validation Dice; with --tensorboard, epoch

@@ -51,7 +51,7 @@ from labkit.data.split import train_val_split
 from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
 from labkit.errors import require
 from labkit.evaluation import mean_std, per_image_scores
-from labkit.losses import segmentation_loss
+from labkit.losses import get_loss
 from labkit.metrics import logit_segmentation_metrics
 from labkit.models.mobilenet_seg import (
     DECODERS, calibrate_batchnorm, encoder_decoder_optimizer, mobilenet_segmenter, parameter_split)
@@ -152,7 +152,7 @@ def build_model(variant, settings, strategy, calibration_images):
         if weights_label(settings.weights) == "none":
             calibrate_batchnorm(model.get_layer("encoder"), calibration_images)
         optimizer = encoder_decoder_optimizer(model, variant["encoder_lr"], variant["decoder_lr"])
-        compile_model(model, variant["decoder_lr"], segmentation_loss(settings.loss, from_logits=True),
+        compile_model(model, variant["decoder_lr"], get_loss(settings.loss, from_logits=True),
                       metrics=logit_segmentation_metrics(), optimizer=optimizer)
     return model
 

@@ -47,7 +47,7 @@ from labkit.errors import require
 from labkit.evaluation.classification import (classification_report_rows, classification_report_text,
                                               classification_scores)
 from labkit.gradcam import find_layer, grad_cam
-from labkit.losses import classification_loss
+from labkit.losses import get_loss
 from labkit.models.classifiers import resnet50_classifier, resnet50_gradcam_layer
 from labkit.models.transfer import keras_cache_dir, weights_file_name, weights_label
 from labkit.plots import class_gradcam_figure, confusion_matrix_figure, plot_history, roc_figure
@@ -243,7 +243,7 @@ def train_and_evaluate(settings, loss_name, run, splits, strategy, extra):
         model = resnet50_classifier((settings.img_size, settings.img_size, 3), len(CLASSES), settings.weights_used,
                                     dropout=settings.dropout, freeze_backbone=settings.freeze_backbone,
                                     bn_momentum=settings.bn_momentum_used)
-        loss = classification_loss(loss_name, gamma=settings.focal_gamma, alpha=settings.focal_alpha)
+        loss = get_loss(loss_name, gamma=settings.focal_gamma, alpha=settings.focal_alpha)
         compile_model(model, settings.learning_rate, loss,
                       metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1_macro")])
         if not tf.config.list_physical_devices("GPU"):
