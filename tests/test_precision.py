@@ -115,3 +115,102 @@ def test_lab_records_the_resolved_policy_and_trains_in_it(lab_runner, monkeypatc
     assert np.isfinite(metrics["final"]["loss"]) and 0 <= metrics["final"]["val_dice_coef"] <= 1
     model = keras.saving.load_model(out / "model.keras")
     assert model.layers[1].dtype_policy.name == "mixed_bfloat16" and model.output.dtype == "float32"
+
+
+def _exact_inputs(kind, background_only=False):
+    """Hand-made targets and predictions whose values bfloat16 and float16 hold exactly (multiples of 1/8, logits
+    in steps of 1/2), over 8 × 32 × 32 = 8,192 pixels: a sum taken in bfloat16 (8 significant bits) could not be
+    exact, so any low-precision reduction shows."""
+    rng = np.random.default_rng(3)
+    if kind == "onehot":
+        truth = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 64)]
+        rows = np.array([0.5, 0.25, 0.125, 0.125, 0, 0, 0], np.float32)
+        return truth, np.stack([rng.permutation(rows) for _ in range(64)])
+    truth = np.zeros((8, 32, 32, 1), np.float32) if background_only else (rng.random((8, 32, 32, 1)) > 0.6)
+    if kind == "logits":
+        return truth.astype(np.float32), rng.integers(-8, 9, truth.shape).astype(np.float32) / 2
+    return truth.astype(np.float32), rng.integers(0, 9, truth.shape).astype(np.float32) / 8
+
+
+def _shipped_losses_and_metrics():
+    """Every loss and metric labkit ships, with the kind of prediction it takes."""
+    from labkit import losses, metrics
+
+    return [
+        ("dice_coef", metrics.dice_coef, "probabilities"),
+        ("dice_coef_loss", losses.dice_coef_loss, "probabilities"),
+        ("thresholded_dice", metrics.thresholded_dice, "probabilities"),
+        ("iou_coef", metrics.iou_coef, "probabilities"),
+        ("dice_from_logits", metrics.dice_from_logits, "logits"),
+        ("iou_from_logits", metrics.iou_from_logits, "logits"),
+        ("DiceLoss", losses.DiceLoss(), "probabilities"),
+        ("DiceLoss(logits)", losses.DiceLoss(from_logits=True), "logits"),
+        ("BCEDiceLoss", losses.BCEDiceLoss(), "probabilities"),
+        ("BCEDiceLoss(logits)", losses.BCEDiceLoss(from_logits=True), "logits"),
+        ("bce", losses.segmentation_loss("bce"), "probabilities"),
+        ("pixel accuracy (logits)", metrics.logit_segmentation_metrics()[0], "logits"),
+        ("ce", losses.classification_loss("ce"), "onehot"),
+        ("focal", losses.classification_loss("focal"), "onehot"),
+        ("ce+focal", losses.classification_loss("ce+focal"), "onehot"),
+    ]
+
+
+def _value(function, truth, prediction):
+    if isinstance(function, keras.metrics.Metric):
+        function.reset_state()
+        function.update_state(truth, prediction)
+        return float(function.result())
+    return float(function(truth, prediction))
+
+
+@pytest.mark.parametrize("background_only", [False, True], ids=["lungs", "all-background"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("name, function, kind", _shipped_losses_and_metrics(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_loss_and_metric_gives_the_float32_value_on_low_precision_inputs(name, function, kind, dtype,
+                                                                                background_only):
+    if background_only and kind == "onehot":
+        pytest.skip("classification has no background-only batch")
+    truth, prediction = _exact_inputs(kind, background_only)
+    reference = _value(function, truth, prediction)
+    low = _value(function, keras.ops.cast(truth, dtype), keras.ops.cast(prediction, dtype))
+    assert np.isfinite(reference)
+    assert low == pytest.approx(reference, rel=1e-6, abs=1e-7), name
+
+
+def test_dice_of_an_all_background_batch_is_one_whatever_the_precision():
+    truth = np.zeros((4, 32, 32, 1), np.float32)
+    for dtype in ("float32", "bfloat16", "float16"):
+        empty = keras.ops.zeros(truth.shape, dtype)
+        assert float(dice_coef(keras.ops.cast(truth, dtype), empty)) == pytest.approx(1.0)
+        assert float(dice_coef_loss(keras.ops.cast(truth, dtype), empty)) == pytest.approx(0.0, abs=1e-7)
+
+
+#: Largest difference of the Dice loss between float32 and a mixed policy over the 30 steps below. Measured: 0.0015
+#: (mixed_bfloat16) and 0.0008 (mixed_float16, with Keras's automatic loss scaling) on an AMD EPYC with native bf16.
+MIXED_LOSS_TOLERANCE = 0.01
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_like_float32_from_the_same_weights(policy):
+    from labkit.data.synthetic.xray import chest_xray
+
+    pairs = [chest_xray(np.random.default_rng([0, i]), 32) for i in range(16)]
+    images = np.stack([p[0] for p in pairs])[..., None].astype(np.float32) / 255
+    masks = (np.stack([p[1] for p in pairs])[..., None] > 127).astype(np.float32)
+    batches = [(images[i % 2 * 8:][:8], masks[i % 2 * 8:][:8]) for i in range(30)]
+
+    def losses_under(name, weights):
+        keras.mixed_precision.set_global_policy(name)
+        model = get_unet((32, 32, 1), base=4)
+        model.set_weights(weights)
+        compile_model(model, 1e-3, "dice")
+        if name == "mixed_float16":
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)  # loss scaling where needed
+        return np.array([model.train_on_batch(x, y) for x, y in batches])
+
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(0)
+    weights = get_unet((32, 32, 1), base=4).get_weights()
+    reference, mixed = losses_under("float32", weights), losses_under(policy, weights)
+    assert reference[-1] < reference[0] - 0.02  # it learns, so the comparison means something
+    assert np.abs(mixed - reference).max() < MIXED_LOSS_TOLERANCE
