@@ -25,7 +25,8 @@ predicted class and probabilities), metrics.json (accuracy, balanced accuracy, m
 best/final epoch), confusion_matrix.png, roc.png, curves.png (loss, accuracy, macro F1) and gradcam.png. With
 --compare it trains CE and CE+focal one after the other, each into its own subfolder (ce/, ce_focal/) with all of
 the above, and writes comparison.csv / comparison.md with the overall and per-class numbers side by side; the top
-level then holds both histories, both losses' numbers and a copy of the model with the better validation macro F1.
+level then holds both histories, both losses' numbers, a copy of the model with the better validation macro F1, and
+(as every --sweep, of which --compare is a preset) comparison.png and variants.csv/.md.
 
 example:
   python labs/resnet50_classification.py
@@ -36,7 +37,7 @@ example:
 import shutil
 from pathlib import Path
 
-from labkit import cli
+from labkit import cli, compare
 from labkit.data.augment import dermoscopy_augmentation
 from labkit.data.layouts import check_readable
 from labkit.data.layouts.isic2018 import CLASSES, skin_lesion_splits
@@ -305,48 +306,41 @@ def comparison_rows(results):
     return rows
 
 
-def sub_run(run, loss_name, settings):
-    """The subfolder of one loss in a --compare run (continued on --resume)."""
-    path = run.path / loss_name.replace("+", "_")
-    started = (path / "config.json").is_file()
-    sub = RunFolder.create(path, overwrite=False, resume=bool(settings.resume and started))
-    if not started:
-        sub.write_json("config.json", {"settings": {**vars(settings), "loss": loss_name}})
-    return sub
+def comparison_preset(args):
+    """``--compare``: CE and CE+focal, each a child run (``ce/``, ``ce_focal/``), then `report_losses`."""
+    if not args.compare:
+        return None
+    return compare.Preset("ce vs ce+focal", [(name.replace("+", "_"), {"loss": name}) for name in COMPARED],
+                          report=report_losses, table="variants")
 
 
-def compare_losses(settings, run, splits, strategy, data):
-    """--compare: CE and CE+focal each in a subfolder, then the side-by-side table.
-
-    The top level also gets history.csv (both losses' epochs, with a ``loss_function`` column), model.keras (a copy of the
-    model with the better best validation macro F1, chosen on validation data, never on test data) and
-    metrics.json (that model's best/final epoch, both losses' numbers, the table and the total training time).
-    """
+def report_losses(run, children):
+    """The --compare files: comparison.csv/.md (overall and per-class test numbers side by side), history.csv (both
+    losses' epochs, with a ``loss_function`` column), model.keras (a copy of the model with the better best
+    validation macro F1, chosen on validation data, never on test data); returns the entries it adds to
+    metrics.json (that model's best/final epoch, both losses' numbers, the table and the total training time)."""
     results = {}
-    for loss_name in COMPARED:
-        print(f"--- {loss_name} ---")
-        sub = sub_run(run, loss_name, settings)
-        results[loss_name] = (sub.read_json("metrics.json") if sub.finished
-                              else train_and_evaluate(settings, loss_name, sub, splits, strategy, data))
+    for path in children.values():
+        metrics = RunFolder(path).read_json("metrics.json")
+        results[metrics["loss"]] = metrics
     rows = comparison_rows(results)
     run.write_table("comparison", rows)
-    print(run.file("comparison.md").read_text())
-    run.write_csv("history.csv", [{"loss_function": name, **row} for name in COMPARED
-                                  for row in read_csv(run.path / name.replace("+", "_") / "history.csv")])
-    chosen = max(COMPARED, key=lambda name: results[name]["best"][MONITOR])
-    source = run.path / chosen.replace("+", "_") / "model.keras"
+    run.write_csv("history.csv", [{"loss_function": name, **row} for name, path in zip(results, children.values())
+                                  for row in read_csv(path / "history.csv")])
+    chosen = max(results, key=lambda name: results[name]["best"][MONITOR])
+    source = Path(children[chosen.replace("+", "_")]) / "model.keras"
     atomic_write(run.file("model.keras"), lambda tmp: shutil.copyfile(source, tmp))
-    summary = {k: results[chosen][k] for k in ("monitor", "best", "final", "epochs_run")}
-    run.write_json("metrics.json", {**summary, "chosen_by_validation": chosen,
-                                    "train_seconds": round(sum(m["train_seconds"] for m in results.values()), 2),
-                                    "weights": settings.weights_record, "compare": rows, "variants": results,
-                                    **data})
+    first = next(iter(results.values()))
+    return {**{k: results[chosen][k] for k in ("monitor", "best", "final", "epochs_run")},
+            "chosen_by_validation": chosen, "compare": rows, "variants": results, "weights": first.get("weights"),
+            "train_seconds": round(sum(m["train_seconds"] for m in results.values()), 2), "data": first.get("data")}
 
 
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
     args = parse_args(argv)
-    if cli.run_many(main, args, argv):  # --sweep / --folds: one child run per variant and fold (labkit.compare)
+    # --compare, --sweep, --folds: one child run per variant and fold, then their comparison (labkit.compare).
+    if cli.run_many(main, args, argv, preset=comparison_preset):
         return
     inputs = explicit_inputs(args)
     settings, run = cli.start_run("resnet50_classification", args, COURSE, {} if inputs else DEMO)
@@ -365,10 +359,7 @@ def main(argv=None):
     split_table = describe_splits(splits, origin)
     data = {"data": {"layout": layout, "splits": split_table}}
 
-    if not settings.compare:
-        train_and_evaluate(settings, settings.loss, run, splits, strategy, data)
-    else:
-        compare_losses(settings, run, splits, strategy, data)
+    train_and_evaluate(settings, settings.loss, run, splits, strategy, data)
     print(f"run folder: {run.path}")
 
 

@@ -113,16 +113,15 @@ def test_compare_reuses_finished_losses_and_picks_the_model_on_validation(lab, t
         sub.mkdir()
         write_json(sub / "config.json", {"settings": {"loss": name}})
         write_json(sub / "metrics.json", {**fake_metrics(scale), "monitor": "val_f1_macro", "loss": name,
+                                          "data": {"layout": "test"},
                                           "best": {"epoch": 2, "val_f1_macro": val_f1},
                                           "final": {"epoch": 3, "val_f1_macro": val_f1 - 0.1}})
         write_csv(sub / "history.csv", [{"epoch": e, "loss": 1.0 / e} for e in (1, 2, 3)])
         (sub / "model.keras").write_bytes(folder.encode())
-    settings = argparse.Namespace(resume=True, weights_record={"requested": "none", "used": "none", "note": None})
-    lab.compare_losses(settings, run, splits=None, strategy=None, data={"data": {"layout": "test"}})
+    metrics = lab.report_losses(run, {"ce": run.path / "ce", "ce_focal": run.path / "ce_focal"})
 
     # The better validation F1 (ce+focal) wins even though ce has the better test numbers here.
     assert (run.path / "model.keras").read_bytes() == b"ce_focal"
-    metrics = json.loads((run.path / "metrics.json").read_text())
     assert metrics["chosen_by_validation"] == "ce+focal" and metrics["best"] == {"epoch": 2, "val_f1_macro": 0.7}
     assert metrics["epochs_run"] == 15 and metrics["train_seconds"] == pytest.approx(220.0)  # chosen; both
     assert set(metrics["variants"]) == {"ce", "ce+focal"} and metrics["data"] == {"layout": "test"}
