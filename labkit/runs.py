@@ -3,13 +3,20 @@
 Every file is written to a temporary name in the same folder and renamed over the target (`os.replace` is atomic
 on POSIX and Windows), so a crash or SIGKILL never leaves a truncated ``metrics.json``, ``history.csv`` or
 ``model.keras``.
+
+Every run folder also keeps a hidden manifest, ``.labkit-run.json``: the files labkit wrote there, recorded as each
+is written. ``--overwrite`` removes exactly what labkit wrote (the manifest's files, the folders Keras writes for
+labkit — ``backup/``, ``tensorboard/`` —, child run folders) and refuses, removing nothing, a folder that holds
+anything else.
 """
 
 import csv
+import fnmatch
 import io
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from datetime import datetime
@@ -18,6 +25,120 @@ from pathlib import Path
 from labkit.errors import LabkitInputError
 
 RUN_FILES = ("config.json", "history.csv", "metrics.json", "model.keras")
+
+MANIFEST = ".labkit-run.json"
+"""The hidden file in each run folder that lists what labkit wrote there (paths relative to the folder)."""
+
+LABKIT_FILES = (*RUN_FILES, "split.csv", "per_image.csv", "per_case.csv", "predictions.csv", "report.*",
+                "comparison.*", "folds.csv", "summary.*", "encoder.json", "curves*.png", "samples.png",
+                "activation_maps.png", "confusion_matrix.png", "roc.png", "gradcam.png", "slices.png", "surface.png")
+"""Names (glob patterns) of the files a lab writes: what `--overwrite` also accepts in a run folder made before
+manifests existed, and files written outside `atomic_write` (a hard-linked ``model.keras``)."""
+
+LABKIT_DIRS = ("backup", "tensorboard")
+"""Folders Keras callbacks write into a run folder for labkit (``BackupAndRestore``, ``TensorBoard``)."""
+
+_LEFTOVER = re.compile(r"^\..+\.tmp(\.keras)?$")  # a temporary of atomic_write left by a killed process
+
+
+def _read_manifest(folder):
+    """The set of paths `folder`'s manifest lists, or None when it has none (or an unreadable one)."""
+    try:
+        data = json.loads((Path(folder) / MANIFEST).read_text())
+        return set(data["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_manifest(folder, files):
+    text = json.dumps({"written_by": "labkit", "files": sorted(files)}, indent=1) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f"{MANIFEST}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, Path(folder) / MANIFEST)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def record_written(path, levels=3):
+    """Add `path` to the manifest of the nearest run folder at most `levels` folders above it (if any).
+
+    `atomic_write` calls this for every file, so a lab writing through `RunFolder` or `atomic_write` needs nothing
+    else; call it for a file made another way (a hard link, a copy by a library) inside a run folder.
+    """
+    path = Path(path).absolute()
+    for folder in list(path.parents)[:levels]:
+        files = _read_manifest(folder)
+        if files is not None:
+            name = path.relative_to(folder).as_posix()
+            if name not in files:
+                _write_manifest(folder, files | {name})
+            return
+
+
+def _is_labkit_config(folder):
+    """Does `folder` hold a ``config.json`` of the shape labkit writes (a run made before manifests existed)?"""
+    try:
+        data = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and bool({"settings", "multirun", "variant"} & set(data))
+
+
+def foreign_file(folder, recorded=None, top=True):
+    """The first file or folder under `folder` that labkit did not write (sorted order), or None.
+
+    labkit's own: the files its manifest (or, for a folder without one, the nearest manifest above) lists, the
+    names in `LABKIT_FILES`, the folders in `LABKIT_DIRS`, temporaries of `atomic_write`, and sub-folders whose every
+    entry is labkit's (child runs). A top folder with neither a manifest nor a labkit ``config.json`` is not a run
+    folder: its first entry is foreign.
+    """
+    folder = Path(folder)
+    own = _read_manifest(folder)
+    if own is not None:
+        recorded = own
+    elif top and not _is_labkit_config(folder):  # not a run folder: name a file no lab writes, if there is one
+        found = foreign_file(folder, top=False)
+        return found or next(iter(sorted(p for p in folder.iterdir() if p.name != MANIFEST)), None)
+    recorded = recorded or set()
+    for entry in sorted(folder.iterdir()):
+        name = entry.name
+        if name == MANIFEST or _LEFTOVER.match(name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            if name in LABKIT_DIRS:
+                continue
+            inner = {r[len(name) + 1:] for r in recorded if r.startswith(name + "/")}
+            found = foreign_file(entry, inner, top=False)
+            if found is not None:
+                return found
+        elif name not in recorded and not any(fnmatch.fnmatchcase(name, p) for p in LABKIT_FILES):
+            return entry
+    return None
+
+
+def clear_run_folder(folder, flag="--overwrite"):
+    """Remove what labkit wrote in `folder` (see `foreign_file`), or raise and remove nothing if it holds more.
+
+    Raises:
+        LabkitInputError: one line naming the folder and the first file labkit did not write.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    found = foreign_file(folder)
+    if found is not None:
+        raise LabkitInputError(
+            f"{flag}: {folder} holds {found.relative_to(folder)}, which labkit did not write; nothing was deleted: "
+            "choose another --out or move that file away"
+        )
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def atomic_write(path, write):
@@ -34,6 +155,7 @@ def atomic_write(path, write):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    record_written(path)
     return path
 
 
@@ -117,12 +239,14 @@ class RunFolder:
 
         Args:
             path: the folder (created when missing).
-            overwrite: delete the run files already there and start afresh.
+            overwrite: delete the files labkit wrote there and start afresh (see `clear_run_folder`: a folder
+                holding anything else is refused, nothing deleted).
             resume: continue the run that is there (its ``config.json`` must exist).
 
         Raises:
-            LabkitInputError: the folder holds a finished run (``metrics.json``) and neither flag is given, or
-                `resume` is asked for a folder without a run.
+            LabkitInputError: the folder holds a finished run (``metrics.json``) and neither flag is given,
+                `resume` is asked for a folder without a run, or `overwrite` for a folder holding files labkit
+                did not write.
         """
         run = cls(path)
         if resume:
@@ -132,13 +256,15 @@ class RunFolder:
             raise LabkitInputError(
                 f"--out {run.path} already holds a finished run: choose another folder, or pass --overwrite or --resume"
             )
-        elif overwrite and run.path.is_dir():
-            shutil.rmtree(run.path)
+        elif overwrite:
+            clear_run_folder(run.path)
         elif run.file("config.json").is_file() and not overwrite:
             raise LabkitInputError(
                 f"--out {run.path} holds an unfinished run: pass --resume to continue it or --overwrite to start afresh"
             )
         run.path.mkdir(parents=True, exist_ok=True)
+        if _read_manifest(run.path) is None:
+            _write_manifest(run.path, set())
         return run
 
     def file(self, name):

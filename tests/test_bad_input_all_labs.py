@@ -71,3 +71,21 @@ def test_a_finished_run_is_refused(lab_runner, tmp_path, lab):
     code, _, stderr = lab_runner(lab, ["--out", tmp_path, "--quiet"])
     assert_one_error_line(code, stderr, r"already holds a finished run.*--overwrite or --resume")
     assert (tmp_path / "metrics.json").read_text() == '{"done": true}'
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_overwrite_never_deletes_files_labkit_did_not_write(lab_runner, tmp_path, lab):
+    (tmp_path / "metrics.json").write_text('{"done": true}')
+    (tmp_path / "scan_001.png").write_text("the user's data")
+    code, _, stderr = lab_runner(lab, ["--out", tmp_path, "--overwrite", "--quiet"])
+    assert_one_error_line(code, stderr, re.escape(f"{tmp_path} holds scan_001.png, which labkit did not write"))
+    assert (tmp_path / "scan_001.png").read_text() == "the user's data"
+    assert (tmp_path / "metrics.json").read_text() == '{"done": true}'
+
+
+def test_a_sweep_with_overwrite_never_deletes_files_labkit_did_not_write(lab_runner, tmp_path):
+    (tmp_path / "base=2" / "notes.txt").parent.mkdir()
+    (tmp_path / "base=2" / "notes.txt").write_text("mine")
+    code, _, stderr = lab_runner("lab4_unet", ["--out", tmp_path, "--overwrite", "--sweep", "base=2,4", "--quiet"])
+    assert_one_error_line(code, stderr, re.escape("base=2/notes.txt, which labkit did not write"))
+    assert (tmp_path / "base=2" / "notes.txt").read_text() == "mine"

@@ -15,7 +15,7 @@ from conftest import ROOT
 
 from labkit.data import check_readable
 from labkit.data.synthetic import xray_dataset
-from labkit.runs import read_csv
+from labkit.runs import MANIFEST, read_csv
 
 TINY = ["--img-size", "32", "--base", "4", "--batch-size", "4", "--quiet"]
 
@@ -53,7 +53,7 @@ def test_a_run_killed_after_its_second_epoch_resumes_to_a_complete_record(xray_d
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_run"] == 20
     assert metrics["train_seconds"] == pytest.approx(sum(row["seconds"] for row in rows), abs=0.05)
-    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != MANIFEST]  # no temporaries left
 
 
 @pytest.mark.slow

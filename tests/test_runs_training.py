@@ -8,7 +8,7 @@ import pytest
 
 from labkit import LabkitInputError, dice_coef, get_unet, loss_dice_plot, train_unet
 from labkit.data import array_dataset
-from labkit.runs import RunFolder, atomic_write, read_csv, write_json
+from labkit.runs import MANIFEST, RunFolder, atomic_write, read_csv, record_written, write_json
 from labkit.training import TrainingDiverged, compile_model, fit, resolve_precision, summarize
 
 
@@ -42,9 +42,72 @@ def test_run_folder_refuses_to_clobber(tmp_path):
         RunFolder.create(tmp_path / "run")
     assert RunFolder.create(tmp_path / "run", resume=True).finished
     fresh = RunFolder.create(tmp_path / "run", overwrite=True)
-    assert list(fresh.path.iterdir()) == []
+    assert [p.name for p in fresh.path.iterdir()] == [MANIFEST]
     with pytest.raises(LabkitInputError, match="no run to resume"):
         RunFolder.create(tmp_path / "other", resume=True)
+
+
+def finished_run(path):
+    """A finished run as labs leave it: run files, a figure, Keras's folders, a child run, an untracked sub-folder."""
+    run = RunFolder.create(path)
+    for name in ("config.json", "metrics.json"):
+        run.write_json(name, {"settings": {}})
+    run.write_text("curves.png", "png")
+    (run.file("backup")).mkdir()
+    (run.file("backup") / "latest.weights.h5").write_text("w")
+    (run.file("tensorboard") / "train").mkdir(parents=True)
+    (run.file("tensorboard") / "train" / "events.out.tfevents.1").write_text("e")
+    (run.file(".model.keras.abc123.tmp")).write_text("killed mid-write")
+    child = RunFolder.create(run.file("lr=0.1"))
+    child.write_json("metrics.json", {})
+    RunFolder(run.file("frozen")).write_csv("history.csv", [{"epoch": 1}])  # no manifest: recorded by the parent
+    linked = run.file("frozen") / "model.keras"
+    linked.write_text("a hard link in a lab")
+    record_written(linked)
+    return run
+
+
+@pytest.mark.parametrize("foreign", ["notes.txt", "lr=0.1/raw.png", "frozen/data.csv", "models/x.nii"])
+def test_overwrite_refuses_a_folder_holding_files_labkit_did_not_write(tmp_path, foreign):
+    run = finished_run(tmp_path / "run")
+    target = run.path / foreign
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("the user's")
+    before = sorted(p.relative_to(run.path) for p in run.path.rglob("*"))
+    with pytest.raises(LabkitInputError) as error:
+        RunFolder.create(run.path, overwrite=True)
+    message = str(error.value)
+    assert "\n" not in message and str(run.path) in message
+    assert foreign in message  # the first foreign file is named
+    assert sorted(p.relative_to(run.path) for p in run.path.rglob("*")) == before  # nothing deleted
+
+
+def test_overwrite_removes_exactly_what_labkit_wrote(tmp_path):
+    run = finished_run(tmp_path / "run")
+    fresh = RunFolder.create(run.path, overwrite=True)
+    assert [p.name for p in fresh.path.iterdir()] == [MANIFEST] and not fresh.finished
+
+
+def test_overwrite_refuses_a_data_folder_without_a_run(tmp_path):
+    (tmp_path / "data" / "Image").mkdir(parents=True)
+    (tmp_path / "data" / "Image" / "a.png").write_text("x")
+    with pytest.raises(LabkitInputError, match=r"--overwrite: .*data holds Image.*labkit did not write"):
+        RunFolder.create(tmp_path / "data", overwrite=True)
+    assert (tmp_path / "data" / "Image" / "a.png").read_text() == "x"
+
+
+def test_a_run_folder_made_before_manifests_is_overwritten_only_if_every_file_is_a_lab_file(tmp_path):
+    legacy = tmp_path / "old"
+    (legacy / "fold-1").mkdir(parents=True)
+    write_json(legacy / "config.json", {"settings": {"epochs": 2}})
+    for name in ("metrics.json", "history.csv", "samples.png", "fold-1/per_case.csv"):
+        (legacy / name).write_text("x")
+    (legacy / MANIFEST).unlink() if (legacy / MANIFEST).exists() else None
+    (legacy / "fold-1" / "scan.nii.gz").write_text("data")
+    with pytest.raises(LabkitInputError, match="fold-1/scan.nii.gz"):
+        RunFolder.create(legacy, overwrite=True)
+    (legacy / "fold-1" / "scan.nii.gz").unlink()
+    assert [p.name for p in RunFolder.create(legacy, overwrite=True).path.iterdir()] == [MANIFEST]
 
 
 def test_write_table_writes_csv_and_markdown(tmp_path):
