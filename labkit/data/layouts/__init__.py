@@ -29,13 +29,35 @@ def name_some(paths, limit=5):
     return shown + (f" (and {len(paths) - limit} more)" if len(paths) > limit else "")
 
 
+def by_key(paths, key=lambda path: Path(path).stem, kind="files"):
+    """``{key(path): path}`` for `paths`, refusing two files with one key (``a.png`` and ``a.jpg``).
+
+    Raises:
+        LabkitInputError: naming both files of the first clash: labkit will not pick one of them silently.
+    """
+    found = {}
+    for path in paths:
+        k = key(path)
+        if k in found:
+            raise LabkitInputError(f"two {kind} for {k!r}: {found[k]} and {path}; labkit cannot tell which one to "
+                                   "use: remove or rename one of them")
+        found[k] = path
+    return found
+
+
 def list_image_files(folder):
-    """Image files in `folder` (not recursive, hidden files skipped), sorted by name."""
+    """Image files in `folder` (not recursive, hidden files skipped), sorted by name.
+
+    Raises:
+        LabkitInputError: the folder is missing, or two files share a name but for the extension (both named).
+    """
     folder = Path(folder)
     require(folder.is_dir(), f"folder not found: {folder}")
-    return sorted(
+    files = sorted(
         p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
     )
+    by_key(files, kind="image files")
+    return files
 
 
 def _mask_key(path, suffixes):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.data.io import IMAGE_EXTENSIONS, load_image
+from labkit.data.layouts import by_key, list_image_files
 from labkit.errors import LabkitInputError, require
 from labkit.progress import progress
 
@@ -55,8 +56,7 @@ def list_labelled_files(folder, patterns=SKIN_PATTERNS):
     """
     folder = Path(folder)
     require(folder.is_dir(), f"folder not found: {folder}")
-    paths = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+    paths = list_image_files(folder)  # two files of one name but for the extension are an error
     require(paths, f"no images (.png, .jpg, .jpeg, .bmp) in {folder}")
     return paths, [label_from_name(p.name, patterns) for p in paths]
 
@@ -106,6 +106,7 @@ def get_data_multiclass(data_path, data_list, img_h, img_w, patterns=SKIN_PATTER
         LabkitInputError: a name matches no pattern or several, or a file cannot be read (both named).
     """
     names = [n for n in data_list if not str(n).startswith(".") and Path(str(n)).suffix.lower() in IMAGE_EXTENSIONS]
+    by_key([Path(data_path) / n for n in names], kind="image files")  # a.png and a.jpg: one image twice, or two?
     labels = [gen_labels_multiclass(name, patterns) for name in names]  # check every name before reading any file
     img_labels = [[_read_grey(Path(data_path) / name, img_h, img_w), label]
                   for name, label in progress(list(zip(names, labels)), desc="reading images", unit="img")]

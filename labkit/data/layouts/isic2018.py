@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.data.layouts import list_image_files, name_some, subfolders
+from labkit.data.layouts import by_key, list_image_files, name_some, subfolders
 from labkit.errors import LabkitInputError, require
 
 #: The ISIC 2018 Task 3 class order (the ground-truth CSV's column order); labels are indices into it.
@@ -197,11 +197,10 @@ def _match_files(entries, files, where, csv_path, skip_missing, warn):
 
 
 def _files_by_id(folders):
-    files = {}
-    for folder in folders:
-        for path in list_image_files(folder):
-            files.setdefault(image_id(path.name), path)
-    return files
+    """``{image id: file}`` over `folders`; an id with two files (two extensions, or in two HAM10000 parts) is an
+    error naming both."""
+    return by_key([path for folder in folders for path in list_image_files(folder)],
+                  key=lambda path: image_id(path.name), kind="image files")
 
 
 def isic2018_images(input_dir, csv_path, groupings=None, skip_missing=False, warn=print):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.data.layouts import match_keys, name_some, subfolders
+from labkit.data.layouts import by_key, match_keys, name_some, subfolders
 from labkit.errors import LabkitInputError, require
 from labkit.progress import progress
 
@@ -219,8 +219,10 @@ def load_nifti_case(image_path, label_path, name=None, normalise=True):
 
 
 def _nifti_files(folder):
-    return {_strip_nifti(p.name): p for p in sorted(Path(folder).iterdir())
-            if p.is_file() and not p.name.startswith(".") and _strip_nifti(p.name)}
+    """``{case name: file}``; ``case.nii`` next to ``case.nii.gz`` is an error naming both."""
+    return by_key([p for p in sorted(Path(folder).iterdir())
+                   if p.is_file() and not p.name.startswith(".") and _strip_nifti(p.name)],
+                  key=lambda p: _strip_nifti(p.name), kind="NIfTI files")
 
 
 def _label_key(stem):
