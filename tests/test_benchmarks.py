@@ -80,3 +80,26 @@ def test_surface_benchmark_gets_identical_values_cropped_and_uncropped():
     assert len(cropped_values) == 4
     assert cropped_values == uncropped_values
     assert "largest |cropped − uncropped| = 0" in out
+
+
+@pytest.mark.slow
+def test_quality_table_is_the_mean_and_std_of_the_runs_it_made(tmp_path):
+    import json
+    import statistics
+
+    out = run_benchmark("quality", "--labs", "lab4_unet", "--seeds", "2", "--emulated-size", "16", "--out",
+                        str(tmp_path / "runs"), "--json", str(tmp_path / "quality.json"),
+                        "--lab-args", "--img-size 16 --epochs 2 --base 2 --no-stop-dead")
+    rows = json.loads((tmp_path / "quality.json").read_text())
+    policies = {row["policy"] for row in rows}
+    assert "float32" in policies and len(policies) == 2  # float32 and auto's bf16, or emulated bf16
+    for row in rows:
+        runs = sorted((tmp_path / "runs" / "lab4_unet").glob(f"{row['policy']}-seed*/metrics.json"))
+        assert len(runs) == 2 and row["runs"] == "2/2"
+        last = [json.loads(p.read_text())["final"]["val_dice_coef"] for p in runs]
+        best = [json.loads(p.read_text())["best"]["val_dice_coef"] for p in runs]
+        assert row["last"] == f"{statistics.mean(last):.3f} ± {statistics.stdev(last):.3f}"
+        assert row["best"] == f"{statistics.mean(best):.3f} ± {statistics.stdev(best):.3f}"
+        assert row["fell back"] == sum(b - v > 0.02 for b, v in zip(best, last))
+        assert f"| lab4_unet | {row['policy']} | val_dice_coef | 2/2 | {row['best']} | {row['last']} |" in out
+    assert line_with(out, "machine:").count("cores") == 1
