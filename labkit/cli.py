@@ -9,6 +9,7 @@ import platform
 import sys
 from pathlib import Path
 
+from labkit.data.layouts import forget_skipped, skipped_files
 from labkit.errors import LabkitInputError
 from labkit.training import PRECISIONS, STRATEGIES, TrainingDiverged, TrainingStopped
 
@@ -206,6 +207,7 @@ def start_run(lab_name, args, course, demo):
     settings.kfold = (fold, folds) if fold else None
     settings.data_dir = str(settings.data_dir) if settings.data_dir is not None else None
     progress.set_quiet(settings.quiet)
+    forget_skipped()  # this run's config.json lists only the files this run skipped
     training.set_seed(settings.seed, deterministic=settings.deterministic)
     settings.precision = training.set_precision(settings.precision)
     print(f"precision policy: {settings.precision}")
@@ -219,8 +221,21 @@ def fit_options(settings):
             "stop_dead": settings.stop_dead}
 
 
+def readable(settings, files):
+    """`labkit.data.check_readable` under the lab's ``--skip-bad-files``: bad files raise (one ``error:`` line
+    naming the file) or, with the flag, are left out and listed in ``config.json`` (``data.skipped_files``).
+
+    `files`: paths, tuples of paths (image/mask pairs) or a split object (``paths`` and ``labels``); the same kind
+    comes back. Call it before `save_config`.
+    """
+    from labkit.data.layouts import check_readable
+
+    return check_readable(files, skip_bad=settings.skip_bad_files)
+
+
 def save_config(run, settings, data_dir, n_files, splits=None):
-    """Write ``config.json``: every resolved setting, the data folder with its file count, and the versions.
+    """Write ``config.json``: every resolved setting, the data folder with its file count and the files
+    ``--skip-bad-files`` left out (``data.skipped_files``, from `labkit.data.check_readable`), and the versions.
 
     `splits` (``{"train": items, "val": items, ...}``, items paths or (image, mask) pairs) also writes
     ``split.csv``: which image is in which split (with ``--folds``, the fold's validation images).
@@ -232,7 +247,7 @@ def save_config(run, settings, data_dir, n_files, splits=None):
         "config.json",
         {
             "settings": vars(settings),
-            "data": {"dir": str(data_dir), "files": int(n_files)},
+            "data": {"dir": str(data_dir), "files": int(n_files), "skipped_files": skipped_files()},
             "versions": versions(),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         },

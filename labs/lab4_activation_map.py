@@ -105,6 +105,7 @@ def main(argv=None):
     # Data: the class folders of one Lab 2 set; augmentation on training batches only.
     data_dir = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val, size=max(64, size))
     train, val = refold_class_splits(*find_lab2_set(data_dir, settings.dataset), settings.kfold, settings.seed)
+    train, val = cli.readable(settings, train), cli.readable(settings, val)  # --skip-bad-files
     strategy, batch, _ = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
     cli.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths})
     print(f"data: {train.counts()} training and {val.counts()} validation images from {data_dir}")

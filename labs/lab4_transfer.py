@@ -166,6 +166,7 @@ def main(argv=None):
 
     # Data: the Lab 2 class folders of each set, then (Task 1) VGG16 bottleneck features, cached on disk.
     data_root, sets = lab2_sets(settings)
+    sets = {name: tuple(cli.readable(settings, split) for split in pair) for name, pair in sets.items()}
     for name, (train, val) in sets.items():
         print(f"data: {name}: {train.counts()} training and {val.counts()} validation images")
     features, note = features_of_every_set(sets, settings, weights_given) if "bottleneck" in methods else ({}, None)

@@ -139,8 +139,9 @@ def main(argv=None):
     train_entries, val_entries = train_val_split(train_entries, settings.val_split, settings.seed, kfold=settings.kfold)
     # --batch-size is per replica: the global batch grows with the replicas (the learning rate too with --scale-lr).
     strategy, batch, _ = distribute(settings)
+    train_cases, val_cases, test_cases = (load_cases(e, skip_bad=settings.skip_bad_files)
+                                          for e in (train_entries, val_entries, test_entries))
     cli.save_config(run, settings, data_dir, sum(len(e) - 1 for e in train_entries + val_entries + test_entries))
-    train_cases, val_cases, test_cases = (load_cases(e) for e in (train_entries, val_entries, test_entries))
     for case in train_cases + val_cases + test_cases:
         if case.spacing is None and settings.spacing:
             case.spacing = tuple(settings.spacing)

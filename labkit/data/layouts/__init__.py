@@ -10,6 +10,7 @@ one submodule per layout family finds its files (see ``data/README.md``):
 * `volumes`: LA 2018 (UA-MT h5) and NIfTI image/label pairs.
 """
 
+import dataclasses
 from pathlib import Path
 
 from labkit.data.io import IMAGE_EXTENSIONS, inspect_images
@@ -113,30 +114,67 @@ def match_keys(images, masks, image_dir, mask_dir, kind="mask"):
     return [(images[k], masks[k]) for k in sorted(images)]
 
 
+_SKIPPED = []  # files skipped by --skip-bad-files since the run started (cli.start_run forgets, save_config lists)
+
+
+def skipped_files():
+    """The files `check_readable` (or `load_cases`) skipped since `forget_skipped`, as strings, in order."""
+    return list(dict.fromkeys(_SKIPPED))
+
+
+def forget_skipped():
+    """Start a new list of skipped files (called when a run starts)."""
+    _SKIPPED.clear()
+
+
+def note_skipped(paths):
+    """Add files left out as unreadable to the list `skipped_files` gives (``config.json`` lists them)."""
+    _SKIPPED.extend(str(p) for p in paths)
+
+
+def _keep(split, indices):
+    """The entries at `indices` of a split object with ``paths`` and ``labels`` (e.g. a `ClassFolderSplit`)."""
+    if hasattr(split, "subset"):
+        return split.subset(indices)
+    return dataclasses.replace(split, paths=tuple(split.paths[i] for i in indices),
+                               labels=tuple(split.labels[i] for i in indices))
+
+
 def check_readable(paths, skip_bad=False, warn=print):
     """Return `paths` after checking that each file decodes; raise on bad files, or skip them with `skip_bad`.
 
     For image/mask pairs, a mask whose size differs from its image is allowed (both are resized to the network's
-    input size) with one warning for all of them.
+    input size) with one warning for all of them. Skipped files are remembered for the run's ``config.json``
+    (`skipped_files`).
 
     Args:
-        paths: a list of files, or of tuples of files (e.g. image/mask pairs; a tuple goes if any member is bad).
+        paths: a list of files, or of tuples of files (e.g. image/mask pairs; a tuple goes if any member is bad),
+            or a split object with ``paths`` and ``labels`` (`ClassFolderSplit`, `LabelledImages`): the same
+            kind of object comes back, without the bad files.
         skip_bad: drop bad entries with one warning (count and first names) instead of raising.
         warn: where warnings go.
 
     Raises:
         LabkitInputError: naming the first unreadable file and why (and how many more there are).
+
+    Example:
+        >>> pairs = check_readable(find_xray_pairs("X_ray"), skip_bad=True)
     """
+    if hasattr(paths, "paths") and hasattr(paths, "labels"):
+        split = paths
+        kept = set(check_readable(split.paths, skip_bad, warn))
+        return _keep(split, [i for i, path in enumerate(split.paths) if path in kept])
     paths = list(paths)
     members = lambda entry: entry if isinstance(entry, tuple) else (entry,)  # noqa: E731
     report = inspect_images([p for entry in paths for p in members(entry)])
     bad = {p: problem for p, (_, problem) in report.items() if problem}
     if bad and not skip_bad:
         path, problem = next(iter(bad.items()))
-        more = f" (and {len(bad) - 1} more bad file(s); --skip-bad-files skips them)" if len(bad) > 1 else ""
-        raise LabkitInputError(f"unreadable image {path}: {problem}{more}")
+        more = f" (and {len(bad) - 1} more bad file(s))" if len(bad) > 1 else ""
+        raise LabkitInputError(f"unreadable image {path}: {problem}{more}; --skip-bad-files leaves such files out")
     if bad:
         warn(f"warning: skipped {len(bad)} unreadable file(s): {name_some(list(bad))}")
+        note_skipped(bad)
         paths = [e for e in paths if not any(p in bad for p in members(e))]
     mismatched = [e for e in paths if isinstance(e, tuple) and len(e) > 1 and report[e[0]][0] != report[e[1]][0]]
     if mismatched:

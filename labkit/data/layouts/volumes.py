@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.data.layouts import by_key, match_keys, name_some, subfolders
+from labkit.data.layouts import by_key, match_keys, name_some, note_skipped, subfolders
 from labkit.errors import LabkitInputError, require
 from labkit.progress import progress
 
@@ -263,13 +263,26 @@ def find_nifti_pairs(data_dir, image_dir=None, label_dir=None):
     return [(key, image, label) for key, (image, label) in zip(sorted(images), pairs)]
 
 
-def load_cases(entries, desc="loading volumes"):
+def load_cases(entries, desc="loading volumes", skip_bad=False, warn=print):
     """Load a list of cases from `find_la2018_cases` (``(name, h5)``) or `find_nifti_pairs` (``(name, image,
-    label)``) entries, with a progress bar. Returns a list of `VolumeCase`."""
-    cases = []
+    label)``) entries, with a progress bar. Returns a list of `VolumeCase`.
+
+    With `skip_bad`, a case whose files cannot be read (or do not match) is left out with one warning and
+    remembered for the run's ``config.json`` (`labkit.data.layouts.skipped_files`); without, it raises
+    `LabkitInputError` naming the file."""
+    cases, bad = [], []
     for entry in progress(entries, desc=desc, unit="vol"):
-        if len(entry) == 2:
-            cases.append(load_h5_case(entry[1], entry[0]))
-        else:
-            cases.append(load_nifti_case(entry[1], entry[2], entry[0]))
+        try:
+            if len(entry) == 2:
+                cases.append(load_h5_case(entry[1], entry[0]))
+            else:
+                cases.append(load_nifti_case(entry[1], entry[2], entry[0]))
+        except LabkitInputError as exc:
+            if not skip_bad:
+                raise LabkitInputError(f"{exc} (--skip-bad-files leaves such cases out)") from None
+            bad.append((entry, exc))
+    if bad:
+        warn(f"warning: skipped {len(bad)} unreadable case(s): {'; '.join(str(exc) for _, exc in bad[:3])}"
+             + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""))
+        note_skipped(path for entry, _ in bad for path in entry[1:])
     return cases
