@@ -1,6 +1,7 @@
 """Run folders (atomic files, refusing to clobber) and the shared fit path (history, best model, resume, NaN)."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -185,6 +186,44 @@ def test_nan_loss_stops_with_epoch_and_step(tmp_path):
     model = compile_model(get_unet((16, 16, 1), base=2), 1e-3, "binary_crossentropy")
     with pytest.raises(TrainingDiverged, match=r"epoch 1, step 2"):
         fit(model, array_dataset(images, masks, 4), None, 2, run=run, monitor="loss", verbose=0)
+
+
+class PoisonAt(keras.callbacks.Callback):
+    """At the start of `epoch` (1-based), note the bytes of the run's model.keras, then make every weight NaN."""
+
+    def __init__(self, run, epoch):
+        super().__init__()
+        self.run, self.epoch, self.saved = run, epoch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            self.saved = self.run.file("model.keras").read_bytes()
+            self.model.set_weights([np.full_like(w, np.nan) for w in self.model.get_weights()])
+
+
+def test_a_nan_loss_keeps_the_last_good_model_byte_for_byte_and_exits_1(tmp_path, capsys):
+    """The README's promise: a NaN loss stops training, the last good model.keras stays as it was, exit code 1."""
+    from labkit.cli import run_lab
+
+    images, masks = tiny_data()
+    run = RunFolder.create(tmp_path)
+    poison = PoisonAt(run, epoch=3)
+
+    def main(argv=None):
+        model = make_model()
+        fit(model, array_dataset(images, masks, 4), array_dataset(images, masks, 4), 4, run=run,
+            monitor="val_loss", verbose=0, callbacks=[poison], stop_dead=False)
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_lab(main, [])
+    assert exit_info.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and re.search(r"training diverged: loss became nan at epoch 3, step 1; last good model "
+                                          r"kept in .*model.keras", errors[0]), errors
+    assert poison.saved and run.file("model.keras").read_bytes() == poison.saved  # byte for byte
+    assert [row["epoch"] for row in read_csv(run.file("history.csv"))] == [1, 2]  # no NaN row
+    reloaded = keras.saving.load_model(run.file("model.keras"))
+    assert all(np.isfinite(w).all() for w in reloaded.get_weights())
 
 
 @pytest.mark.parametrize("bf16, expected", [(True, "mixed_bfloat16"), (False, "float32")])
