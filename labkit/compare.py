@@ -21,7 +21,8 @@ folders itself. ``labkit compare RUN_DIR... [--out DIR]`` builds the same table 
 import argparse
 import itertools
 import json
-import math
+import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.errors import LabkitInputError, require
-from labkit.runs import RunFolder, default_run_dir, markdown_table, read_csv
+from labkit.runs import RunFolder, atomic_write, default_run_dir, markdown_table, read_csv
 
 #: Flags a sweep may not vary: where runs go, how they start, and the multi-run flags themselves.
 NOT_SWEPT = ("out", "resume", "overwrite", "config", "sweep", "folds", "fold", "help", "quiet")
@@ -491,6 +492,79 @@ def _fold_rows(path):
         return comparison_rows([summarize_run(p) for p in sorted(path.glob("fold-*"),
                                                                  key=lambda p: int(p.name[5:]))], ["fold"])
     return []
+
+
+# --- pieces of a preset's report --------------------------------------------------------------------------------
+
+
+def child_metrics(children):
+    """``{child name: its metrics.json}`` of a preset's finished children (``{name: path}``), in order."""
+    return {name: json.loads((Path(path) / "metrics.json").read_text()) for name, path in children.items()}
+
+
+def child_histories(children):
+    """``{child name: {history key: [value per epoch]}}`` from each child's ``history.csv``."""
+    histories = {}
+    for name, path in children.items():
+        rows = read_csv(Path(path) / "history.csv")
+        histories[name] = {key: [row.get(key) for row in rows] for key in (rows[0] if rows else {})}
+    return histories
+
+
+def side_by_side(results, quantities, label="quantity", difference=False):
+    """One row per quantity, one column per run: ``[{label: name, run: value, ...}]``.
+
+    Args:
+        results: ``{run name: what the quantities read}`` (e.g. each child's metrics).
+        quantities: ``{row name: function(result) -> value}``.
+        label: header of the first column.
+        difference: add a ``<last run> − <first run>`` column.
+    """
+    names = list(results)
+    rows = []
+    for quantity, value in quantities.items():
+        row = {label: quantity, **{name: value(results[name]) for name in names}}
+        if difference:
+            row[f"{names[-1]} − {names[0]}"] = row[names[-1]] - row[names[0]]
+        rows.append(row)
+    return rows
+
+
+def epoch_table(histories, columns):
+    """One row per epoch: each run's value of every history key in `columns` (``{key: column suffix}``), as
+    ``<run>_<suffix>``; None past a run's last epoch."""
+    rows = []
+    for epoch in range(max(len(h.get("epoch", [])) for h in histories.values())):
+        row = {"epoch": epoch + 1}
+        for name, history in histories.items():
+            for key, suffix in columns.items():
+                values = history.get(key, [])
+                row[f"{name}_{suffix}"] = float(values[epoch]) if epoch < len(values) else None
+        rows.append(row)
+    return rows
+
+
+def stacked_history(children, labels):
+    """Every child's ``history.csv`` rows in one table, each row led by its child's `labels` columns.
+
+    Args:
+        children: ``{name: child path}``.
+        labels: ``{name: {column: value}}`` (e.g. ``{"ce_focal": {"loss_function": "ce+focal"}}``).
+    """
+    return [{**labels[name], **row} for name, path in children.items() for row in read_csv(Path(path) / "history.csv")]
+
+
+def keep_model(run, source, name="model.keras"):
+    """Make ``<run>/<name>`` the winner's model file `source`: a hard link (no extra disk space), else a copy;
+    written atomically and recorded as labkit's, so ``--overwrite`` may remove it."""
+    def place(tmp):
+        os.remove(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+    return atomic_write(run.file(name), place)
 
 
 # --- labkit compare RUN_DIR... ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from conftest import load_lab
 from test_tensorboard import panels, read_events
 
 from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
-from labkit.models.transfer import WeightsUnavailableError
+from labkit.models.transfer import WeightsUnavailableError, resolve_weights
 from labkit.plots import comparison_curves, comparison_samples
 from labkit.tensorboard import IMAGES_RUN
 from labkit.training import get_strategy
@@ -93,8 +93,10 @@ def test_tiny_compare_run_writes_the_course_tables_and_figures(tiny_isic, tmp_pa
     # model.keras is the winner's file.
     assert (out / "model.keras").samefile(out / metrics["winner"] / "model.keras") or (
         (out / "model.keras").read_bytes() == (out / metrics["winner"] / "model.keras").read_bytes())
-    finetune_config = json.loads((out / "finetune" / "config.json").read_text())["variant"]
-    assert (finetune_config["encoder_lr"], finetune_config["decoder_lr"]) == (1e-4, 1e-3)
+    finetune = json.loads((out / "finetune" / "metrics.json").read_text())["variant"]  # each model: a run folder
+    assert (finetune["encoder_lr"], finetune["decoder_lr"]) == (1e-4, 1e-3)
+    for name in ("comparison.png", "variants.csv", "frozen/samples.png", "finetune/per_image.csv"):
+        assert (out / name).is_file(), name  # --compare is a labkit.compare preset: it gains the sweep's files
     config = json.loads((out / "config.json").read_text())["settings"]
     assert config["compare"] == "strategy" and config["weights"] == "none"
 
@@ -120,28 +122,32 @@ def test_a_folder_without_the_isic_layout_is_named(tmp_path, lab_runner):
 
 def _settings(**kwargs):
     defaults = {"img_size": 32, "channels": 3, "dropout": 0.5, "loss": "bce", "seed": 1, "weights": "imagenet",
-                "demo": True, "weights_note": None}
+                "demo": True, "resume": False}
     return argparse.Namespace(**{**defaults, **kwargs})
 
 
-@pytest.mark.parametrize("demo, weights_given", [(True, True), (False, False)])
-def test_offline_imagenet_is_an_error_unless_the_demo_chose_it(monkeypatch, demo, weights_given):
+VARIANT = {"strategy": "frozen", "decoder": "transpose", "encoder_lr": 0.0, "decoder_lr": 1e-3}
+
+
+def test_offline_imagenet_is_an_error_when_chosen(monkeypatch):
     _offline(monkeypatch)
     lab = load_lab("mobilenet_segmentation")
-    variant = {"name": "frozen", "decoder": "transpose", "encoder_lr": 0.0, "decoder_lr": 1e-3}
     with pytest.raises(WeightsUnavailableError, match="--weights none"):
-        lab.build_first_model(variant, _settings(demo=demo), get_strategy(), None, weights_given)
+        lab.build_model(VARIANT, _settings(), get_strategy(), None)
 
 
-def test_the_demo_falls_back_to_random_weights_and_says_so(monkeypatch, capsys):
+def test_the_demo_without_cached_weights_uses_random_ones_and_says_so(monkeypatch, tmp_path, capsys):
+    """The demo never downloads (labkit.models.transfer.decide_weights): no cached file → a random encoder, whose
+    BatchNorm statistics are set from the images."""
     _offline(monkeypatch)
+    monkeypatch.setattr("labkit.models.transfer.keras_cache_dir", lambda: tmp_path)
     lab = load_lab("mobilenet_segmentation")
     settings = _settings()
+    choice = resolve_weights(settings, None, "mobilenet_v2", (32, 32, 3))
+    assert settings.weights == choice.used == "none" and settings.weights_requested == "imagenet"
+    assert "UNTRAINED MobileNetV2" in settings.weights_note and "UNTRAINED" in capsys.readouterr().out
     images = np.random.default_rng(0).uniform(size=(8, 32, 32, 3)).astype("float32")
-    variant = {"name": "frozen", "decoder": "transpose", "encoder_lr": 0.0, "decoder_lr": 1e-3}
-    model = lab.build_first_model(variant, settings, get_strategy(), images, weights_given=False)
-    assert settings.weights == "none" and "random" in settings.weights_note
-    assert "fell back to --weights none" in capsys.readouterr().out
+    model = lab.build_model(VARIANT, settings, get_strategy(), images)
     features = model.get_layer("encoder")(images, training=False).numpy()
     assert features.std(axis=0).mean() > 1e-2  # BatchNorm statistics were set from the images
 

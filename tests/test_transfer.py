@@ -14,8 +14,8 @@ from labkit.data.layouts.lab2 import find_lab2_set
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.errors import LabkitInputError
 from labkit.features import bottleneck_features, cache_path, pretrain_data_label
-from labkit.models.transfer import (GrayscaleToRGB, ImageNetPreprocess, WeightsUnavailableError, imagenet_backbone,
-                                    keras_cache_dir, weights_file_name)
+from labkit.models.transfer import (GrayscaleToRGB, ImageNetPreprocess, WeightsUnavailableError, decide_weights,
+                                    imagenet_backbone, keras_cache_dir, weights_file_name)
 
 
 @pytest.fixture
@@ -206,3 +206,24 @@ def test_offline_features_come_from_the_cache_once_computed(tiny_lab2, vgg16_wei
     hit = bottleneck_features(train, val, 32, weights="imagenet", cache_dir=tmp_path)
     assert hit.cache_hit and hit.weights == "imagenet"
     np.testing.assert_array_equal(hit.val_features, computed.val_features)
+
+
+@pytest.mark.parametrize("given, demo, cached, used, noted", [
+    (None, False, False, "imagenet", False),   # the course: ImageNet (downloaded once when not cached)
+    (None, True, True, "imagenet", False),     # the demo with the file already cached
+    (None, True, False, "none", True),         # the demo never downloads: random weights, and a note says so
+    ("imagenet", True, False, "imagenet", False),  # asked for: never replaced (fails offline with the file to place)
+    ("none", False, False, "none", False),
+])
+@pytest.mark.parametrize("backbone, shape", [("vgg16", (32, 32, 1)), ("resnet50", (64, 64, 3)),
+                                             ("mobilenet_v2", (128, 128, 3))])
+def test_one_weights_rule_for_every_lab(monkeypatch, tmp_path, backbone, shape, given, demo, cached, used, noted):
+    monkeypatch.setattr("labkit.models.transfer.keras_cache_dir", lambda: tmp_path)
+    if cached:
+        (tmp_path / weights_file_name(backbone, shape)).write_bytes(b"cached")
+    choice = decide_weights(given, backbone, shape, demo)
+    assert choice.used == used and choice.requested == (given or "imagenet")
+    assert (choice.note is not None) == noted
+    if noted:
+        assert weights_file_name(backbone, shape) in choice.note and "not transfer learning" in choice.note
+    assert choice.record() == {"requested": choice.requested, "used": used, "note": choice.note}

@@ -22,7 +22,10 @@ activations shrink to ~1e-12 by its last block at inference; `calibrate_batchnor
 training images first (no weight is trained).
 """
 
+import hashlib
+
 import keras
+import numpy as np
 from keras import layers
 
 from labkit.errors import require
@@ -243,3 +246,14 @@ def parameter_split(model):
     encoder, whole = parameter_counts(model.get_layer(ENCODER)), parameter_counts(model)
     decoder = {key: whole[key] - encoder[key] for key in whole}
     return {"encoder": encoder, "decoder": decoder, "model": whole}
+
+
+def encoder_fingerprint(model):
+    """SHA-256 of every encoder weight (trainable ones and BatchNorm statistics): equal fingerprints, identical bits.
+
+    Compare the fingerprint before and after training to show that a frozen encoder never changed.
+    """
+    digest = hashlib.sha256()
+    for weight in model.get_layer(ENCODER).weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()

@@ -14,6 +14,7 @@ the backbone was trained on, so a saved model is self-contained. A one-channel i
 import os
 import tempfile
 import urllib.error
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
@@ -118,6 +119,75 @@ def weights_label(weights):
     """A short record of a ``weights`` value for config files and tables: ``imagenet``, ``none`` or the path."""
     weights = normalise_weights(weights)
     return "none" if weights is None else str(weights)
+
+
+def weights_text(weights):
+    """``ImageNet weights``, ``random weights`` or ``weights from <file>``, for titles, tables and the console."""
+    label = weights_label(weights)
+    return {"imagenet": "ImageNet weights", "none": "random weights"}.get(label, f"weights from {Path(label).name}")
+
+
+@dataclass(frozen=True)
+class WeightsChoice:
+    """What a lab builds its ImageNet encoder with: ``requested`` (the flag, or the course default), ``used``
+    (``imagenet``, ``none`` or a path) and ``note`` (why they differ, shown on screen and recorded; else None)."""
+
+    requested: str
+    used: str
+    note: str = None
+
+    def record(self):
+        """``{"requested", "used", "note"}`` for ``metrics.json``."""
+        return asdict(self)
+
+
+def decide_weights(given, backbone, input_shape, demo):
+    """The one rule every lab follows for its ImageNet weights, decided before any model is built.
+
+    A ``--weights`` value that was given is used as given (``imagenet`` then needs its file in Keras's cache or the
+    network, else `imagenet_backbone` stops with `WeightsUnavailableError`). Not given: ImageNet, except on the demo
+    (embedded data), which never downloads: ImageNet when its file is already in Keras's cache, else random
+    initialisation with a note saying so.
+
+    Args:
+        given: the ``--weights`` value, or None when the flag was not given.
+        backbone: ``"vgg16"``, ``"resnet50"`` or ``"mobilenet_v2"`` (names the cached file).
+        input_shape: the network input, ``(height, width, channels)``.
+        demo: whether the lab runs its demo profile.
+
+    Returns:
+        A `WeightsChoice`.
+
+    Example:
+        >>> decide_weights(None, "vgg16", (64, 64, 3), demo=False)
+        WeightsChoice(requested='imagenet', used='imagenet', note=None)
+    """
+    if given is not None:
+        return WeightsChoice(weights_label(given), weights_label(given))
+    file = keras_cache_dir() / weights_file_name(backbone, input_shape)
+    if not demo or file.is_file():
+        return WeightsChoice("imagenet", "imagenet")
+    name = _APPLICATIONS[backbone][0]
+    return WeightsChoice("imagenet", "none", (
+        f"ImageNet weights are not in Keras's cache ({file}) and the demo never downloads, so it uses an UNTRAINED "
+        f"{name} (--weights none): its numbers are a random-initialisation baseline, not transfer learning. For "
+        "ImageNet weights put that file there, or pass --weights imagenet (downloads once) or --weights PATH"))
+
+
+def resolve_weights(settings, given, backbone, input_shape):
+    """`decide_weights` for a lab run, once, before any model is built: records the choice in `settings`
+    (``weights`` = used, ``weights_requested``, ``weights_note``, all in ``config.json``) and prints its note.
+
+    A resumed run keeps the choice it began with. Returns the `WeightsChoice`.
+    """
+    if getattr(settings, "resume", False) and getattr(settings, "weights_requested", None):
+        choice = WeightsChoice(settings.weights_requested, weights_label(settings.weights), settings.weights_note)
+    else:
+        choice = decide_weights(given, backbone, input_shape, settings.demo)
+    settings.weights, settings.weights_requested, settings.weights_note = choice.used, choice.requested, choice.note
+    if choice.note:
+        print(f"notice: {choice.note}")
+    return choice
 
 
 def _is_download_failure(exc):

@@ -1,0 +1,63 @@
+"""A trained segmenter on evaluation images: its probabilities, per-image scores, and a few kept for figures.
+
+`evaluate_segmenter` runs the model over a dataset of ``(image, mask)`` batches and scores every image with Dice and
+Jaccard at a threshold (`labkit.evaluation.overlap`). `write_samples` keeps the first few images, masks and
+probabilities in the run folder (``samples.npz``), so a comparison of several runs can draw them side by side later
+(`read_samples`) without loading any model again.
+"""
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from labkit.evaluation.overlap import per_image_scores
+from labkit.runs import atomic_write
+
+SAMPLES_FILE = "samples.npz"
+
+
+def evaluate_segmenter(model, dataset, names=None, from_logits=False, threshold=0.5):
+    """Predict every image of `dataset` and score it.
+
+    Args:
+        model: a segmenter giving one channel of probabilities (or logits with `from_logits`).
+        dataset: ``(images, masks)`` batches, e.g. from `labkit.data.segmentation_dataset`.
+        names: one name per image, in dataset order (default: their indices).
+        from_logits: the model outputs logits; probabilities are their sigmoid (computed in float64).
+        threshold: probability above which a pixel is foreground.
+
+    Returns:
+        ``{"images", "masks", "probabilities", "scores"}``: NumPy arrays and ``[{name, dice, jaccard}]``.
+
+    Example:
+        >>> result = evaluate_segmenter(best, test, names, from_logits=True)
+        >>> mean_std(result["scores"], ("dice", "jaccard"))
+    """
+    from labkit.training import collect_predictions
+
+    images, masks, outputs = collect_predictions(model, dataset)
+    probabilities = outputs.astype(np.float32)
+    if from_logits:
+        probabilities = (1.0 / (1.0 + np.exp(-outputs.astype(np.float64)))).astype(np.float32)
+    scores = per_image_scores(probabilities > threshold, masks, names=names)
+    return {"images": images, "masks": masks, "probabilities": probabilities, "scores": scores}
+
+
+def write_samples(run, result, n=4):
+    """Keep the first `n` images, masks, probabilities and names of `result` in ``<run>/samples.npz``."""
+    arrays = {key: np.asarray(result[key][:n]) for key in ("images", "masks", "probabilities")}
+    arrays["names"] = np.asarray([s["name"] for s in result["scores"][:n]])
+
+    def save(tmp):
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        Path(tmp).write_bytes(buffer.getvalue())
+
+    return atomic_write(run.file(SAMPLES_FILE), save)
+
+
+def read_samples(path):
+    """``{"images", "masks", "probabilities", "names"}`` kept by `write_samples` in the run folder `path`."""
+    with np.load(Path(path) / SAMPLES_FILE) as data:
+        return {key: data[key] for key in data.files}
