@@ -198,7 +198,9 @@ def start_run(lab_name, args, course, demo):
     run = runs.RunFolder.create(out, overwrite=args.overwrite, resume=args.resume)
     if args.resume:
         stored = run.read_json("config.json")["settings"]
-        settings = {**COMMON_DEFAULTS, **stored, "resume": True, "out": str(run.path), "quiet": bool(args.quiet)}
+        # settings added since the run began take their course default (the behaviour the run had)
+        settings = {**COMMON_DEFAULTS, **course, **stored, "resume": True, "out": str(run.path),
+                    "quiet": bool(args.quiet)}
         is_demo = stored.get("demo", is_demo)
         print(f"resuming {run.path} from its last completed epoch")
     settings = argparse.Namespace(**{**settings, "demo": is_demo, "out": str(run.path)})

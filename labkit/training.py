@@ -241,12 +241,51 @@ def resolve_loss(loss):
         return keras.losses.get(loss)
 
 
-def compile_model(model, learning_rate, loss, metrics=(), optimizer=None):
-    """Compile with Adam(`learning_rate`) (or `optimizer`), `loss` (see `resolve_loss`) and `metrics`."""
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate_schedule(learning_rate, schedule="constant", total_steps=None):
+    """The optimizer's learning rate for ``--lr`` and ``--lr-schedule``.
+
+    ``constant`` keeps `learning_rate` for the whole run (the course's choice). ``cosine`` (Keras's `CosineDecay`)
+    rises linearly from 0 to `learning_rate` over the first 10 % of the steps, then decays to 0 along half a cosine.
+    The warm-up spares the network Adam's first updates, which move every weight by about the learning rate at once
+    and can saturate a sigmoid output for good; the decay makes the last epochs take ever smaller steps, so a run
+    ends where it is best instead of bouncing out of it. On a resumed run the optimizer's step counter is restored,
+    so the schedule goes on where it stopped.
+
+    Args:
+        learning_rate: the starting (for ``constant``, the only) learning rate.
+        schedule: ``constant`` or ``cosine``.
+        total_steps: optimizer steps of the whole run (epochs × steps per epoch); needed for ``cosine``.
+
+    Returns:
+        A float or a `keras.optimizers.schedules.LearningRateSchedule`, for an optimizer's ``learning_rate``.
+
+    Example:
+        >>> keras.optimizers.Adam(learning_rate_schedule(1e-3, "cosine", total_steps=12 * 16))
+    """
+    require(schedule in LR_SCHEDULES, f"unknown --lr-schedule {schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
     require(float(learning_rate) > 0, f"learning rate must be > 0, got {learning_rate}")
+    if schedule == "constant":
+        return float(learning_rate)
+    require(total_steps is not None and int(total_steps) >= 1, f"a cosine schedule needs the run's steps, got {total_steps}")
+    warmup = max(1, int(total_steps) // 10)
+    return keras.optimizers.schedules.CosineDecay(0.0, max(1, int(total_steps) - warmup), alpha=0.0,
+                                                  warmup_target=float(learning_rate), warmup_steps=warmup)
+
+
+def compile_model(model, learning_rate, loss, metrics=(), optimizer=None):
+    """Compile with Adam(`learning_rate`) (or `optimizer`), `loss` (see `resolve_loss`) and `metrics`.
+
+    `learning_rate` is a number or a Keras schedule (see `learning_rate_schedule`).
+    """
+    if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        require(float(learning_rate) > 0, f"learning rate must be > 0, got {learning_rate}")
+        learning_rate = float(learning_rate)
     metrics = [_METRIC_NAMES.get(m, m) if isinstance(m, str) else m for m in metrics]
     model.compile(
-        optimizer=optimizer or keras.optimizers.Adam(learning_rate=float(learning_rate)),
+        optimizer=optimizer or keras.optimizers.Adam(learning_rate=learning_rate),
         loss=resolve_loss(loss),
         metrics=metrics,
     )
@@ -317,7 +356,7 @@ class DeadRunWatch(keras.callbacks.Callback):
         flat: largest relative range of the training loss over `patience` epochs that counts as flat.
     """
 
-    def __init__(self, probe, patience=5, spread=1e-3, flat=1e-3):
+    def __init__(self, probe, patience=5, spread=1e-3, flat=1e-2):
         super().__init__()
         self.probe, self.patience, self.spread, self.flat = probe, int(patience), float(spread), float(flat)
         self.losses, self.dead_epochs, self.died = [], 0, None

@@ -20,12 +20,13 @@ from labkit.data.split import train_val_split
 from labkit.evaluation import mean_std, per_image_scores
 from labkit.plots import segmentation_samples
 from labkit.tensorboard import SegmentationImages
-from labkit.training import collect_predictions, compile_model, distribute, fit, summarize
+from labkit.training import (LR_SCHEDULES, collect_predictions, compile_model, distribute, fit,
+                             learning_rate_schedule, summarize)
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 
 COURSE = {"loss": "bce", "base": 8, "dropout": None, "batchnorm": False, "augment": False, "epochs": 150,
-          "batch_size": 8, "lr": 1e-4, "img_size": 256, "val_split": 0.2, "seed": 42}
+          "batch_size": 8, "lr": 1e-4, "lr_schedule": "constant", "img_size": 256, "val_split": 0.2, "seed": 42}
 DEMO = {"img_size": 128, "epochs": 12, "lr": 1e-3, "n_images": 160}
 FULL_COURSE_COMMAND = "python labs/lab4_unet.py --data-dir /path/to/X_ray --img-size 256 --epochs 150 --lr 1e-4"
 
@@ -41,6 +42,8 @@ def parse_args(argv=None):
     parser.add_argument("--batchnorm", action="store_true", help="batch normalisation after every convolution")
     parser.add_argument("--augment", action="store_true", help="Task 4e augmentation on training data: rotation "
                         "10°, shift 0.1, zoom 0.2, horizontal flip")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant, or cosine: warm up to --lr over the first "
+                        "10%% of the steps, then decay to 0 (course default: constant; demo: cosine)")
     parser.add_argument("--val-split", type=cli.open_fraction, help="validation fraction (course default: 0.2)")
     parser.add_argument("--image-dir", default="Image", help="image subfolder of --data-dir (default: Image)")
     parser.add_argument("--mask-dir", default="Mask", help="mask subfolder of --data-dir (default: Mask)")
@@ -77,7 +80,9 @@ def main(argv=None):
     # Model: the course's U-Net graph, built and compiled inside the distribution strategy's scope.
     with strategy.scope():
         model = get_unet((size, size, 1), base=settings.base, batchnorm=settings.batchnorm, dropout=settings.dropout)
-        compile_model(model, settings.learning_rate, settings.loss, metrics=[dice_coef])  # labkit.losses.get_loss
+        steps = settings.epochs * -(-len(train_pairs) // batch)
+        rate = learning_rate_schedule(settings.learning_rate, settings.lr_schedule, total_steps=steps)
+        compile_model(model, rate, settings.loss, metrics=[dice_coef])  # labkit.losses.get_loss
     print(f"model: U-Net base {settings.base}, {model.count_params():,} parameters, loss {settings.loss}")
 
     # Training: history.csv every epoch, model.keras at every new best validation Dice; with --tensorboard, epoch

@@ -77,6 +77,7 @@ def test_a_learning_network_is_never_stopped(tmp_path):
     [
         (np.zeros((4, 8, 8, 1)), [1.0] * 5, True),                       # constant output, loss at its ceiling
         (np.full((4, 8, 8, 1), 0.3), [0.61, 0.61, 0.61, 0.61, 0.61], True),  # constant prior, flat BCE
+        (np.ones((4, 8, 8, 1)), [0.640, 0.642, 0.638, 0.641, 0.639], True),  # all foreground; reshuffled batches
         (np.zeros((4, 8, 8, 1)), [0.9, 0.7, 0.5, 0.4, 0.3], False),      # empty probe predicted empty, still learning
         (np.linspace(0, 1, 256).reshape(4, 8, 8, 1), [1.0] * 5, False),  # predictions vary with the input
         (np.tile(np.eye(3)[[0]], (4, 1)), [1.1] * 5, True),              # a classifier that always says class 0
