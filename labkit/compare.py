@@ -274,6 +274,7 @@ def run_many(main, parser, args, argv=None, preset=None):
             _run_child(main, path, child_argv, variant["settings"])
         children[variant["name"]] = path
     summaries = [summarize_run(p) for p in children.values()]
+    _record_skipped(run)
     metrics = write_comparison(run, summaries, spec["keys"], table=spec["table"])
     if spec["report"]:
         metrics.update(chosen.report(run, children) or {})
@@ -281,6 +282,16 @@ def run_many(main, parser, args, argv=None, preset=None):
     print(run.file(f"{spec['table']}.md").read_text())
     print(f"winner (best {metrics['monitor']} on validation data): {metrics['winner']}\nrun folder: {run.path}")
     return metrics
+
+
+def _record_skipped(run):
+    """The parent's ``config.json`` lists every file its children left out (``--skip-bad-files``), as a lab's does."""
+    skipped = []
+    for config in sorted(run.path.rglob("*/config.json")):
+        skipped += json.loads(config.read_text()).get("data", {}).get("skipped_files", [])
+    stored = run.read_json("config.json")
+    run.write_json("config.json", {**stored, "data": {**stored.get("data", {}),
+                                                      "skipped_files": list(dict.fromkeys(skipped))}})
 
 
 def _run_child(main, path, argv, expected=None):
@@ -554,9 +565,9 @@ def stacked_history(children, labels):
     return [{**labels[name], **row} for name, path in children.items() for row in read_csv(Path(path) / "history.csv")]
 
 
-def keep_model(run, source, name="model.keras"):
-    """Make ``<run>/<name>`` the winner's model file `source`: a hard link (no extra disk space), else a copy;
-    written atomically and recorded as labkit's, so ``--overwrite`` may remove it."""
+def keep_file(run, source, name="model.keras"):
+    """Make ``<run>/<name>`` the file `source` (e.g. the winner's model): a hard link (no extra disk space), else a
+    copy; written atomically and recorded as labkit's, so ``--overwrite`` may remove it."""
     def place(tmp):
         os.remove(tmp)
         try:

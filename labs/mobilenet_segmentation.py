@@ -189,9 +189,9 @@ def main(argv=None):
     # Model: MobileNetV2 encoder (frozen or with its own learning rate) + decoder, on logits.
     model = build_model(variant, settings, strategy, data["calibration"])
     counts = parameter_split(model)
-    print(f"model: MobileNetV2 encoder ({settings.weights} weights, {variant['strategy']}, lr {variant['encoder_lr']:g})"
-          f" + {variant['decoder']} decoder (lr {variant['decoder_lr']:g}); trainable {counts['model']['trainable']:,}"
-          f", non-trainable {counts['model']['non_trainable']:,}")
+    print(f"model: MobileNetV2 encoder ({settings.weights} weights, {variant['strategy']}, lr "
+          f"{variant['encoder_lr']:g}) + {variant['decoder']} decoder (lr {variant['decoder_lr']:g}); trainable "
+          f"{counts['model']['trainable']:,}, non-trainable {counts['model']['non_trainable']:,}")
     if not run.file("encoder.json").is_file():  # the encoder before training (a resumed run keeps the first)
         run.write_json("encoder.json", {"sha256_at_start": encoder_fingerprint(model)})
 
@@ -264,7 +264,7 @@ def report_models(run, children):
                                                     f" ({subject})", monitor=MONITOR))
     report_samples(run, children, f"{first['test']['split']} images")
     winner = max(names, key=lambda n: models[n]["best"][MONITOR])
-    compare.keep_model(run, Path(children[winner]) / "model.keras")
+    compare.keep_file(run, Path(children[winner]) / "model.keras")
     return {"compare": names, "winner": winner, "monitor": MONITOR, "best": {"model": winner, **models[winner]["best"]},
             "final": {"model": winner, **models[winner]["final"]}, "epochs_run": models[winner]["epochs_run"],
             "train_seconds": round(sum(m["train_seconds"] for m in models.values()), 2),

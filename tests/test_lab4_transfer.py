@@ -155,7 +155,8 @@ def test_transfer_lab_writes_comparison_curves_and_run_files(lab2, isolated, lab
                                               "--out", out])
     assert code == 0
     for name in ("config.json", "history.csv", "metrics.json", "model.keras", "comparison.csv", "comparison.md",
-                 "curves_bone_bottleneck.png", "curves_bone_scratch.png"):
+                 "curves_bone_bottleneck.png", "curves_bone_scratch.png", "comparison.png", "variants.csv",
+                 "bone_bottleneck/model.keras", "bone_scratch/history.csv"):  # each model a child run folder
         assert (out / name).is_file(), name
     rows = read_csv(out / "comparison.csv")
     assert [(r["dataset"], r["method"]) for r in rows] == [
