@@ -17,7 +17,8 @@ profile.
 Weights: --weights imagenet (default) takes ResNet50's ImageNet file from Keras's cache, downloading it once when
 there is network; when that fails the lab stops with one line naming the file and the folder. The demo (no data
 folder, no --weights flag) never downloads: it uses the cached ImageNet file when there is one and otherwise trains
-from random initialisation (--weights none), saying so on screen and in config.json and metrics.json.
+from random initialisation (--weights none), saying so on screen and in config.json and metrics.json (the rule of
+every lab: labkit.models.transfer.decide_weights).
 
 The run folder gets config.json, history.csv, model.keras (best epoch by validation macro F1), report.txt and
 report.csv (scikit-learn's classification report on the test split), predictions.csv (each test image's true and
@@ -34,7 +35,6 @@ example:
   python labs/resnet50_classification.py --data-dir /data/ISIC2018 --loss focal --focal-gamma 2 --class-weights balanced
 """
 
-import shutil
 from pathlib import Path
 
 from labkit import cli, compare
@@ -50,9 +50,8 @@ from labkit.evaluation.classification import (classification_report_rows, classi
 from labkit.gradcam import find_layer, grad_cam
 from labkit.losses import get_loss
 from labkit.models.classifiers import resnet50_classifier, resnet50_gradcam_layer
-from labkit.models.transfer import keras_cache_dir, weights_file_name, weights_label
+from labkit.models.transfer import resolve_weights, weights_text
 from labkit.plots import class_gradcam_figure, confusion_matrix_figure, plot_history, roc_figure
-from labkit.runs import RunFolder, atomic_write, read_csv
 from labkit.training import compile_model, distribute, fit, summarize
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
@@ -64,8 +63,7 @@ COURSE = {"loss": "ce", "focal_gamma": 2.0, "focal_alpha": 0.25, "class_weights"
           "gradcam_per_class": 2, "seed": 42}
 #: Course epochs depend on the loss: 15 for cross-entropy, 10 for focal (and CE+focal).
 COURSE_EPOCHS = {"ce": 15, "focal": 10, "ce+focal": 10}
-DEMO = {"img_size": 64, "epochs": 6, "batch_size": 16, "n_images": 320, "image_px": 96,
-        "weights": "imagenet-if-cached"}
+DEMO = {"img_size": 64, "epochs": 6, "batch_size": 16, "n_images": 320, "image_px": 96}
 FULL_COURSE_COMMAND = ("python labs/resnet50_classification.py --data-dir /path/to/HAM10000 --compare "
                        "(224×224, batch 32, Adam 1e-3, 15 epochs CE / 10 epochs CE+focal, ImageNet weights)")
 COMPARED = ("ce", "ce+focal")
@@ -84,7 +82,6 @@ def parse_args(argv=None):
     add("--augment", action="store_true", help="augment training images: flips, rotation, random crop, colour "
         "jitter")
     cli.add_weights_argument(parser)
-    parser.set_defaults(weights=None)  # None = not given: the demo may then train from random weights
     add("--freeze-backbone", action="store_true", help="train the head only (the backbone keeps its weights and "
         "BatchNorm statistics)")
     add("--dropout", type=cli.dropout_rate, help="dropout before the dense head (default: 0.5)")
@@ -118,42 +115,16 @@ def explicit_inputs(args):
     return inputs
 
 
-def resolve_weights(settings):
-    """The weights to build with, and a note when they are not what the course uses.
-
-    ``imagenet-if-cached`` (the demo's default) means ImageNet if its file is already in Keras's cache, else random
-    initialisation: the demo never downloads and never passes random weights off as ImageNet.
-    """
-    if settings.weights != "imagenet-if-cached":
-        note = "random initialisation (--weights none)" if weights_label(settings.weights) == "none" else None
-        return settings.weights, note
-    file = keras_cache_dir() / weights_file_name("resnet50", (settings.img_size, settings.img_size, 3))
-    if file.is_file():
-        return "imagenet", None
-    return "none", (f"ImageNet weights are not in Keras's cache ({file}), so the demo trains ResNet50 from random "
-                    "initialisation: its numbers are those of ResNet50 trained from scratch on the demo set, not of "
-                    "transfer learning. For ImageNet weights put that file there (or pass --weights PATH).")
-
-
-def resolve_model_settings(settings):
-    """Add what the model is built with to `settings`: weights (with a record of what was asked for and why it
-    differs), the BatchNorm momentum and the Grad-CAM layer."""
-    settings.weights_used, note = resolve_weights(settings)
-    settings.weights_record = {"requested": settings.weights, "used": weights_label(settings.weights_used),
-                               "note": note}
-    if note:
-        print(f"weights: {note}")
-    from_scratch = weights_label(settings.weights_used) == "none"
+def resolve_model_settings(settings, given):
+    """Decide the weights (`resolve_weights`: the demo never downloads), then the BatchNorm momentum and the Grad-CAM
+    layer that follow from them; returns the weights choice."""
+    weights = resolve_weights(settings, given, "resnet50", (settings.img_size, settings.img_size, 3))
+    from_scratch = settings.weights == "none"
     settings.bn_momentum_used = settings.bn_momentum or (0.9 if from_scratch else None)
     settings.gradcam_layer_used = settings.gradcam_layer or resnet50_gradcam_layer(settings.img_size)
     if settings.freeze_backbone and from_scratch:
         print("warning: --freeze-backbone with random weights trains the head on fixed random features")
-
-
-def weights_text(weights):
-    """``ImageNet weights``, ``random weights`` or ``weights from <file>``, for titles and the console."""
-    label = weights_label(weights)
-    return {"imagenet": "ImageNet weights", "none": "random weights"}.get(label, f"weights from {Path(label).name}")
+    return weights
 
 
 def load_splits(settings, inputs):
@@ -241,7 +212,7 @@ def train_and_evaluate(settings, loss_name, run, splits, strategy, extra):
 
     # Model: ResNet50 → global average pooling → dropout → dense softmax, compiled inside the strategy's scope.
     with strategy.scope():
-        model = resnet50_classifier((settings.img_size, settings.img_size, 3), len(CLASSES), settings.weights_used,
+        model = resnet50_classifier((settings.img_size, settings.img_size, 3), len(CLASSES), settings.weights,
                                     dropout=settings.dropout, freeze_backbone=settings.freeze_backbone,
                                     bn_momentum=settings.bn_momentum_used)
         loss = get_loss(loss_name, gamma=settings.focal_gamma, alpha=settings.focal_alpha)
@@ -251,7 +222,7 @@ def train_and_evaluate(settings, loss_name, run, splits, strategy, extra):
             model.jit_compile = False  # XLA made ResNet50 training ~2× slower per epoch on CPU (measured)
     find_layer(model, settings.gradcam_layer_used)  # a wrong --gradcam-layer stops now, not after training
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    print(f"model: ResNet50 ({weights_text(settings.weights_used)}"
+    print(f"model: ResNet50 ({weights_text(settings.weights)}"
           f"{', backbone frozen' if settings.freeze_backbone else ''}), {model.count_params():,} parameters "
           f"({trainable:,} trainable); loss {loss_name}, {epochs} epochs")
 
@@ -272,14 +243,14 @@ def train_and_evaluate(settings, loss_name, run, splits, strategy, extra):
         for path, t, p in zip(splits["test"].paths, truth, probabilities)])
 
     # Figures, then metrics.json last: its presence marks a finished run.
-    title = f"ResNet50, {loss_name} loss ({weights_text(settings.weights_used)})"
+    title = f"ResNet50, {loss_name} loss ({weights_text(settings.weights)})"
     run.save_figure("curves.png", plot_history(history, ("loss", "accuracy", "f1_macro"), title, monitor=MONITOR))
     run.save_figure("confusion_matrix.png", confusion_matrix_figure(truth, probabilities, CLASSES, title=title))
     run.save_figure("roc.png", roc_figure(truth, probabilities, CLASSES, title=f"{title}: one-vs-rest ROC"))
     images, heatmaps, true_k, pred_k = gradcam_samples(settings, best, splits["test"], probabilities.argmax(axis=1))
     run.save_figure("gradcam.png", class_gradcam_figure(images, heatmaps, true_k, pred_k, CLASSES,
                                                         title=f"{title}: Grad-CAM of {settings.gradcam_layer_used}"))
-    metrics = {**summarize(history, MONITOR), "loss": loss_name, "weights": settings.weights_record,
+    metrics = {**summarize(history, MONITOR), "loss": loss_name,
                **{k: scores[k] for k in ("accuracy", "balanced_accuracy", "macro_auc", "macro_f1")},
                "test": scores, **extra}
     run.write_json("metrics.json", metrics)
@@ -291,19 +262,13 @@ def train_and_evaluate(settings, loss_name, run, splits, strategy, extra):
 
 def comparison_rows(results):
     """Overall and per-class test numbers of each loss side by side, with the difference of the last two."""
-    first, second = list(results)
-
-    def row(metric, get):
-        values = {name: get(m) for name, m in results.items()}
-        return {"metric": metric, **values, f"{second} − {first}": values[second] - values[first]}
-
-    rows = [row(key.replace("_", " "), lambda m, key=key: m[key])
-            for key in ("accuracy", "balanced_accuracy", "macro_auc", "macro_f1")]
-    rows += [row(f"{name} {key}", lambda m, name=name, key=key: m["test"]["per_class"][name][key])
-             for name in CLASSES for key in ("precision", "recall", "f1", "auc")]
-    rows.append({"metric": "epochs", **{n: m["epochs_run"] for n, m in results.items()}})
-    rows.append({"metric": "train seconds", **{n: m["train_seconds"] for n, m in results.items()}})
-    return rows
+    scores = {key.replace("_", " "): (lambda m, key=key: m[key])
+              for key in ("accuracy", "balanced_accuracy", "macro_auc", "macro_f1")}
+    scores.update({f"{name} {key}": (lambda m, name=name, key=key: m["test"]["per_class"][name][key])
+                   for name in CLASSES for key in ("precision", "recall", "f1", "auc")})
+    costs = {"epochs": lambda m: m["epochs_run"], "train seconds": lambda m: m["train_seconds"]}
+    return (compare.side_by_side(results, scores, label="metric", difference=True)
+            + compare.side_by_side(results, costs, label="metric"))
 
 
 def comparison_preset(args):
@@ -316,20 +281,17 @@ def comparison_preset(args):
 
 def report_losses(run, children):
     """The --compare files: comparison.csv/.md (overall and per-class test numbers side by side), history.csv (both
-    losses' epochs, with a ``loss_function`` column), model.keras (a copy of the model with the better best
-    validation macro F1, chosen on validation data, never on test data); returns the entries it adds to
-    metrics.json (that model's best/final epoch, both losses' numbers, the table and the total training time)."""
-    results = {}
-    for path in children.values():
-        metrics = RunFolder(path).read_json("metrics.json")
-        results[metrics["loss"]] = metrics
+    losses' epochs, with a ``loss_function`` column), model.keras (the model with the better best validation macro
+    F1, chosen on validation data, never on test data); returns the entries it adds to metrics.json (that model's
+    best/final epoch, both losses' numbers, the table and the total training time)."""
+    by_child = compare.child_metrics(children)
+    results = {m["loss"]: m for m in by_child.values()}
     rows = comparison_rows(results)
     run.write_table("comparison", rows)
-    run.write_csv("history.csv", [{"loss_function": name, **row} for name, path in zip(results, children.values())
-                                  for row in read_csv(path / "history.csv")])
+    run.write_csv("history.csv", compare.stacked_history(children, {n: {"loss_function": m["loss"]}
+                                                                    for n, m in by_child.items()}))
     chosen = max(results, key=lambda name: results[name]["best"][MONITOR])
-    source = Path(children[chosen.replace("+", "_")]) / "model.keras"
-    atomic_write(run.file("model.keras"), lambda tmp: shutil.copyfile(source, tmp))
+    compare.keep_file(run, Path(children[chosen.replace("+", "_")]) / "model.keras")
     first = next(iter(results.values()))
     return {**{k: results[chosen][k] for k in ("monitor", "best", "final", "epochs_run")},
             "chosen_by_validation": chosen, "compare": rows, "variants": results, "weights": first.get("weights"),
@@ -349,7 +311,7 @@ def main(argv=None):
         print(f"demo profile: embedded synthetic seven-class lesions ({settings.n_images} images), "
               f"{settings.img_size}×{settings.img_size}, {settings.epochs} epochs, batch {settings.batch_size}. "
               f"Course settings on real data: {FULL_COURSE_COMMAND}")
-    resolve_model_settings(settings)
+    weights = resolve_model_settings(settings, args.weights)
 
     # Data: labels matched by image ID; missing splits carved out grouped by lesion, stratified by class.
     data_dir, layout, splits, origin = load_splits(settings, inputs)
@@ -357,7 +319,7 @@ def main(argv=None):
     cli.save_config(run, settings, data_dir or "given per split", sum(len(s) for s in splits.values()))
     print(f"data: {layout} from {data_dir or 'the given folders'}")
     split_table = describe_splits(splits, origin)
-    data = {"data": {"layout": layout, "splits": split_table}}
+    data = {"data": {"layout": layout, "splits": split_table}, "weights": weights.record()}
 
     train_and_evaluate(settings, settings.loss, run, splits, strategy, data)
     print(f"run folder: {run.path}")

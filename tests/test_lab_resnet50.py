@@ -134,19 +134,9 @@ def test_compare_reuses_finished_losses_and_picks_the_model_on_validation(lab, t
 
 
 def settings_for(**overrides):
-    base = {"weights": "imagenet-if-cached", "img_size": 64, "data_dir": None, "skip_missing": False,
+    base = {"weights": "imagenet", "img_size": 64, "data_dir": None, "skip_missing": False,
             "skip_bad_files": False, "val_split": 0.15, "test_split": 0.15, "seed": 42}
     return argparse.Namespace(**{**base, **overrides})
-
-
-def test_demo_uses_cached_imagenet_weights_or_says_it_trains_from_random_weights(lab, tmp_path, monkeypatch):
-    monkeypatch.setattr(lab, "keras_cache_dir", lambda: tmp_path)
-    weights, note = lab.resolve_weights(settings_for())
-    assert weights == "none"
-    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in note and "random initialisation" in note
-    (tmp_path / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"cached")
-    assert lab.resolve_weights(settings_for()) == ("imagenet", None)
-    assert lab.resolve_weights(settings_for(weights="imagenet")) == ("imagenet", None)  # course: never replaced
 
 
 def test_explicit_splits_are_used_and_the_missing_one_is_carved_by_lesion(lab, lesions, tmp_path):
