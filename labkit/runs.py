@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import weakref
 from datetime import datetime
 from pathlib import Path
 
@@ -217,6 +218,27 @@ def markdown_table(rows, fieldnames=None, floatfmt=".4f"):
     return "\n".join(lines) + "\n"
 
 
+_INFERENCE_COPIES = weakref.WeakKeyDictionary()
+
+
+def _inference_copy(model):
+    """An uncompiled twin of `model` holding its current weights (made once per model, refreshed on each call).
+
+    A model Keras cannot clone (a subclassed model without ``get_config``) is returned as it is.
+    """
+    if not getattr(model, "compiled", False):
+        return model
+    twin = _INFERENCE_COPIES.get(model)
+    if twin is None:
+        try:  # from its config: keras.models.clone_model would compile the twin like the model
+            twin = type(model).from_config(model.get_config())
+        except Exception:  # noqa: BLE001 - Keras raises several types for models it cannot rebuild from config
+            return model
+        _INFERENCE_COPIES[model] = twin
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def default_run_dir(lab_name, root="runs"):
     """``runs/<lab>-<YYYYmmdd-HHMMSS>``."""
     return Path(root) / f"{lab_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -297,11 +319,19 @@ class RunFolder:
         return atomic_write(self.file(name), lambda tmp: figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
 
     def save_model(self, model, name="model.keras"):
-        """Save a Keras model in the ``.keras`` format, atomically."""
+        """Save a Keras model in the ``.keras`` format, atomically, without its compile state and optimizer.
+
+        The file holds the network and its weights only, so plain ``keras.saving.load_model`` reads it in a process
+        that never imported labkit (when the network uses only Keras layers; else ``import labkit`` first) and it is
+        a third of the size with Adam. Resuming does not need it: ``BackupAndRestore`` keeps the optimizer in
+        ``backup/``. To train a reloaded model further, compile it again.
+        """
+        inference = _inference_copy(model)
+
         def save(tmp):
             keras_tmp = f"{tmp}.keras"  # Keras insists on the extension
             try:
-                model.save(keras_tmp)
+                inference.save(keras_tmp)
                 os.replace(keras_tmp, tmp)
             finally:
                 if os.path.exists(keras_tmp):

@@ -239,9 +239,11 @@ EVERY_LAB = [
 ]
 
 
-def learning_rates(run_folder):
-    """Every learning rate of the run's reloaded model: the optimizer's, then each group's (GroupedOptimizer)."""
-    optimizer = keras.saving.load_model(run_folder / "model.keras").optimizer
+def learning_rates(model):
+    """Every learning rate of the model a lab trained: the optimizer's, then each group's (GroupedOptimizer).
+
+    (model.keras holds no optimizer: the rates are read from the model `fit` was given.)"""
+    optimizer = model.optimizer
     groups = [optimizer.group_learning_rate(name) for name in getattr(optimizer, "group_names", [])]
     return np.array([float(keras.ops.convert_to_numpy(optimizer.learning_rate)), *groups])
 
@@ -253,10 +255,11 @@ def test_every_lab_feeds_the_global_batch_and_scales_its_learning_rates(lab_runn
     import labkit.training
 
     monkeypatch.setattr(labkit.training, "get_strategy", lambda name: TwoReplicaStandIn())
-    batch_sizes, real_fit = [], labkit.training.fit
+    batch_sizes, models, real_fit = [], [], labkit.training.fit
 
     def spying_fit(model, train, *args, **kwargs):
         batch_sizes.append(int(next(iter(train.take(1)))[0].shape[0]))
+        models.append(model)
         return real_fit(model, train, *args, **kwargs)
 
     monkeypatch.setattr(labkit.training, "fit", spying_fit)
@@ -269,4 +272,4 @@ def test_every_lab_feeds_the_global_batch_and_scales_its_learning_rates(lab_runn
     assert (settings["replicas"], settings["global_batch_size"], settings["lr_scale"]) == (2, 4, 2)
     assert settings["lr"] == 0.001 and settings["learning_rate"] == pytest.approx(0.002)
     assert batch_sizes and set(batch_sizes) == {4}  # every model trained on batches of --batch-size × replicas
-    np.testing.assert_allclose(learning_rates(out), 2 * np.array(rates), rtol=1e-6)  # every rate × 2
+    np.testing.assert_allclose(learning_rates(models[-1]), 2 * np.array(rates), rtol=1e-6)  # every rate × 2

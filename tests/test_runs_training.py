@@ -150,7 +150,7 @@ def test_fit_records_history_and_best_model(tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2, 3] == history["epoch"]
     assert {"loss", "dice_coef", "val_loss", "val_dice_coef", "seconds"} <= set(rows[0])
     best = int(np.argmax(history["val_dice_coef"]))
-    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    reloaded = compile_model(keras.saving.load_model(tmp_path / "model.keras"), 1e-2, "dice", metrics=[dice_coef])
     val_dice = reloaded.evaluate(images, masks, batch_size=4, verbose=0, return_dict=True)["dice_coef"]
     assert val_dice == pytest.approx(history["val_dice_coef"][best], abs=1e-4)  # model.keras is the best epoch
     summary = summarize(history, "val_dice_coef")
