@@ -11,7 +11,7 @@ Decoded, the 10,000 pairs would take 10,000 × 256 × 256 × 2 × 4 bytes = 5.2 
 (only file names are held and shuffled; decoded batches exist only while in flight).
 
 usage:
-  python benchmarks/memory.py [--files 10000] [--distinct 32] [--limit-gb 2]
+  python benchmarks/memory.py [--files 10000] [--distinct 32] [--limit-gb 2] [--cache-budget-mb MB]
 """
 
 import argparse
@@ -59,12 +59,16 @@ def status_kib(field):
     raise KeyError(field)
 
 
-def one_epoch(folder):
-    """In this process: the lab's data path over `folder`, one epoch; prints a JSON line of what it measured."""
-    from labkit.data import check_readable, find_xray_pairs, segmentation_dataset
+def one_epoch(folder, cache_budget_mb=None):
+    """In this process: the lab's data path over `folder`, one epoch; prints a JSON line of what it measured.
+
+    `cache_budget_mb` lowers ``cache="auto"``'s memory budget, so a few files take the streaming path (tests)."""
+    from labkit.data import check_readable, find_xray_pairs, pipeline, segmentation_dataset
     from labkit.data.pipeline import resolve_cache
     from labkit.progress import set_quiet
 
+    if cache_budget_mb is not None:
+        pipeline.CACHE_BUDGET_BYTES = int(cache_budget_mb * 2**20)
     set_quiet(True)
     after_import = status_kib("VmRSS")
     start = time.perf_counter()
@@ -85,10 +89,12 @@ def main(argv=None):
     parser.add_argument("--files", type=int, default=10_000, help="image/mask pairs (default: 10000)")
     parser.add_argument("--distinct", type=int, default=32, help="distinct rendered pairs the files cycle through")
     parser.add_argument("--limit-gb", type=float, default=2.0, help="peak resident memory allowed (default: 2 GB)")
+    parser.add_argument("--cache-budget-mb", type=float, help="cache=\"auto\"'s memory budget (default: labkit's "
+                        "1 GiB); a small one makes a few files stream as 10,000 do")
     parser.add_argument("--epoch", type=Path, help=argparse.SUPPRESS)  # internal: the measured child process
     args = parser.parse_args(argv)
     if args.epoch:
-        return one_epoch(args.epoch)
+        return one_epoch(args.epoch, args.cache_budget_mb)
     started = time.perf_counter()
 
     from machine import load_warning, machine_summary
@@ -99,7 +105,8 @@ def main(argv=None):
         total_bytes = write_files(Path(tmp), args.files, args.distinct)
         print(f"wrote {args.files:,} image/mask pairs ({2 * args.files:,} PNG files, {total_bytes / 1e6:.0f} MB) in "
               f"{time.perf_counter() - start:.1f} s")
-        child = subprocess.run([sys.executable, __file__, "--epoch", tmp], capture_output=True, text=True)
+        budget = [] if args.cache_budget_mb is None else ["--cache-budget-mb", str(args.cache_budget_mb)]
+        child = subprocess.run([sys.executable, __file__, "--epoch", tmp, *budget], capture_output=True, text=True)
     if child.returncode != 0:
         sys.exit(f"the epoch process failed:\n{child.stderr[-3000:]}")
     result = json.loads(child.stdout.strip().splitlines()[-1])
