@@ -20,8 +20,11 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import labkit  # noqa: E402,F401  (first: it loads TensorFlow without the start-up notices)
 from labkit.evaluation.surface import SURFACE_METRICS, surface_metrics  # noqa: E402
+from machine import load_warning, machine_summary  # noqa: E402
 
 SHAPE = (576, 576, 88)
 SPACING = (0.625, 0.625, 0.625)
@@ -67,6 +70,7 @@ def main(argv=None):
     parser.add_argument("--medpy", action="store_true", help="also time medpy 0.5 (slow: 8 full transforms)")
     args = parser.parse_args(argv)
 
+    print(machine_summary())
     pred, ref = atrium_pair()
     union = np.argwhere(pred | ref)
     extent = union.max(0) - union.min(0) + 1
@@ -94,6 +98,7 @@ def main(argv=None):
     for label, values in rows[1:]:
         worst = max(abs(values[name] - cropped[name]) for name in SURFACE_METRICS)
         print(f"  largest |cropped − {label}| = {worst:.3g}")
+    print(load_warning())
 
 
 if __name__ == "__main__":
