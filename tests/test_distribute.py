@@ -273,3 +273,59 @@ def test_every_lab_feeds_the_global_batch_and_scales_its_learning_rates(lab_runn
     assert settings["lr"] == 0.001 and settings["learning_rate"] == pytest.approx(0.002)
     assert batch_sizes and set(batch_sizes) == {4}  # every model trained on batches of --batch-size × replicas
     np.testing.assert_allclose(learning_rates(models[-1]), 2 * np.array(rates), rtol=1e-6)  # every rate × 2
+
+
+MIRRORED_LABS = """
+import runpy
+import keras
+results = {}
+for lab, out, argv in json.loads(sys.argv[1]):
+    sys.argv = [lab + ".py", *argv, "--out", out]
+    try:
+        runpy.run_path(os.path.join(LABS_DIR, lab + ".py"), run_name="__main__")
+    except SystemExit as exit:
+        code = exit.code
+    except Exception as error:  # noqa: BLE001 - one lab's failure must not hide the others' results
+        code = f"{type(error).__name__}: {str(error)[:200]} … {str(error)[-400:]}"
+    results[lab] = {"code": code}
+    if code == 0:
+        results[lab]["settings"] = json.load(open(os.path.join(out, "config.json")))["settings"]
+        results[lab]["metrics"] = json.load(open(os.path.join(out, "metrics.json")))
+    keras.backend.clear_session()
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def mirrored_lab_runs(tiny_sets, tmp_path_factory):
+    """One process, CPU split in two logical devices: every lab for one epoch under a real MirroredStrategy."""
+    tmp = tmp_path_factory.mktemp("mirrored_labs")
+    plan = [(lab, str(tmp / lab), [*map(str, ["--data-dir", tiny_sets[lab], *flags]), "--epochs", "1",
+                                   "--batch-size", "2", "--distribute", "mirrored", "--quiet"])
+            for lab, flags, _ in EVERY_LAB]
+    script = SPLIT_CPU.format(root=str(ROOT)) + MIRRORED_LABS.replace("LABS_DIR", repr(str(ROOT / "labs")))
+    result = subprocess.run([sys.executable, "-c", script, json.dumps(plan)], capture_output=True, text=True,
+                            timeout=1200, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "root": tmp}
+
+
+#: Known failures under a real MirroredStrategy (found by this test): a validation batch with fewer items than
+#: replicas leaves one replica empty. Keras 3.15's evaluate() builds the model from its first validation batch
+#: reduced with MEAN over replicas (AddN of [1, …] and [0, …] fails: the 3D lab's one validation patch), and the
+#: fused BatchNorm of ResNet50 fails on the empty replica of a validation batch (in test_step).
+UNEVEN_BATCH = pytest.mark.xfail(strict=True, reason="a validation batch smaller than the replica count leaves a "
+                                 "replica empty: Keras's symbolic build / fused BatchNorm fail (see UNEVEN_BATCH)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", [pytest.param(lab, marks=UNEVEN_BATCH) if lab in ("resnet50_classification",
+                                                                                    "unet3d_segmentation") else lab
+                                 for lab, _, _ in EVERY_LAB])
+def test_every_lab_trains_under_a_real_two_device_mirrored_strategy(mirrored_lab_runs, lab):
+    run = mirrored_lab_runs[lab]
+    assert run["code"] == 0, run
+    settings = run["settings"]
+    assert (settings["distribute"], settings["replicas"], settings["global_batch_size"]) == ("mirrored", 2, 4)
+    assert np.isfinite(float(run["metrics"]["final"]["loss"]))
+    assert (mirrored_lab_runs["root"] / lab / "model.keras").is_file()
