@@ -8,6 +8,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import labkit  # noqa: E402,F401  (first: TensorFlow without its start-up notices)
+import keras  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,3 +72,15 @@ def _reset_keras_state(request):
 
 
 sys.path.insert(0, str(ROOT))
+
+
+class CrashAt(keras.callbacks.Callback):
+    """Simulate a kill: raise at the end of a given epoch (after the run files of that epoch are written)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt("simulated kill")

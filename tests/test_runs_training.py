@@ -6,6 +6,7 @@ import re
 import keras
 import numpy as np
 import pytest
+from conftest import CrashAt
 
 from labkit import LabkitInputError, dice_coef, get_unet, loss_dice_plot, train_unet
 from labkit.data import array_dataset
@@ -122,18 +123,6 @@ def tiny_data(n=8, size=16, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.random((n, size, size, 1)).astype(np.float32)
     return images, (images > 0.5).astype(np.float32)
-
-
-class CrashAt(keras.callbacks.Callback):
-    """Simulate a kill: raise at the end of a given epoch (after the run files of that epoch are written)."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            raise KeyboardInterrupt("simulated kill")
 
 
 def make_model():

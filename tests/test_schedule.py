@@ -5,6 +5,7 @@ import math
 
 import keras
 import pytest
+from conftest import CrashAt
 
 from labkit.training import learning_rate_schedule
 
@@ -42,16 +43,6 @@ class LearningRateLog(keras.callbacks.Callback):
         self.rows.append((int(optimizer.iterations), float(optimizer.learning_rate)))
 
 
-class KillAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            raise KeyboardInterrupt("simulated kill")
-
-
 def test_a_resumed_run_continues_the_schedule_where_it_stopped(tmp_path):
     import numpy as np
 
@@ -74,7 +65,7 @@ def test_a_resumed_run_continues_the_schedule_where_it_stopped(tmp_path):
     run.write_json("config.json", {"settings": {}})
     first = LearningRateLog()
     with pytest.raises(KeyboardInterrupt):
-        fit(model(), *data(), 4, run=run, monitor="val_dice_coef", verbose=0, callbacks=[first, KillAt(2)])
+        fit(model(), *data(), 4, run=run, monitor="val_dice_coef", verbose=0, callbacks=[first, CrashAt(2)])
     resumed = LearningRateLog()
     fit(model(), *data(), 4, run=RunFolder.create(tmp_path, resume=True), monitor="val_dice_coef", verbose=0,
         callbacks=[resumed])
