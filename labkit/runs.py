@@ -31,7 +31,7 @@ MANIFEST = ".labkit-run.json"
 """The hidden file in each run folder that lists what labkit wrote there (paths relative to the folder)."""
 
 LABKIT_FILES = (*RUN_FILES, "split.csv", "per_image.csv", "per_case.csv", "predictions.csv", "report.*",
-                "comparison.*", "folds.csv", "summary.*", "encoder.json", "curves*.png", "samples.png",
+                "comparison.*", "variants.*", "folds.csv", "summary.*", "encoder.json", "curves*.png", "samples.png",
                 "activation_maps.png", "confusion_matrix.png", "roc.png", "gradcam.png", "slices.png", "surface.png")
 """Names (glob patterns) of the files a lab writes: what `--overwrite` also accepts in a run folder made before
 manifests existed, and files written outside `atomic_write` (a hard-linked ``model.keras``)."""
