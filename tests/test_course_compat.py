@@ -378,9 +378,9 @@ def unet_params(base, c_in, out_channels):
                                                                                                 True)),
     ("vgg16 lab4", lambda: vgg16_model(32, 32, 3, 4, 0.2, 2, dense_layers=[16, 16, 16]),
      vgg_params(32, 32, 3, 4, 2, (16, 16, 16), False)),
-    ("lab1 mlp", lambda: model(16, 12, 1, 32), dense(16 * 12, 32) + dense(32, 16) + dense(16, 16) + dense(16, 1)),
+    ("lab1 mlp", lambda: model(16, 12, 1, 32), dense(16 * 12, 32) + dense(32, 16) + dense(16, 8) + dense(8, 1)),
     ("lab1 mlp clear name", lambda: lab1_mlp_model(8, 8, 3, 10, n_class=3),
-     dense(8 * 8 * 3, 10) + dense(10, 5) + dense(5, 5) + dense(5, 3)),
+     dense(8 * 8 * 3, 10) + dense(10, 5) + dense(5, 2) + dense(2, 3)),
     ("unet 2 classes = 1 sigmoid", lambda: get_unet((32, 32, 1), base=4, n_class=2), unet_params(4, 1, 1)),
     ("unet 4 classes", lambda: get_unet((32, 32, 3), base=2, dropout=0.2, n_class=4), unet_params(2, 3, 4)),
 ])
