@@ -94,6 +94,7 @@ def get_strategy(name="none"):
     """
     require(name in STRATEGIES, f"unknown distribution strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
     if name == "mirrored":
+        _let_keras_fit_run_on_several_workers()  # its first-batch build also serves replicas of unequal batches
         cpus = _mirrored_cpu_devices()
         if cpus:  # logical CPUs share one memory: plain reduction, no collective ops (they clash between strategies)
             return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
@@ -111,8 +112,11 @@ def _let_keras_fit_run_on_several_workers():
     Two steps of Keras's TensorFlow trainer fail across workers: building the model from a first batch reduces that
     batch over all workers (``PerReplica`` cannot be converted), and the per-step logs are averaged with
     ``axis=0`` over scalar values. Here the build uses this worker's first batch, and the logs are averaged over all
-    replicas of all workers. Nothing changes for one machine: both replacements defer to Keras's own code unless
-    the strategy spans several workers. Skipped when Keras's internals have moved (a Keras with its own fix).
+    replicas of all workers. The build from one replica's first batch also serves several replicas on one machine:
+    Keras's MEAN over replicas fails when their batches differ in size (an odd batch over two replicas; batches that
+    would leave a replica empty are regrouped by `labkit.data.pipeline.even_replica_batches`). Both replacements
+    defer to Keras's own code for one replica, the log averaging for any strategy within one machine. Skipped when
+    Keras's internals have moved (a Keras with its own fix).
     """
     try:
         from keras import tree
@@ -131,7 +135,7 @@ def _let_keras_fit_run_on_several_workers():
 
     def maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = self._distribute_strategy
-        if strategy is None or not spans_workers(strategy) or iterator is None:
+        if strategy is None or iterator is None or not (spans_workers(strategy) or strategy.num_replicas_in_sync > 1):
             return keras_build(self, iterator=iterator, data_batch=data_batch)
         for _, _, batches in iterator:
             data_batch = tree.map_structure(lambda value: strategy.experimental_local_results(value)[0],

@@ -41,7 +41,7 @@ from labkit import cli, compare
 from labkit.data.augment import dermoscopy_augmentation
 from labkit.data.layouts import check_readable
 from labkit.data.layouts.isic2018 import CLASSES, skin_lesion_splits
-from labkit.data.pipeline import classification_dataset, decode_image
+from labkit.data.pipeline import classification_dataset, decode_image, even_replica_batches
 from labkit.data.split import grouped_stratified_split
 from labkit.data.synthetic.skin_lesions7 import isic2018_task3_dataset
 from labkit.errors import require
@@ -182,7 +182,10 @@ def class_weight(settings, labels):
 
 
 def datasets(settings, splits, batch):
-    """tf.data pipelines; decoded images are cached in memory when they fit in about a gigabyte."""
+    """tf.data pipelines; decoded images are cached in memory when they fit in about a gigabyte.
+
+    Under several replicas the training and validation batches leave none of them empty (`even_replica_batches`);
+    the test set is predicted on one device."""
     size, n_class = settings.img_size, len(CLASSES)
     fits = lambda n: n * size * size * 3 * 4 < 1e9  # noqa: E731
     augment = dermoscopy_augmentation(size, seed=settings.seed) if settings.augment else None
@@ -192,6 +195,8 @@ def datasets(settings, splits, batch):
     val = classification_dataset(splits["val"].paths, splits["val"].labels, size, batch, n_class,
                                  cache=fits(len(splits["val"])))
     test = classification_dataset(splits["test"].paths, splits["test"].labels, size, batch, n_class)
+    train, val = (even_replica_batches(dataset, len(splits[split]), batch, settings.replicas)
+                  for dataset, split in ((train, "train"), (val, "val")))
     return train, val, test
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from labkit import cli, dice_coef, get_unet3d, loss_dice_plot
 from labkit.data.layouts.volumes import find_la2018_cases, find_nifti_pairs, load_cases, volume_layout
 from labkit.data.patches import BLENDS, centre_crop, patch_dataset, sliding_window_inference, validation_patches
+from labkit.data.pipeline import even_replica_batches
 from labkit.data.split import train_val_split
 from labkit.data.synthetic.atrium import atrium_dataset
 from labkit.errors import require
@@ -164,8 +165,10 @@ def main(argv=None):
     # with --tensorboard also the middle slice of three validation patches with their true and predicted masks.
     callbacks = [SegmentationImages.from_dataset(run.file("tensorboard"), val, n_images=3,
                                                  names=[case.name for case in val_cases])] if settings.tensorboard else []
-    history = fit(model, train, val, settings.epochs, run=run, monitor="val_dice_coef", steps_per_epoch=steps,
-                  callbacks=callbacks, **cli.fit_options(settings))
+    # No replica left without a patch (a lone validation patch goes to every replica): Dice as on one device.
+    val_batches = even_replica_batches(val, len(val_cases), batch, settings.replicas)
+    history = fit(model, train, val_batches, settings.epochs, run=run, monitor="val_dice_coef",
+                  steps_per_epoch=steps, callbacks=callbacks, **cli.fit_options(settings))
 
     # Evaluation: the best model on every test volume, masks binarised at 0.5, surface distances in voxels and mm.
     best = keras.saving.load_model(run.file("model.keras"))

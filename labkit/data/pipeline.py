@@ -183,3 +183,33 @@ def classification_dataset(
         dataset = dataset.map(lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y),
                               num_parallel_calls=AUTOTUNE)
     return _shard_by_data(dataset.prefetch(AUTOTUNE))
+
+
+def even_replica_batches(dataset, n_items, batch_size, replicas):
+    """`dataset` (finite: `n_items` items in batches of `batch_size`) regrouped so that no batch leaves a replica empty.
+
+    A strategy with R replicas splits every batch over them, so a final batch of fewer than R items hands a replica
+    nothing: BatchNorm fails on it, and a batch-wide metric such as `dice_coef` counts the empty replica as a batch
+    of its own. Nothing is dropped or counted twice: a final batch of r < R items joins the batch before it (one last
+    batch of `batch_size` + r, at most one item more per replica); a set of fewer items than replicas is repeated R
+    times into one batch, so every replica gets every item once (means and batch-wide metrics as on one device).
+    With one replica, a repeated (infinite) dataset or a final batch of 0 or at least R items, `dataset` is returned
+    as it is.
+
+    Example:
+        >>> [len(b) for b in even_replica_batches(tf.data.Dataset.range(9).batch(4), 9, 4, replicas=2)]
+        [4, 5]
+    """
+    n_items, batch_size, replicas = int(n_items), int(batch_size), int(replicas)
+    remainder = n_items % batch_size
+    finite = dataset.cardinality() != tf.data.INFINITE_CARDINALITY
+    if replicas <= 1 or remainder == 0 or remainder >= replicas or not finite:
+        return dataset
+    if n_items < replicas:  # every replica gets the whole set
+        batches, n_batches = dataset.unbatch().repeat(replicas).batch(n_items * replicas), 1
+    else:  # the final r < R items join the batch before them
+        n_batches = n_items // batch_size
+        batches = dataset.rebatch([batch_size] * (n_batches - 1) + [batch_size + remainder])
+    # The batch count stated: with an unknown one, Keras asks a distributed dataset for one step more, which hands
+    # every replica an empty batch that batch-wide metrics count (Dice halved on a one-item set, measured).
+    return batches.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(AUTOTUNE)
