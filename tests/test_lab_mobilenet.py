@@ -101,6 +101,48 @@ def test_tiny_compare_run_writes_the_course_tables_and_figures(tiny_isic, tmp_pa
     assert config["compare"] == "strategy" and config["weights"] == "none"
 
 
+
+@pytest.mark.slow
+def test_real_decoder_compare_trains_both_decoders_and_reports_their_own_numbers(tiny_isic, tmp_path, lab_runner):
+    """--compare decoder for real at the tiny size: transpose/ and unet/ are finished runs of one strategy, and every
+    number of the parent's files is read from their metrics.json, history.csv and per_image.csv."""
+    out = tmp_path / "run"
+    code, _, stderr = lab_runner("mobilenet_segmentation", [
+        "--data-dir", tiny_isic, "--compare", "decoder", "--img-size", 32, "--epochs", 1, "--batch-size", 4,
+        "--weights", "none", "--quiet", "--out", out])
+    assert code == 0, stderr
+    names = ("transpose", "unet")
+    for name in ("comparison.csv", "comparison.md", "summary.md", "per_image.csv", "history.csv", "curves.png",
+                 "samples.png", "model.keras", "metrics.json", "comparison.png", "variants.csv",
+                 *(f"{n}/{f}" for n in names for f in ("metrics.json", "history.csv", "per_image.csv", "model.keras",
+                                                        "curves.png", "samples.png"))):
+        assert (out / name).is_file(), name
+    child = {n: json.loads((out / n / "metrics.json").read_text()) for n in names}
+    assert {n: (m["variant"]["decoder"], m["variant"]["strategy"]) for n, m in child.items()} == {
+        "transpose": ("transpose", "finetune"), "unet": ("unet", "finetune")}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["compare"] == list(names) and metrics["epochs_run"] == 1
+
+    winner = max(names, key=lambda n: child[n]["best"]["val_dice"])
+    assert metrics["winner"] == winner and metrics["best"] == {"model": winner, **child[winner]["best"]}
+    assert (out / "model.keras").read_bytes() == (out / winner / "model.keras").read_bytes()
+    assert metrics["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in child.values()), abs=0.01)
+    rows, per_image = _rows(out / "comparison.csv"), _rows(out / "per_image.csv")
+    assert [r["epoch"] for r in rows] == ["1", "parameters"] and len(per_image) == 4
+    for n in names:
+        assert metrics["test"][n] == child[n]["test"]
+        history = _rows(out / n / "history.csv")
+        assert float(rows[0][f"{n}_val_dice"]) == float(history[0]["val_dice"])
+        assert float(rows[0][f"{n}_train_loss"]) == float(history[0]["loss"])
+        assert int(rows[1][f"{n}_trainable_params"]) == child[n]["parameters"]["model"]["trainable"]
+        own = _rows(out / n / "per_image.csv")
+        assert [float(r[f"{n}_dice"]) for r in per_image] == [float(r["dice"]) for r in own]
+        assert child[n]["test"]["dice"]["mean"] == pytest.approx(np.mean([float(r["dice"]) for r in own]))
+    assert child["unet"]["parameters"]["model"]["trainable"] != child["transpose"]["parameters"]["model"]["trainable"]
+    assert "| test Dice (mean per image) |" in (out / "summary.md").read_text()
+    assert json.loads((out / "config.json").read_text())["settings"]["compare"] == "decoder"
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--img-size", 48], "--img-size must be a multiple of 32"),
     (["--strategy", "frozen", "--encoder-lr", "1e-4"], "contradicts --strategy frozen"),

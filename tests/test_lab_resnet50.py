@@ -133,6 +133,47 @@ def test_compare_reuses_finished_losses_and_picks_the_model_on_validation(lab, t
     assert "| balanced accuracy | 0.4800 | 0.4000 | -0.0800 |" in (run.path / "comparison.md").read_text()
 
 
+
+@pytest.mark.slow
+def test_real_compare_trains_both_losses_and_reports_their_own_numbers(lab_runner, lesions, tmp_path):
+    """--compare for real at the tiny size: ce/ and ce_focal/ are finished runs, and every number of the parent's
+    files is read from their metrics.json and history.csv."""
+    out = tmp_path / "run"
+    code, _, stderr = lab_runner("resnet50_classification", ["--data-dir", lesions, "--out", out, *TINY, "--compare"])
+    assert code == 0, stderr
+    children = {"ce": out / "ce", "ce+focal": out / "ce_focal"}
+    for child in children.values():
+        for name in RUN_FILES:
+            assert (child / name).is_file(), (child.name, name)
+    for name in ("comparison.csv", "comparison.md", "history.csv", "metrics.json", "model.keras", "config.json",
+                 "comparison.png", "variants.csv", "variants.md"):
+        assert (out / name).is_file(), name
+    child = {loss: json.loads((folder / "metrics.json").read_text()) for loss, folder in children.items()}
+    assert {loss: m["loss"] for loss, m in child.items()} == {"ce": "ce", "ce+focal": "ce+focal"}
+    metrics = json.loads((out / "metrics.json").read_text())
+
+    chosen = max(child, key=lambda loss: child[loss]["best"]["val_f1_macro"])  # on validation, never on test
+    assert metrics["chosen_by_validation"] == chosen and metrics["best"] == child[chosen]["best"]
+    assert (out / "model.keras").read_bytes() == (children[chosen] / "model.keras").read_bytes()
+    assert metrics["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in child.values()), abs=0.01)
+    for loss in child:
+        for key in ("accuracy", "balanced_accuracy", "macro_auc", "macro_f1"):
+            assert metrics["variants"][loss][key] == child[loss][key], (loss, key)
+    table = {row["metric"]: row for row in read_csv(out / "comparison.csv")}
+    for loss in child:
+        assert table["accuracy"][loss] == pytest.approx(child[loss]["accuracy"], abs=1e-4)
+        assert table["macro auc"][loss] == pytest.approx(child[loss]["macro_auc"], abs=1e-4)
+        assert table["MEL recall"][loss] == pytest.approx(child[loss]["test"]["per_class"]["MEL"]["recall"], abs=1e-4)
+        assert table["epochs"][loss] == child[loss]["epochs_run"] == 1
+    difference = child["ce+focal"]["accuracy"] - child["ce"]["accuracy"]
+    assert table["accuracy"]["ce+focal − ce"] == pytest.approx(difference, abs=1e-4)
+    history = read_csv(out / "history.csv")
+    assert [(row["loss_function"], row["epoch"]) for row in history] == [("ce", 1), ("ce+focal", 1)]
+    for row, loss in zip(history, child):
+        assert row["val_f1_macro"] == pytest.approx(read_csv(children[loss] / "history.csv")[0]["val_f1_macro"])
+    assert json.loads((out / "config.json").read_text())["settings"]["compare"] is True
+
+
 def settings_for(**overrides):
     base = {"weights": "imagenet", "img_size": 64, "data_dir": None, "skip_missing": False,
             "skip_bad_files": False, "val_split": 0.15, "test_split": 0.15, "seed": 42}
