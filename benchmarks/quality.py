@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import labkit  # noqa: E402,F401  (first: it loads TensorFlow without the start-up notices)
+
 from machine import load_warning, machine_summary  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
