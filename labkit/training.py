@@ -273,7 +273,8 @@ def learning_rate_schedule(learning_rate, schedule="constant", total_steps=None)
     require(float(learning_rate) > 0, f"learning rate must be > 0, got {learning_rate}")
     if schedule == "constant":
         return float(learning_rate)
-    require(total_steps is not None and int(total_steps) >= 1, f"a cosine schedule needs the run's steps, got {total_steps}")
+    require(total_steps is not None and int(total_steps) >= 1,
+            f"a cosine schedule needs the run's steps, got {total_steps}")
     warmup = max(1, int(total_steps) // 10)
     return keras.optimizers.schedules.CosineDecay(0.0, max(1, int(total_steps) - warmup), alpha=0.0,
                                                   warmup_target=float(learning_rate), warmup_steps=warmup)

@@ -107,3 +107,20 @@ def test_quality_table_is_the_mean_and_std_of_the_runs_it_made(tmp_path):
         assert row["fell back"] == sum(b - v > 0.02 for b, v in zip(best, last))
         assert f"| lab4_unet | {row['policy']} | val_dice_coef | 2/2 | {row['best']} | {row['last']} |" in out
     assert line_with(out, "machine:").count("cores") == 1
+
+
+def test_demo_range_in_the_lab_and_readme_is_the_one_benchmarks_md_recorded():
+    import math
+
+    from conftest import load_lab
+
+    root = BENCHMARKS.parent
+    expected = load_lab("lab4_unet").DEMO_EXPECTED  # e.g. "0.88–0.95"
+    low, high = (float(v) for v in expected.split("–"))
+    # the per-run lines quality.py printed, kept verbatim in BENCHMARKS.md
+    runs = re.findall(r"lab4_unet \S+ seed \d+: val_dice_coef best [\d.]+ \(epoch \d+\), last ([\d.]+)",
+                      (root / "BENCHMARKS.md").read_text())
+    assert len(runs) >= 3  # at least three seeds
+    last = [float(v) for v in runs]
+    assert low == math.floor(min(last) * 100) / 100 and high == math.ceil(max(last) * 100) / 100
+    assert f"validation Dice of {expected}" in (root / "README.md").read_text()

@@ -32,7 +32,8 @@ def killed_unet(kill_after_epoch=None):
 
     if kill_after_epoch is None:
         return model, []
-    killer = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: kill() if epoch + 1 == kill_after_epoch else None)
+    killer = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: kill() if epoch + 1 == kill_after_epoch else None)
     return model, [killer]
 
 
