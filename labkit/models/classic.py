@@ -13,35 +13,62 @@ from labkit.errors import require
 VGG16_BLOCKS = ((2, 1), (2, 2), (3, 4), (3, 8), (3, 8))
 
 
-def _classifier_top(model, n_class):
-    """The Lab 4 output: ``Dense(n_class)`` then softmax (sigmoid for a single unit)."""
+def dropout_rate(value, name="dropout"):
+    """A dropout rate as a float in (0, 1), or None for none (None, False and 0 all mean none).
+
+    Raises:
+        LabkitInputError: for a rate outside [0, 1) or not a number, naming `name`.
+    """
+    if value is None or value is False:
+        return None
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        rate = float("nan")
+    require(0.0 <= rate < 1.0, f"{name} must be a rate in [0, 1) or None, got {value!r}")
+    return rate or None
+
+
+def _classifier_top(model, n_class, hinge=False):
+    """The Lab 4 output: ``Dense(n_class)`` then softmax (sigmoid for a single unit); with `hinge`, one linear
+    score unit (see `binary_or_softmax_top`)."""
+    if hinge:
+        require(int(n_class) <= 2, f"hinge=True needs two classes (labels -1 and 1), got n_class={n_class}")
+        n_class = 1
     model.add(layers.Dense(n_class, name="classifier"))
-    model.add(layers.Activation("softmax" if n_class > 1 else "sigmoid", name="predictions"))
+    activation = "linear" if hinge else "softmax" if n_class > 1 else "sigmoid"
+    model.add(layers.Activation(activation, name="predictions"))
 
 
-def binary_or_softmax_top(model, n_class):
+def binary_or_softmax_top(model, n_class, hinge=False):
     """The Lab 2–3 output (``lenet_model``, ``alexnet_model``, ``vgg16_model`` with ``first2_dense``): one sigmoid
-    unit for two classes (or one), ``Dense(n_class)`` + softmax for more."""
-    _classifier_top(model, 1 if int(n_class) <= 2 else int(n_class))
+    unit for two classes (or one), ``Dense(n_class)`` + softmax for more.
+
+    With `hinge` (the course's hinge-loss task, labels {−1, 1}): one *linear* unit, the SVM score ``s``; the
+    hinge loss ``max(0, 1 − y·s)`` pushes it beyond ±1 and the predicted class is the sign of ``s``. A sigmoid
+    there would squash ``s`` into (0, 1) so ``y·s`` could never reach the margin for ``y = −1``."""
+    _classifier_top(model, 1 if int(n_class) <= 2 else int(n_class), hinge)
 
 
 def add_hidden_dense(model, widths, dropout, prefix="dense"):
     """``Dense(width) → [Dropout] → ReLU`` for each width (the course's order: dropout before the activation)."""
+    rate = dropout_rate(dropout)
     for i, width in enumerate(widths, start=1):
         model.add(layers.Dense(int(width), name=f"{prefix}{i}"))
-        if isinstance(dropout, float) and dropout > 0:
-            model.add(layers.Dropout(dropout, name=f"dropout{i}"))
+        if rate:
+            model.add(layers.Dropout(rate, name=f"dropout{i}"))
         model.add(layers.Activation("relu", name=f"{prefix}{i}_relu"))
 
 
 def vgg16_model(img_width, img_height, img_ch, n_base=64, dropout=None, n_class=2, dense_layers=(64,),
-                batchnorm=False, first2_dense=None):
+                batchnorm=False, first2_dense=None, spatial_dropout=None, hinge=False):
     """The course's VGG16-style classifier, trained from scratch (Lab 3 and Lab 4 signatures both).
 
     Five blocks of 3×3 same-padded convolutions, each followed by ReLU, with 2, 2, 3, 3, 3 convolutions of
     ``n_base × (1, 2, 4, 8, 8)`` filters and a 2×2 max-pooling after each block; the last convolution is named
-    ``Last_ConvLayer`` (the layer the class activation map explains). Then Flatten, for each width in
-    `dense_layers` a ``Dense → [Dropout] → ReLU``, and ``Dense(n_class) → softmax``.
+    ``Last_ConvLayer`` (the layer the class activation map explains). Each convolution is followed by
+    ``[BatchNormalization] → ReLU``, each block's last ReLU by ``[SpatialDropout2D]``. Then Flatten, for each width
+    in `dense_layers` a ``Dense → [Dropout] → ReLU``, and ``Dense(n_class) → softmax``.
 
     Args:
         img_width, img_height, img_ch: input size and channels (the input is ``(img_height, img_width, img_ch)``).
@@ -55,6 +82,9 @@ def vgg16_model(img_width, img_height, img_ch, n_base=64, dropout=None, n_class=
         first2_dense: the Lab 3 handout's keyword, ``[64, 64]`` there: the hidden dense widths, with the Lab 3 head
             (one sigmoid unit for ``n_class`` ≤ 2, softmax for more). Lab 3's positional order
             ``(…, n_base, dropout, first2_dense, n_class)`` is recognised too (a list in `n_class`'s place).
+        spatial_dropout: `SpatialDropout2D` rate after each block's last ReLU, before its pooling (course Lab 3
+            Task 6: 0.1), or None for none.
+        hinge: one linear score unit for hinge loss with labels {−1, 1} (see `binary_or_softmax_top`).
 
     Returns:
         An uncompiled `keras.Sequential` named ``vgg16_model``.
@@ -72,6 +102,7 @@ def vgg16_model(img_width, img_height, img_ch, n_base=64, dropout=None, n_class=
     require(min(img_width, img_height) >= 32, f"vgg16_model needs images of at least 32×32 (5 poolings), got "
             f"{img_width}×{img_height}")
     require(int(n_base) >= 1 and int(n_class) >= 1, f"n_base and n_class must be >= 1, got {n_base}, {n_class}")
+    spatial_rate = dropout_rate(spatial_dropout, "spatial_dropout")
     model = keras.Sequential(name="vgg16_model")
     model.add(keras.Input(shape=(int(img_height), int(img_width), int(img_ch)), name="image"))
     last_block = len(VGG16_BLOCKS)
@@ -83,10 +114,12 @@ def vgg16_model(img_width, img_height, img_ch, n_base=64, dropout=None, n_class=
             if batchnorm:
                 model.add(layers.BatchNormalization(momentum=0.9, name=f"block{block}_bn{conv}"))
             model.add(layers.Activation("relu", name=f"block{block}_relu{conv}"))
+        if spatial_rate:
+            model.add(layers.SpatialDropout2D(spatial_rate, name=f"block{block}_spatial_dropout"))
         model.add(layers.MaxPooling2D((2, 2), strides=(2, 2), name=f"block{block}_pool"))
     model.add(layers.Flatten(name="flatten"))
     add_hidden_dense(model, dense_layers, dropout)
-    (binary_or_softmax_top if lab3_head else _classifier_top)(model, int(n_class))
+    (binary_or_softmax_top if lab3_head else _classifier_top)(model, int(n_class), hinge)
     return model
 
 
