@@ -176,3 +176,88 @@ def get_loss(name, from_logits=False, gamma=2.0, alpha=0.25):
     if key in SEGMENTATION_LOSSES:
         return segmentation_loss(key, from_logits=from_logits)
     return classification_loss(key, gamma=gamma, alpha=alpha, from_logits=from_logits)
+
+
+def weighted_dice_coef(y_true, y_pred, weights, smooth=1e-7, per_class=False):
+    """Soft Dice with a weight per pixel: ``(2·Σ w·y·p + s) / (Σ w·y + Σ w·p + s)`` over the whole batch.
+
+    Args:
+        y_true, y_pred: ``(b, h, w, c)`` masks in {0, 1} and probabilities.
+        weights: ``(b, h, w, 1)`` (broadcast over the channels) or the shape of `y_true`; all ones give `dice_coef`
+            (or, with `per_class`, `labkit.metrics.multiclass_dice`).
+        smooth: `s`; two empty masks give 1.
+        per_class: the mean over channels of each channel's weighted Dice, instead of one Dice over every channel.
+    """
+    y_true, y_pred, weights = (ops.cast(t, "float32") for t in (y_true, y_pred, weights))
+    axes = tuple(range(len(y_true.shape) - 1)) if per_class else None
+    intersection = ops.sum(weights * y_true * y_pred, axis=axes)
+    dice = (2.0 * intersection + smooth) / (ops.sum(weights * y_true, axis=axes) + ops.sum(weights * y_pred, axis=axes)
+                                            + smooth)
+    return ops.mean(dice)
+
+
+@keras.saving.register_keras_serializable(package="labkit")
+class PixelWeightedLoss(keras.losses.Loss):
+    """A segmentation loss weighted per pixel by the ``sample_weight`` Keras passes it (e.g. a boundary weight map:
+    batches of ``(image, mask, weight)``, `labkit.data.weight_maps.with_weight_maps`).
+
+    Keras's own reduction already weights a cross-entropy per pixel (the mean over pixels of ``w · CE``), but a
+    Dice loss is one number per batch, which a per-pixel ``sample_weight`` could only scale by the batch's mean
+    weight (measured: Keras 3.15 returns ``mean(w) · (1 − Dice)``). Here the weights enter the Dice sums instead
+    (`weighted_dice_coef`), and the cross-entropy terms are ``mean(w · CE)`` as Keras computes them. Without
+    weights the values equal the unweighted losses of `get_loss`.
+
+    Args:
+        kind: ``bce``, ``dice``, ``bce+dice`` (binary, sigmoid outputs) or ``ce`` (one-hot, softmax outputs).
+        from_logits: the model outputs logits (sigmoid applied before the Dice term).
+        per_class: the Dice term is the mean of the channels' Dice (`MultiClassDiceLoss` weighted), not one Dice
+            over every channel's pixels.
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=PixelWeightedLoss("dice"))
+        >>> model.fit(with_weight_maps(train), ...)
+    """
+
+    KINDS = ("bce", "dice", "bce+dice", "ce")
+
+    def __init__(self, kind="dice", from_logits=False, per_class=False, smooth=1e-7, name=None, **kwargs):
+        require(kind in self.KINDS, f"no pixel-weighted form of loss {kind!r}: choose one of {', '.join(self.KINDS)}")
+        super().__init__(name=name or f"pixel_weighted_{kind.replace('+', '_')}", **kwargs)
+        self.kind, self.from_logits, self.per_class, self.smooth = kind, from_logits, bool(per_class), smooth
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Keras's Loss.__call__ would reduce one Dice value with the weights; the weights belong inside the sums.
+        y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
+        weights = ops.ones_like(y_true[..., :1]) if sample_weight is None else ops.cast(sample_weight, "float32")
+        if len(weights.shape) == len(y_true.shape) - 1:
+            weights = ops.expand_dims(weights, -1)
+        return self.weighted(y_true, y_pred, weights)
+
+    def weighted(self, y_true, y_pred, weights):
+        """The loss with `weights` ``(b, h, w, 1)``."""
+        total = 0.0
+        if self.kind in ("bce", "bce+dice"):
+            bce = keras.losses.binary_crossentropy(y_true, y_pred, from_logits=self.from_logits)
+            total += ops.mean(weights[..., 0] * bce)
+        if self.kind == "ce":
+            ce = keras.losses.categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits)
+            total += ops.mean(weights[..., 0] * ce)
+        if self.kind in ("dice", "bce+dice"):
+            probs = ops.sigmoid(y_pred) if self.from_logits else y_pred
+            total += 1.0 - weighted_dice_coef(y_true, probs, weights, self.smooth, per_class=self.per_class)
+        return total
+
+    def call(self, y_true, y_pred):
+        return self.weighted(y_true, y_pred, ops.ones_like(y_true[..., :1]))
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "from_logits": self.from_logits,
+                "per_class": self.per_class, "smooth": self.smooth}
+
+
+def pixel_weighted_loss(name, from_logits=False, channels=1):
+    """The `PixelWeightedLoss` for a lab's ``--loss`` name (``bce``, ``dice``, ``bce+dice``, ``ce``, or the course's
+    ``binary_crossentropy``, ``dice_coef_loss``, ``categorical_crossentropy``), for ``--weight-maps``; with more
+    than one output channel, ``dice`` is the mean of the channels' Dice (as `get_loss` gives it)."""
+    key = {"binary_crossentropy": "bce", "dice_coef_loss": "dice", "categorical_crossentropy": "ce"}.get(name, name)
+    return PixelWeightedLoss(key, from_logits=from_logits, per_class=key == "dice" and int(channels) > 1)

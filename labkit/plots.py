@@ -554,3 +554,44 @@ def class_gradcam_figure(images, heatmaps, true_labels, predicted_labels, class_
             axes[row, 2 * j + 1].set_title(f"pred {class_names[predicted_labels[i]]}", fontsize="small",
                                            color="green" if right else "red")
     return _finish(figure, save_to, title)
+
+
+def weight_map_figure(images, masks, weights, title=None, save_to=None):
+    """One row per image: the image, its mask and its boundary weight map (`labkit.data.weight_maps.weight_map`).
+
+    Args:
+        images: ``(n, h, w, c)`` in [0, 1] (the first channel is shown).
+        masks: ``(n, h, w, k)`` binary or one-hot (channel 0 is taken as background when ``k > 1``).
+        weights: ``(n, h, w, 1)`` weights (1 off the boundary, ``1 + strength`` on it), drawn with a colour bar.
+    """
+    n = len(images)
+    figure = Figure(figsize=(8.5, 2.7 * n), layout="constrained")
+    axes = figure.subplots(n, 3, squeeze=False)
+    weights = np.asarray(weights)
+    top = max(float(weights.max()), 1.0 + 1e-6)
+    for i in range(n):
+        _show(axes[i, 0], np.asarray(images[i])[..., :1], "image")
+        mask = np.asarray(masks[i])
+        _show(axes[i, 1], mask if mask.shape[-1] == 1 else mask.argmax(-1) / (mask.shape[-1] - 1), "mask")
+        shown = axes[i, 2].imshow(weights[i, ..., 0], cmap="viridis", vmin=1.0, vmax=top)
+        axes[i, 2].set_title("weight map", fontsize="small")
+        axes[i, 2].axis("off")
+        figure.colorbar(shown, ax=axes[i, 2], fraction=0.046)
+    return _finish(figure, save_to, title)
+
+
+def autocontext_curve(rows, title=None, save_to=None):
+    """Validation Dice of each auto-context step (`labkit.autocontext`): one point per step, joined.
+
+    Args:
+        rows: ``[{"step": s, "val_dice": mean, "val_dice_std": std (optional)}]``, one per step.
+    """
+    steps = [int(r["step"]) for r in rows]
+    dice = [float(r["val_dice"]) for r in rows]
+    spread = [float(r.get("val_dice_std") or 0.0) for r in rows]
+    figure = Figure(figsize=(5, 3.6), layout="constrained")
+    axis = figure.subplots()
+    axis.errorbar(steps, dice, yerr=spread, marker="o", capsize=3)
+    axis.set(xlabel="auto-context step", ylabel="validation Dice (mean per image)", xticks=steps)
+    axis.grid(alpha=0.3)
+    return _finish(figure, save_to, title)
