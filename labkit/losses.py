@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from labkit.errors import require
-from labkit.metrics import dice_coef
+from labkit.metrics import dice_coef, multiclass_dice
 
 
 @keras.saving.register_keras_serializable(package="labkit")
@@ -66,6 +66,27 @@ class BCEDiceLoss(keras.losses.Loss):
             "dice_weight": self.dice_weight,
             "from_logits": self.from_logits,
         }
+
+
+@keras.saving.register_keras_serializable(package="labkit")
+class MultiClassDiceLoss(keras.losses.Loss):
+    """``1 − multiclass_dice``: one minus the mean over channels of each channel's soft Dice over the batch.
+
+    For softmax outputs with one-hot targets (background included as a class) or several sigmoid heads.
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=MultiClassDiceLoss())
+    """
+
+    def __init__(self, smooth=1e-7, name="multiclass_dice_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smooth = smooth
+
+    def call(self, y_true, y_pred):
+        return 1.0 - multiclass_dice(y_true, ops.cast(y_pred, "float32"), smooth=self.smooth)
+
+    def get_config(self):
+        return {**super().get_config(), "smooth": self.smooth}
 
 
 SEGMENTATION_LOSSES = ("bce", "dice", "bce+dice")
@@ -151,7 +172,7 @@ def classification_loss(name, gamma=2.0, alpha=0.25, from_logits=False):
 LOSSES = SEGMENTATION_LOSSES + CLASSIFICATION_LOSSES
 
 
-def get_loss(name, from_logits=False, gamma=2.0, alpha=0.25):
+def get_loss(name, from_logits=False, gamma=2.0, alpha=0.25, channels=1):
     """The Keras loss for a lab's ``--loss`` name: labs pass the user's name through unchanged, and only this
     function maps it.
 
@@ -162,6 +183,8 @@ def get_loss(name, from_logits=False, gamma=2.0, alpha=0.25):
             (the course's function itself).
         from_logits: the model outputs logits instead of probabilities.
         gamma, alpha: the focal term's focusing parameter and weight.
+        channels: output channels of the model; with more than one, ``dice`` is `MultiClassDiceLoss` (the mean of
+            the channels' Dice) instead of one Dice over every channel's pixels together.
 
     Raises:
         LabkitInputError: an unknown name (the message lists the known ones).
@@ -173,6 +196,9 @@ def get_loss(name, from_logits=False, gamma=2.0, alpha=0.25):
         return dice_coef_loss
     key = {"binary_crossentropy": "bce", "categorical_crossentropy": "ce"}.get(name, name)
     require(key in LOSSES, f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
+    if key == "dice" and int(channels) > 1:
+        require(not from_logits, "the multi-class Dice loss takes probabilities, not logits")
+        return MultiClassDiceLoss()
     if key in SEGMENTATION_LOSSES:
         return segmentation_loss(key, from_logits=from_logits)
     return classification_loss(key, gamma=gamma, alpha=alpha, from_logits=from_logits)

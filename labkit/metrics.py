@@ -87,3 +87,70 @@ def logit_segmentation_metrics():
         keras.metrics.MeanMetricWrapper(iou_from_logits, name="iou"),
         keras.metrics.MeanMetricWrapper(dice_from_logits, name="dice"),
     ]
+
+
+@keras.saving.register_keras_serializable(package="labkit")
+def sign_accuracy(y_true, y_pred):
+    """Accuracy of a classifier trained with the hinge loss on labels {−1, 1}: the fraction of items whose output
+    has the label's sign (output > 0 means class 1; labels > 0 are class 1, so {0, 1} labels work too).
+
+    Keras's ``BinaryAccuracy`` compares ``y_pred > threshold`` (0 or 1) with the label and so counts every −1 as
+    wrong; this one does not.
+
+    Example:
+        >>> float(sign_accuracy(np.array([[1.0], [-1.0], [1.0]]), np.array([[0.3], [-0.2], [-0.9]])))
+        0.6666667
+    """
+    y_true = ops.cast(ops.reshape(y_true, (-1,)), "float32")
+    y_pred = ops.cast(ops.reshape(y_pred, (-1,)), "float32")
+    return ops.mean(ops.cast(ops.equal(y_true > 0, y_pred > 0), "float32"))
+
+
+@keras.saving.register_keras_serializable(package="labkit")
+def class_dice(y_true, y_pred, channel=1, smooth=1e-7):
+    """Soft Dice (`dice_coef`) of one channel of a multi-channel mask, over the whole batch.
+
+    Args:
+        y_true: one-hot (softmax) or per-structure (sigmoid heads) masks ``(…, channels)`` in {0, 1}.
+        y_pred: probabilities of the same shape.
+        channel: the channel scored, e.g. 1 for the left lung of a ``(background, left, right)`` softmax.
+
+    Returns:
+        A float32 scalar tensor in [0, 1]; 1 when the channel is empty in both.
+    """
+    return dice_coef(y_true[..., channel], y_pred[..., channel], smooth=smooth)
+
+
+@keras.saving.register_keras_serializable(package="labkit")
+def multiclass_dice(y_true, y_pred, smooth=1e-7, channels=None):
+    """Mean over channels of each channel's soft Dice over the batch (`class_dice`), every channel weighted equally.
+
+    Args:
+        channels: the channels averaged (default: all; with a softmax's one-hot targets the background then counts
+            as one class among the others).
+
+    Example:
+        >>> y = np.eye(3)[[[0, 1], [2, 2]]]  # one 2×2 mask: background, class 1, class 2, class 2
+        >>> float(multiclass_dice(y[None], y[None]))
+        1.0
+    """
+    channels = range(y_true.shape[-1]) if channels is None else channels
+    return ops.mean(ops.stack([class_dice(y_true, y_pred, c, smooth) for c in channels]))
+
+
+def class_dice_metrics(class_names, first_channel=1):
+    """Keras metrics of the Dice of each class: `class_dice` named ``dice_<class>`` (``val_dice_<class>`` on
+    validation data), and ``dice_mean``, their mean (`multiclass_dice` over those channels, background left out).
+
+    Args:
+        class_names: names of the scored classes, e.g. ``["left", "right"]``.
+        first_channel: channel of the first name (1 for a softmax with background first, 0 for sigmoid heads).
+
+    Example:
+        >>> model.compile(optimizer="adam", loss="categorical_crossentropy",
+        ...               metrics=class_dice_metrics(["left", "right"]))
+    """
+    channels = [first_channel + i for i in range(len(class_names))]
+    return [*(keras.metrics.MeanMetricWrapper(class_dice, name=f"dice_{name}", channel=c)
+              for name, c in zip(class_names, channels)),
+            keras.metrics.MeanMetricWrapper(multiclass_dice, name="dice_mean", channels=channels)]

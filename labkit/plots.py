@@ -182,6 +182,71 @@ def segmentation_samples(images, masks, predictions, scores=None, title=None, sa
     return _finish(figure, save_to, title)
 
 
+def classification_samples(images, true_labels, predicted_labels, class_names, n_columns=4, title=None,
+                           save_to=None):
+    """A grid of images, each titled ``true <class> / predicted <class>`` (green when right, red when wrong).
+
+    Args:
+        images: ``(n, h, w, c)`` in [0, 1].
+        true_labels, predicted_labels: class indices ``(n,)``.
+        class_names: names of the classes in index order.
+        n_columns: images per row.
+
+    Example:
+        >>> classification_samples(images, labels, probabilities.argmax(1), ("Mel", "Nevi"), title="LeNet")
+    """
+    n = len(images)
+    require(n > 0 and len(true_labels) == len(predicted_labels) == n,
+            f"classification_samples: {n} images, {len(true_labels)} true and {len(predicted_labels)} predicted labels")
+    columns = min(int(n_columns), n)
+    rows = -(-n // columns)
+    figure = Figure(figsize=(2.6 * columns, 2.8 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axis, image, true, predicted in zip(axes, images, true_labels, predicted_labels):
+        _show(axis, image, f"true {class_names[int(true)]}\npredicted {class_names[int(predicted)]}")
+        axis.title.set_color("tab:green" if int(true) == int(predicted) else "tab:red")
+    for axis in axes[n:]:
+        axis.axis("off")
+    return _finish(figure, save_to, title)
+
+
+#: Colours of classes 1, 2, … in `class_samples` (background stays transparent).
+CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+
+
+def _class_overlay(axis, image, classes, title, n_class):
+    from matplotlib.colors import ListedColormap
+
+    _show(axis, image, title)
+    shown = np.ma.masked_equal(np.asarray(classes), 0)
+    axis.imshow(shown, cmap=ListedColormap(CLASS_COLOURS[: n_class]), vmin=1, vmax=max(n_class, 1) + 1e-9,
+                alpha=0.55, interpolation="nearest")
+
+
+def class_samples(images, true_classes, pred_classes, class_names, scores=None, title=None, save_to=None):
+    """One row per image: the image, the true classes and the predicted classes, each class in its own colour.
+
+    Args:
+        images: ``(n, h, w, c)`` in [0, 1].
+        true_classes, pred_classes: ``(n, h, w)`` class index maps, 0 = background, ``i`` = ``class_names[i - 1]``.
+        class_names: names of classes 1, 2, … (the legend).
+        scores: optional per-image text (e.g. per-class Dice) shown over the prediction.
+    """
+    from matplotlib.patches import Patch
+
+    n = len(images)
+    figure = Figure(figsize=(7.5, 2.6 * n + 0.4), layout="constrained")
+    axes = figure.subplots(n, 3, squeeze=False)
+    for i in range(n):
+        _show(axes[i, 0], images[i], "image")
+        _class_overlay(axes[i, 1], images[i], true_classes[i], "true classes", len(class_names))
+        _class_overlay(axes[i, 2], images[i], pred_classes[i], "predicted" + (f" ({scores[i]})" if scores else ""),
+                       len(class_names))
+    figure.legend(handles=[Patch(color=CLASS_COLOURS[i], label=name) for i, name in enumerate(class_names)],
+                  loc="outside lower center", ncols=len(class_names), fontsize="small")
+    return _finish(figure, save_to, title)
+
+
 def _object_slices(label, pred, n_slices):
     """`n_slices` axial (last-axis) indices spread over the slices of the true object (of the prediction when the
     true mask is empty, of the whole volume when both are)."""

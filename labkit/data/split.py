@@ -41,15 +41,26 @@ def kfold_indices(n_items, kfold, seed=42, labels=None, groups=None):
     return np.sort(train), np.sort(val)
 
 
-def train_val_split(items, val_fraction=0.2, seed=42, kfold=None):
+def train_val_split(items, val_fraction=0.2, seed=42, kfold=None, group_of=None):
     """Split `items` into ``(train, val)`` at random with `seed`; `val_fraction` of them (at least one) for validation.
 
     The order of `items` is sorted first, so the split depends on the items, not on how they were listed. With
     `kfold` ``(i, k)`` the validation part is fold `i` of `k` instead (`kfold_indices`; `val_fraction` unused).
+
+    `group_of` (optional) maps an item to its group, e.g. the patient of a slice: when every item has one, no group
+    is split between training and validation (folds by `kfold_indices` with ``groups``; without `kfold`, fold 1 of
+    ``round(1 / val_fraction)`` grouped folds, so about `val_fraction` of the items, when there are that many
+    groups; with fewer groups the split is by item).
     """
     items = sorted(items)
+    groups = [group_of(item) for item in items] if group_of else None
+    groups = None if groups is None or None in groups else groups
     if kfold:
-        train, val = kfold_indices(len(items), kfold, seed)
+        train, val = kfold_indices(len(items), kfold, seed, groups=groups)
+        return [items[i] for i in train], [items[i] for i in val]
+    k = max(2, round(1.0 / float(val_fraction))) if 0.0 < float(val_fraction) < 1.0 else 0
+    if groups is not None and k and len(set(groups)) >= k:
+        train, val = kfold_indices(len(items), (1, k), seed, groups=groups)
         return [items[i] for i in train], [items[i] for i in val]
     require(0.0 < float(val_fraction) < 1.0, f"--val-split must be between 0 and 1 (exclusive), got {val_fraction}")
     require(len(items) >= 2, f"need at least 2 items to split into training and validation, got {len(items)}")

@@ -58,3 +58,24 @@ def mean_std(rows, keys):
             "std": float(values.std()) if values.size else float("nan"),
         }
     return summary
+
+
+def per_image_class_scores(preds, refs, class_names, names=None):
+    """Dice of each class of each image: a list of dicts ``{name, dice_<class>…, dice_mean}``.
+
+    Args:
+        preds, refs: ``(n, …, len(class_names))`` masks, one channel per class (binarised as `dice` does; e.g.
+            the one-hot argmax of a softmax without its background channel).
+        class_names: one name per channel.
+        names: one name per image (default: their indices).
+
+    A class empty in both the prediction and the reference scores 1.0 (see `dice`); ``dice_mean`` is the mean over
+    the classes.
+    """
+    require(len(preds) == len(refs), f"{len(preds)} predictions but {len(refs)} references")
+    names = names if names is not None else [str(i) for i in range(len(preds))]
+    rows = []
+    for name, pred, ref in zip(names, preds, refs):
+        scores = {f"dice_{c}": dice(pred[..., i], ref[..., i]) for i, c in enumerate(class_names)}
+        rows.append({"name": str(name), **scores, "dice_mean": float(np.mean(list(scores.values())))})
+    return rows

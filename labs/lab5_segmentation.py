@@ -1,0 +1,212 @@
+"""Lab 5 (CM2003): CT lung and MRI brain-tumour segmentation with the course U-Net.
+
+Tasks (``--task``), each with the course's settings as defaults:
+
+* ``ct`` (1a/1b): both lungs as one foreground (the masks' two grey levels binarised); Dice loss; Dice, precision
+  and recall every epoch. ``--augment`` for 1b.
+* ``ct-lr`` (2): left and right lung as two classes: a softmax U-Net (background, left, right) with ``--loss dice``
+  (mean of the classes' Dice) or ``ce`` (categorical cross-entropy), or two sigmoid heads (``--heads sigmoid``,
+  ``--loss dice`` or ``bce``); Dice of each lung every epoch.
+* ``mri`` (bonus): brain tumours in 240×240 slices; the course compares against Dice ≈ 0.96.
+
+``--folds 3`` trains one model per fold (patients never split between folds when the slices are named
+``Im<patient>_<slice>``) and reports mean ± std. Without --data-dir it trains on embedded synthetic CT or MRI slices
+with a demo-sized profile. The run folder gets config.json, split.csv, history.csv, metrics.json, curves.png,
+samples.png, per_image.csv and model.keras (the best epoch by validation Dice).
+
+example:
+  python labs/lab5_segmentation.py --task ct --augment
+  python labs/lab5_segmentation.py --task ct-lr --heads sigmoid --folds 3
+  python labs/lab5_segmentation.py --task mri --data-dir /DL_course_data/Lab5/MRI
+"""
+
+import argparse
+
+import numpy as np
+
+from labkit import cli, get_unet
+from labkit.data import array_dataset, check_readable, synthetic
+from labkit.data.layouts.ct_mri import BINARY_LEVELS, CT_LEVELS, find_lab5_pairs, load_class_slices, patient_of
+from labkit.data.split import train_val_split
+from labkit.evaluation import mean_std, per_image_class_scores, per_image_scores
+from labkit.history import summarize
+from labkit.losses import get_loss
+from labkit.metrics import class_dice_metrics, dice_coef
+from labkit.models.heads import with_sigmoid_heads
+from labkit.plots import class_samples, loss_dice_precision_recall_plot, plot_history, segmentation_samples
+from labkit.runtime import distribute
+from labkit.training import collect_predictions, compile_model, fit
+
+import keras  # after labkit, which quiets TensorFlow's start-up logging
+
+TASKS = ("ct", "ct-lr", "mri")
+COURSE = {"task": "ct", "loss": "dice", "heads": "softmax", "base": 8, "batchnorm": True, "dropout": 0.2,
+          "augment": False, "epochs": 50, "batch_size": 8, "lr": 1e-4, "img_size": 256, "val_split": 0.2, "seed": 42}
+#: What each task changes in the course settings (Task 2: 80 epochs, lr 1e-5, augmentation; MRI: 240×240 slices).
+TASK_COURSE = {"ct": {}, "ct-lr": {"epochs": 80, "lr": 1e-5, "augment": True}, "mri": {"img_size": 240}}
+DEMO = {"img_size": 64, "epochs": 15, "lr": 1e-3, "n_patients": 8, "n_slices": 12}
+#: The course's reference tumour Dice for the MRI bonus task.
+MRI_REFERENCE_DICE = 0.96
+CLASSES = list(CT_LEVELS)  # ["left", "right"]: the lungs at grey levels ≈ 0.98 and ≈ 0.61
+
+
+def parse_args(argv=None):
+    parser = cli.lab_parser(__doc__, COURSE)
+    parser.add_argument("--task", choices=TASKS, help="ct: both lungs (Task 1); ct-lr: left/right lung (Task 2); "
+                        "mri: brain tumours (bonus) (default: ct)")
+    parser.add_argument("--loss", choices=("dice", "ce", "bce", "bce+dice"), help="dice: 1 − Dice (multi-class: "
+                        "mean of the channels' Dice); ce: categorical cross-entropy (softmax); bce: binary "
+                        "cross-entropy (course default: dice)")
+    parser.add_argument("--heads", choices=("softmax", "sigmoid"), help="ct-lr output: softmax over background, "
+                        "left, right, or two independent sigmoid heads (default: softmax)")
+    parser.add_argument("--base", type=cli.positive_int, help="filters of the first level (course default: 8)")
+    parser.add_argument("--dropout", type=cli.dropout_rate, help="dropout after pooling and concatenation (course "
+                        "default: 0.2)")
+    parser.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, help="batch normalisation after "
+                        "every convolution (course default: on)")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, help="rotation 10°, shift 0.1, zoom "
+                        "0.2, horizontal flip on training data (course default: off for ct and mri, on for ct-lr)")
+    parser.add_argument("--val-split", type=cli.open_fraction, help="validation fraction (course default: 0.2)")
+    return parser.parse_args(argv)
+
+
+def check_choices(settings):
+    """Loss and heads that fit the task, else one clear error."""
+    from labkit.errors import require
+
+    two_class = settings.task == "ct-lr"
+    require(settings.loss != "ce" or (two_class and settings.heads == "softmax"),
+            "--loss ce needs --task ct-lr with --heads softmax (use dice or bce)")
+    require(not (two_class and settings.heads == "softmax" and settings.loss in ("bce", "bce+dice")),
+            f"--loss {settings.loss} needs sigmoid outputs: use --heads sigmoid, or --loss ce or dice")
+
+
+def embedded_data(settings):
+    """The embedded synthetic set of the task (CT or MRI slices in the course layout)."""
+    make = synthetic.mri_dataset if settings.task == "mri" else synthetic.ct_dataset
+    return make(n_patients=settings.n_patients, n_slices=settings.n_slices, size=128)
+
+
+def load_split(settings):
+    """Training and validation arrays ``(images, masks)`` and the validation pairs, split by patient when the names
+    carry one. Masks: ``(n, s, s, 1)`` for ct and mri; ct-lr: one-hot (background, left, right) for a softmax, or
+    (left, right) for sigmoid heads."""
+    data_dir = settings.data_dir or embedded_data(settings)
+    pairs = find_lab5_pairs(data_dir, modality="MRI" if settings.task == "mri" else "CT")
+    pairs = check_readable(pairs, skip_bad=settings.skip_bad_files)
+    train_pairs, val_pairs = train_val_split(pairs, settings.val_split, settings.seed, kfold=settings.kfold,
+                                             group_of=lambda pair: patient_of(pair[0]))
+    levels = BINARY_LEVELS if settings.task == "mri" else CT_LEVELS
+    two_class = settings.task == "ct-lr"
+
+    def arrays(part):
+        images, masks = load_class_slices(part, settings.img_size, levels, one_hot=two_class)
+        return images, (masks[..., 1:] if two_class and settings.heads == "sigmoid" else masks)
+
+    return data_dir, pairs, train_pairs, val_pairs, arrays(train_pairs), arrays(val_pairs)
+
+
+def build_model(settings, channels):
+    """The course U-Net: one sigmoid channel (ct, mri), a 3-class softmax or two sigmoid heads (ct-lr)."""
+    size = settings.img_size
+    n_class = 1 if settings.task != "ct-lr" else 3
+    model = get_unet((size, size, channels), base=settings.base, batchnorm=settings.batchnorm,
+                     dropout=settings.dropout, n_class=n_class)
+    if settings.task == "ct-lr" and settings.heads == "sigmoid":
+        model = with_sigmoid_heads(model, len(CLASSES))
+    return model
+
+
+def training_metrics(settings):
+    """Keras metrics and the monitored key: Dice, precision and recall (binary) or the Dice of each lung (ct-lr)."""
+    if settings.task == "ct-lr":
+        return class_dice_metrics(CLASSES, first_channel=1 if settings.heads == "softmax" else 0), "val_dice_mean"
+    return [dice_coef, keras.metrics.Precision(name="precision"), keras.metrics.Recall(name="recall")], "val_dice_coef"
+
+
+def class_maps(masks, heads):
+    """Class index maps (0 background, 1 left, 2 right) and per-lung binary channels of masks or probabilities."""
+    if heads == "softmax":
+        classes = masks.argmax(axis=-1)
+        return classes, np.stack([classes == c for c in range(1, len(CLASSES) + 1)], axis=-1)
+    binary = masks > 0.5
+    return np.where(binary.any(axis=-1), binary.argmax(axis=-1) + 1, 0), binary
+
+
+def evaluate(settings, model, val, names):
+    """Per-image scores of the best model on the validation set, and the first four images for the figure."""
+    images, masks, probabilities = collect_predictions(model, val)
+    if settings.task != "ct-lr":
+        scores = per_image_scores(probabilities > 0.5, masks, names=names)
+        figure = segmentation_samples(images[:4], masks[:4], probabilities[:4], scores=[s["dice"] for s in scores[:4]])
+        return scores, ("dice", "jaccard"), figure
+    true_classes, true_binary = class_maps(masks, settings.heads)
+    pred_classes, pred_binary = class_maps(probabilities, settings.heads)
+    scores = per_image_class_scores(pred_binary, true_binary, CLASSES, names=names)
+    text = [" ".join(f"{c} {s[f'dice_{c}']:.2f}" for c in CLASSES) for s in scores[:4]]
+    figure = class_samples(images[:4], true_classes[:4], pred_classes[:4], CLASSES, scores=text)
+    return scores, [f"dice_{c}" for c in CLASSES] + ["dice_mean"], figure
+
+
+def main(argv=None):
+    # Settings: explicit flags, then the demo profile (embedded data only), then the task's course defaults. With
+    # --sweep or --folds, labkit.compare runs this main once per variant/fold, each into its own child folder.
+    args = parse_args(argv)
+    if cli.run_many(main, args, argv):
+        return
+    course = {**COURSE, **TASK_COURSE[args.task or "ct"]}
+    settings, run = cli.start_run("lab5_segmentation", args, course, DEMO)
+    check_choices(settings)
+    if settings.demo:
+        print(f"demo profile: embedded synthetic {'MRI' if settings.task == 'mri' else 'CT'} slices "
+              f"({settings.n_patients} patients × {settings.n_slices} slices), {settings.img_size}×"
+              f"{settings.img_size}, {settings.epochs} epochs, lr {settings.lr}. Course settings on real data: "
+              f"--data-dir <course {'MRI' if settings.task == 'mri' else 'CT'} folder> (--img-size "
+              f"{course['img_size']}, {course['epochs']} epochs, lr {course['lr']})")
+
+    # Data: pairs matched by name, split once with the seed (by patient when the names carry one), masks checked
+    # against the task's grey levels; augmentation on training batches only.
+    data_dir, pairs, train_pairs, val_pairs, (train_x, train_y), (val_x, val_y) = load_split(settings)
+    distribution = distribute(settings)
+    batch = distribution.global_batch_size
+    cli.save_config(run, settings, data_dir, 2 * len(pairs), splits={"train": train_pairs, "val": val_pairs},
+                    distribution=distribution)
+    print(f"data: {len(train_pairs)} training and {len(val_pairs)} validation slices from {data_dir}")
+    train = array_dataset(train_x, train_y, batch, augment=settings.augment, shuffle=True, seed=settings.seed)
+    val = array_dataset(val_x, val_y, batch)
+
+    # Model: the course U-Net, compiled inside the distribution strategy's scope; the loss name goes to get_loss.
+    metrics, monitor = training_metrics(settings)
+    with distribution.strategy.scope():
+        model = build_model(settings, channels=train_x.shape[-1])
+        compile_model(model, distribution.learning_rate, get_loss(settings.loss, channels=model.output_shape[-1]),
+                      metrics=metrics)
+    print(f"model: U-Net base {settings.base}, {model.output_shape[-1]} output channel(s), "
+          f"{model.count_params():,} parameters, loss {settings.loss}")
+
+    # Training: history.csv every epoch, model.keras at every new best validation Dice.
+    history = fit(model, train, val, settings.epochs, run=run, monitor=monitor, **cli.fit_options(settings))
+
+    # Evaluation: the best model on every validation slice (binarised at 0.5, or each pixel's most likely class).
+    best = keras.saving.load_model(run.file("model.keras"))
+    scores, keys, samples = evaluate(settings, best, val, [p[0].name for p in val_pairs])
+    run.write_csv("per_image.csv", scores)
+    metrics_out = {**summarize(history, monitor), "validation": {"images": len(scores), **mean_std(scores, keys)}}
+
+    # Figures, then metrics.json last: its presence marks a finished run.
+    title = f"Lab 5 {settings.task}: U-Net base {settings.base}, {settings.loss} loss"
+    curves = (plot_history(history, ("loss", *[k for k in keys if k != "dice_mean"]), title, monitor=monitor)
+              if settings.task == "ct-lr" else loss_dice_precision_recall_plot(history, title))
+    run.save_figure("curves.png", curves)
+    samples.suptitle(title)
+    run.save_figure("samples.png", samples)
+    run.write_json("metrics.json", metrics_out)
+    summary = metrics_out["validation"][keys[0] if settings.task != "ct-lr" else "dice_mean"]
+    reference = f" (course reference: Dice ≈ {MRI_REFERENCE_DICE})" if settings.task == "mri" else ""
+    print(f"best epoch {metrics_out['best']['epoch']}: {monitor} {metrics_out['best'][monitor]:.4f}; validation Dice "
+          f"per image {summary['mean']:.4f} ± {summary['std']:.4f}{reference}")
+    print(f"run folder: {run.path}")
+
+
+if __name__ == "__main__":
+    cli.run_lab(main)
