@@ -1,0 +1,316 @@
+"""The image-classification run of Labs 1–3 (CM2003), shared by ``labs/lab1_mlp.py``, ``labs/lab2_cnn.py`` and
+``labs/lab3_cnn.py``: which files (either course layout) → datasets → model with the chosen head → compile →
+evaluation, report and figures.
+
+Two course layouts hold the same sets (`find_labelled_set` tells them apart by what ``train/`` holds):
+
+* Lab 1's flat folders, class in the file name: ``Skin/{train,test}/Mel_0001.png``, ``Nev_…`` (Bone ``AFF_``/``NFF_``,
+  X-ray ``C1_``–``C9_``); ``test/`` is the validation split;
+* Lab 2's class folders: ``Skin/{train,validation}/{Mel,Nevi}/*.png`` (Bone ``AFF``/``NFF``).
+
+The output unit follows the loss (`Head`): one sigmoid unit with binary cross-entropy for two classes, one linear
+unit (the SVM score s) with the hinge loss ``mean(max(0, 1 − y·s))`` on labels y ∈ {−1, 1} (Lab 2 Task 6: a sigmoid
+cannot reach −1), softmax with categorical cross-entropy for more classes (the nine-class X-ray set). Every head logs its accuracy under the key ``accuracy``
+(so sweeps over the loss compare like with like): the fraction of images whose predicted class is the true class.
+"""
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from labkit.data.layouts import subfolders
+from labkit.data.layouts.filename_labels import list_labelled_files
+from labkit.data.layouts.lab2 import LAB2_SETS, ClassFolderSplit, find_lab2_set
+from labkit.data.pipeline import classification_dataset
+from labkit.errors import LabkitInputError, require
+from labkit.evaluation.classification import (classification_report_rows, classification_report_text,
+                                              classification_scores)
+from labkit.history import summarize
+from labkit.metrics import sign_accuracy
+from labkit.models.classic import lab1_mlp_model, vgg16_model
+from labkit.models.lenet_alexnet import alexnet_model, lenet_model
+from labkit.plots import classification_samples, confusion_matrix_figure, plot_history
+from labkit.training import collect_predictions, compile_model
+
+#: The course's sets: folder name, class names and the file-name pattern of each class (Lab 1's flat layout).
+COURSE_SETS = {
+    "skin": ("Skin", ("Mel", "Nevi"), ("Mel", "Nev")),  # the real folder says Nevi, the file names Nev: both work
+    "bone": ("Bone", ("AFF", "NFF"), ("AFF", "NFF")),
+    "xray9": ("X_ray", tuple(f"C{i}" for i in range(1, 10)), tuple(f"C{i}_" for i in range(1, 10))),
+}
+#: Validation folders of the flat layout, in the order they are looked for.
+FLAT_VALIDATION = ("test", "validation")
+#: Whether a model wants the accuracy to improve: every lab picks its best epoch by validation accuracy.
+MONITOR = "val_accuracy"
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+LOSSES = ("bce", "hinge")
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+
+
+def _child(folder, name):
+    """The subfolder of `folder` called `name` (any case), or None."""
+    return next((Path(folder) / s for s in subfolders(folder) if s.lower() == name.lower()), None)
+
+
+def _set_folder(data_dir, dataset):
+    """The folder holding ``train/``: `data_dir` itself, or its ``Skin/`` / ``Bone/`` / ``X_ray/``."""
+    root = Path(data_dir)
+    require(root.is_dir(), f"data folder not found: {root}")
+    if _child(root, "train") is not None:
+        return root
+    folder = _child(root, COURSE_SETS[dataset][0])
+    found = ", ".join(f"{s}/" for s in subfolders(root)) or "no folders"
+    require(folder is not None and _child(folder, "train") is not None,
+            f"{root} has neither train/ nor {COURSE_SETS[dataset][0]}/train/ (found {found})")
+    return folder
+
+
+def find_labelled_set(data_dir, dataset):
+    """Training and validation images of a course set, in either course layout.
+
+    Args:
+        data_dir: the set folder (holding ``train/``) or the folder holding it (``Lab1/``, ``Lab2/``).
+        dataset: ``"skin"``, ``"bone"`` or ``"xray9"`` (flat layout only).
+
+    Returns:
+        ``(train, validation, layout)``: two `ClassFolderSplit` with the course's class names, and ``"flat"``
+        (class from the file name; validation is ``test/``) or ``"class folders"``.
+
+    Raises:
+        LabkitInputError: a missing or empty folder, a file whose name matches no class or several, a missing class
+            folder (each named).
+
+    Example:
+        >>> train, val, layout = find_labelled_set("/DL_course_data/Lab1", "xray9")
+        >>> train.class_names[:3], layout
+        (('C1', 'C2', 'C3'), 'flat')
+    """
+    require(dataset in COURSE_SETS, f"unknown set {dataset!r}: choose {', '.join(COURSE_SETS)}")
+    folder = _set_folder(data_dir, dataset)
+    train_folder = _child(folder, "train")
+    if subfolders(train_folder) and dataset in LAB2_SETS:  # Lab 2: one folder per class
+        train, val = find_lab2_set(folder, dataset)
+        return train, val, "class folders"
+    val_folder = next((f for f in (_child(folder, n) for n in FLAT_VALIDATION) if f is not None), None)
+    require(val_folder is not None, f"{folder} has train/ but no test/ (or validation/) folder")
+    _, names, patterns = COURSE_SETS[dataset]
+    splits = [ClassFolderSplit(*map(tuple, list_labelled_files(f, patterns)), names) for f in (train_folder, val_folder)]
+    return splits[0], splits[1], "flat"
+
+
+# --- heads: output unit, loss, targets and accuracy ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Head:
+    """The output of a classifier and what goes with it.
+
+    Attributes:
+        name: ``sigmoid``, ``hinge`` (one linear score unit) or ``softmax``.
+        loss: the Keras loss name.
+    """
+
+    name: str
+    loss: str
+
+    def targets(self, one_hot):
+        """Training targets from one-hot labels ``(b, k)``: class 1's column (sigmoid), that column as {−1, 1}
+        (hinge) or the one-hot rows (softmax)."""
+        if self.name == "softmax":
+            return one_hot
+        positive = one_hot[:, 1:2]
+        return positive * 2.0 - 1.0 if self.name == "hinge" else positive
+
+    def probabilities(self, outputs):
+        """``(n, k)`` class scores from the network's outputs; their arg-max is the predicted class. A hinge score s
+        maps to the logistic 1 / (1 + e^−s): monotone (AUC unchanged), and above 0.5 exactly when s > 0, the side
+        the hinge loss calls class 1."""
+        outputs = np.asarray(outputs, dtype=np.float64)
+        if self.name == "softmax":
+            return outputs
+        positive = 1.0 / (1.0 + np.exp(-outputs[:, :1])) if self.name == "hinge" else outputs[:, :1]
+        return np.concatenate([1.0 - positive, positive], axis=1)
+
+    def accuracy(self):
+        """The per-epoch accuracy metric, logged as ``accuracy``."""
+        if self.name == "softmax":
+            return keras.metrics.CategoricalAccuracy(name="accuracy")
+        if self.name == "hinge":
+            return keras.metrics.MeanMetricWrapper(sign_accuracy, name="accuracy")
+        return keras.metrics.BinaryAccuracy(name="accuracy")
+
+
+def head_for(loss, n_class):
+    """The `Head` for ``--loss`` (``bce`` or ``hinge``) and the number of classes (more than two: softmax with
+    categorical cross-entropy, the multi-class form of ``bce``)."""
+    require(loss in LOSSES, f"unknown loss {loss!r}: choose {', '.join(LOSSES)}")
+    if n_class > 2:
+        require(loss == "bce", f"--loss {loss} needs two classes; this set has {n_class}")
+        return Head("softmax", "categorical_crossentropy")
+    return Head("hinge", "hinge") if loss == "hinge" else Head("sigmoid", "binary_crossentropy")
+
+
+def datasets(train, val, img_size, batch_size, head, channels=1, augment=None, seed=42):
+    """Training (shuffled, optionally augmented) and validation ``(images, targets)`` datasets, decoded images
+    cached in memory; targets as `head` wants them."""
+    n_class = len(train.class_names)
+    to_targets = lambda x, y: (x, head.targets(y))  # noqa: E731
+    train_data = classification_dataset(train.paths, train.labels, img_size, batch_size, n_class, channels,
+                                        augment=augment, shuffle=True, seed=seed, cache="auto")
+    val_data = classification_dataset(val.paths, val.labels, img_size, batch_size, n_class, channels, cache="auto")
+    return train_data.map(to_targets), val_data.map(to_targets)
+
+
+# --- models ---------------------------------------------------------------------------------------------------------
+
+#: The course's builders by ``--model`` name.
+MODELS = {"mlp": lab1_mlp_model, "lenet": lenet_model, "alexnet": alexnet_model, "vgg16": vgg16_model}
+#: Keyword names a builder may use for each option (the course's builders differ).
+_KEYWORDS = {"base": ("n_base", "base", "base_dense"), "dropout": ("dropout",),
+             "batchnorm": ("batchnorm", "batch_norm"), "spatial_dropout": ("spatial_dropout", "s_dropout"),
+             "dense": ("first2_dense",)}
+#: Options whose absence from a builder is not an error (the dense widths of the networks that have them).
+_OPTIONAL = ("dense",)
+
+
+def _keyword(builder, option):
+    accepted = inspect.signature(builder).parameters
+    return next((k for k in _KEYWORDS[option] if k in accepted), None)
+
+
+def build_classifier(model_name, img_size, channels, n_class, head, base, dropout=None, batchnorm=False,
+                     spatial_dropout=None, dense=None):
+    """One of the course's networks (`MODELS`) with the output `head` wants.
+
+    Args:
+        model_name: ``mlp`` (Lab 1), ``lenet``, ``alexnet`` or ``vgg16``.
+        img_size: side of the square input; channels: 1 or 3; n_class: classes.
+        head: the `Head`; the hinge head asks the builder for its linear score unit (``hinge=True``).
+        base: filters (units for the MLP) of the first layer.
+        dropout, batchnorm, spatial_dropout: regularisation, where the network has it (None/False: off).
+        dense: widths of the hidden dense layers of AlexNet and VGG16 (the course's ``first2_dense``).
+
+    Raises:
+        LabkitInputError: an option the chosen network does not have (e.g. ``--dropout`` with LeNet).
+    """
+    builder = MODELS[model_name]
+    options = {"dropout": dropout, "batchnorm": batchnorm, "spatial_dropout": spatial_dropout, "dense": dense}
+    kwargs = {_keyword(builder, "base"): int(base), "n_class": int(n_class)}
+    for option, value in options.items():
+        if value is None or value is False:
+            continue
+        keyword = _keyword(builder, option)
+        if keyword is None and option not in _OPTIONAL:
+            raise LabkitInputError(f"--{option.replace('_', '-')} is not an option of {model_name} "
+                                   f"({builder.__module__}.{builder.__name__})")
+        if keyword is not None:
+            kwargs[keyword] = tuple(value) if option == "dense" else value
+    if head.name == "hinge":
+        require("hinge" in inspect.signature(builder).parameters,
+                f"--loss hinge is not an option of {model_name} ({builder.__module__}.{builder.__name__})")
+        kwargs["hinge"] = True
+    return builder(img_size, img_size, channels, **kwargs)
+
+
+def compile_classifier(model, head, optimizer, learning_rate):
+    """Compile with `optimizer` (``adam``, ``sgd`` or ``rmsprop``, Keras's defaults but the learning rate), the
+    head's loss and accuracy."""
+    require(optimizer in OPTIMIZERS, f"unknown optimizer {optimizer!r}: choose {', '.join(OPTIMIZERS)}")
+    return compile_model(model, learning_rate, head.loss, metrics=[head.accuracy()],
+                         optimizer=OPTIMIZERS[optimizer](learning_rate=float(learning_rate)))
+
+
+# --- evaluation and figures -------------------------------------------------------------------------------------------
+
+
+def evaluate_and_report(run, history, model_path, val, val_data, head, title, n_samples=16):
+    """Score the best model on the validation images and write the run's results.
+
+    Writes ``report.txt`` / ``report.csv`` (scikit-learn's per-class precision, recall, F1, support),
+    ``predictions.csv`` (each image's true and predicted class and scores), ``curves.png`` (loss and accuracy,
+    best epoch by validation accuracy marked), ``confusion_matrix.png``, ``samples.png`` (validation images titled
+    with true and predicted class) and, last (its presence marks a finished run), ``metrics.json``: the history's
+    best/final epoch plus ``validation`` (accuracy, balanced accuracy, macro AUC and F1, per-class scores).
+
+    Returns:
+        The ``metrics.json`` content.
+    """
+    best = keras.saving.load_model(model_path)
+    images, _, outputs = collect_predictions(best, val_data)
+    probabilities = head.probabilities(outputs)
+    truth, names = np.asarray(val.labels), val.class_names
+    scores = classification_scores(truth, probabilities, names)
+    run.write_text("report.txt", classification_report_text(truth, probabilities, names))
+    run.write_csv("report.csv", classification_report_rows(truth, probabilities, names))
+    run.write_csv("predictions.csv", [
+        {"image": Path(p).name, "true": names[t], "predicted": names[int(s.argmax())],
+         **{c: round(float(v), 6) for c, v in zip(names, s)}} for p, t, s in zip(val.paths, truth, probabilities)])
+    run.save_figure("curves.png", plot_history(history, ("loss", "accuracy"), title, monitor=MONITOR))
+    run.save_figure("confusion_matrix.png", confusion_matrix_figure(truth, probabilities, names, title=title))
+    shown = _spread_over_classes(truth, n_samples)
+    run.save_figure("samples.png", classification_samples(images[shown], truth[shown], probabilities[shown].argmax(1),
+                                                          names, title=f"{title}: validation images"))
+    metrics = {**summarize(history, MONITOR), "validation": scores, "head": head.name, "loss": head.loss}
+    run.write_json("metrics.json", metrics)
+    print(f"best epoch {metrics['best']['epoch']}: val_accuracy {metrics['best'][MONITOR]:.4f}; best model on "
+          f"{scores['images']} validation images: accuracy {scores['accuracy']:.4f}, balanced accuracy "
+          f"{scores['balanced_accuracy']:.4f}")
+    return metrics
+
+
+def _spread_over_classes(labels, n):
+    """Indices of up to `n` items taking the classes in turn (the first items of each), for the sample grid."""
+    by_class = [list(np.flatnonzero(labels == k)) for k in np.unique(labels)]
+    chosen = []
+    while len(chosen) < n and any(by_class):
+        chosen += [c.pop(0) for c in by_class if c][: n - len(chosen)]
+    return np.asarray(chosen, dtype=int)
+
+
+__all__ = ["COURSE_SETS", "Head", "MODELS", "MONITOR", "OPTIMIZERS", "build_classifier", "compile_classifier",
+           "datasets", "evaluate_and_report", "find_labelled_set", "head_for"]
+
+
+# --- flags ------------------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser, course, names, choices=None):
+    """Add the Labs 1–3 classification flags `names` to a lab's parser (`labkit.cli.lab_parser`).
+
+    Args:
+        parser: the lab's parser.
+        course: the lab's course defaults, shown in ``--help``.
+        names: which of ``dataset``, ``model``, ``base``, ``optimizer``, ``loss``, ``dropout``, ``batchnorm``,
+            ``spatial_dropout``, ``augment``.
+        choices: ``{name: allowed values}`` for ``dataset`` and ``model`` (default: all).
+    """
+    from labkit import cli
+
+    choices = choices or {}
+    default = lambda key: f" (course default: {course[key]})" if key in course else ""  # noqa: E731
+    specs = {
+        "dataset": dict(choices=choices.get("dataset", tuple(COURSE_SETS)), help="which course set: skin (Mel/Nevi), "
+                        "bone (AFF/NFF) or xray9 (organs C1–C9, flat layout)"),
+        "model": dict(choices=choices.get("model", tuple(MODELS)), help="network: mlp (Lab 1), lenet, alexnet, "
+                      "vgg16"),
+        "base": dict(type=cli.positive_int, help="filters of the first convolution (units of the first dense layer "
+                     "of the MLP)"),
+        "optimizer": dict(choices=tuple(OPTIMIZERS), help="optimizer, Keras defaults but the learning rate"),
+        "loss": dict(choices=LOSSES, help="bce: one sigmoid unit, binary cross-entropy; hinge: one linear score "
+                     "unit, hinge loss on labels {-1, 1} (two-class sets only)"),
+        "dropout": dict(type=cli.dropout_rate, help="dropout rate in the dense head (default: none)"),
+        "batchnorm": dict(action="store_true", help="batch normalisation between each convolution and its ReLU"),
+        "spatial_dropout": dict(type=cli.dropout_rate, help="SpatialDropout2D rate after each convolution block "
+                                "(default: none)"),
+        "augment": dict(action="store_true", help="augment the training images only: rotation 10°, shifts 0.1, "
+                        "horizontal flip"),
+    }
+    for name in names:
+        spec = dict(specs[name])
+        spec["help"] += default(name)
+        parser.add_argument(f"--{name.replace('_', '-')}", **spec)

@@ -1,0 +1,93 @@
+"""Lab 1 Task 4 (CM2003): a multi-layer perceptron tells melanoma from nevus on grey skin images.
+
+The course's Lab 1 MLP (`labkit.lab1_mlp_model`, the handout's ``model``): the 128×128 grey image flattened, three
+ReLU dense layers of base, base/2 and base/4 units, one sigmoid unit; binary cross-entropy, SGD. Task 4 first trains
+it with lr 1e-4, batch 16, 50 epochs, base 64 (the defaults here), then with lr 0.1, 150 epochs, base 256:
+
+  python labs/lab1_mlp.py --data-dir /DL_course_data/Lab1 --lr 0.1 --epochs 150 --base 256
+
+or both in one comparison: --sweep lr=1e-4,0.1 (a grid of flags: --sweep base=64,256 too).
+
+Data (--data-dir): the course's Lab 1 flat folders, ``Skin/{train,test}/Mel_0001.jpg`` / ``Nev_…`` (the class comes
+from the file name; ``test/`` is the validation split), given as the ``Lab1`` folder or its ``Skin`` folder;
+--dataset bone reads ``Bone/`` (``AFF_``/``NFF_``). Without --data-dir it trains on the embedded synthetic Lab 1 set
+with a demo-sized profile (see DEMO, printed when it runs).
+
+The run folder gets config.json, history.csv, model.keras (best epoch by validation accuracy), metrics.json,
+curves.png (loss and accuracy, best epoch marked), confusion_matrix.png, samples.png (validation images with true
+and predicted class), report.txt / report.csv (per-class precision, recall, F1) and predictions.csv.
+
+example:
+  python labs/lab1_mlp.py
+  python labs/lab1_mlp.py --data-dir /DL_course_data/Lab1 --sweep lr=1e-4,0.1
+"""
+
+from labkit import classification_lab as lab
+from labkit import cli
+from labkit.data.split import refold_class_splits
+from labkit.runtime import distribute
+from labkit.training import fit
+
+COURSE = {"dataset": "skin", "model": "mlp", "base": 64, "optimizer": "sgd", "loss": "bce", "lr": 1e-4,
+          "batch_size": 16, "epochs": 50, "img_size": 128, "seed": 42}
+#: The demo: smaller images and a larger SGD step, so that the MLP learns within its few epochs.
+DEMO = {"img_size": 64, "epochs": 20, "lr": 0.01, "n_train": 50, "n_test": 15}
+FULL_COURSE_COMMAND = "python labs/lab1_mlp.py --data-dir /path/to/Lab1 (then --lr 0.1 --epochs 150 --base 256)"
+
+
+def parse_args(argv=None):
+    parser = cli.lab_parser(__doc__, COURSE)
+    lab.add_arguments(parser, COURSE, ("dataset", "base", "optimizer"), choices={"dataset": ("skin", "bone")})
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults. With --sweep or
+    # --folds, labkit.compare runs this main once per variant/fold, each into its own child folder, and compares them.
+    args = parse_args(argv)
+    if cli.run_many(main, args, argv):
+        return
+    settings, run = cli.start_run("lab1_mlp", args, COURSE, DEMO)
+    if settings.demo:
+        print(f"demo profile: embedded synthetic Lab 1 set ({settings.n_train} training and {settings.n_test} test "
+              f"images per class), {settings.img_size}×{settings.img_size} grey, {settings.epochs} epochs, SGD lr "
+              f"{settings.lr}. Course settings on real data: {FULL_COURSE_COMMAND}")
+
+    # Data: the flat train/ and test/ folders, class from the file name (with --folds, fold i of both pooled).
+    if settings.data_dir:
+        data_dir = settings.data_dir
+    else:
+        from labkit.data.synthetic.lab1 import lab1_dataset
+
+        data_dir = lab1_dataset(settings.n_train, settings.n_test, size=max(32, settings.img_size))
+    train, val, layout = lab.find_labelled_set(data_dir, settings.dataset)
+    train, val = refold_class_splits(train, val, settings.kfold, settings.seed)
+    train, val = cli.readable(settings, train), cli.readable(settings, val)
+    print(f"data: {settings.dataset} ({layout} layout): {train.counts()} training and {val.counts()} validation "
+          f"images from {data_dir}")
+    distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
+    cli.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths},
+                    distribution=distribution)
+    head = lab.head_for(settings.loss, len(train.class_names))
+    train_data, val_data = lab.datasets(train, val, settings.img_size, distribution.global_batch_size, head,
+                                        seed=settings.seed)
+
+    # Model: Flatten → Dense(base) → Dense(base/2) → Dense(base/4) → one sigmoid unit.
+    with distribution.strategy.scope():
+        model = lab.build_classifier("mlp", settings.img_size, 1, len(train.class_names), head, settings.base)
+        lab.compile_classifier(model, head, settings.optimizer, distribution.learning_rate)
+    print(f"model: Lab 1 MLP, base {settings.base}, {model.count_params():,} parameters; {settings.optimizer} "
+          f"lr {distribution.learning_rate:g}, batch {settings.batch_size}, {settings.epochs} epochs")
+
+    # Training: history.csv every epoch, model.keras at every new best validation accuracy.
+    history = fit(model, train_data, val_data, settings.epochs, run=run, monitor=lab.MONITOR,
+                  **cli.fit_options(settings))
+
+    # Evaluation and figures (metrics.json last: its presence marks a finished run).
+    title = f"Lab 1 MLP on {settings.dataset}: base {settings.base}, lr {settings.lr:g}"
+    lab.evaluate_and_report(run, history, run.file("model.keras"), val, val_data, head, title)
+    print(f"run folder: {run.path}")
+
+
+if __name__ == "__main__":
+    cli.run_lab(main)

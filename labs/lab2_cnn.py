@@ -1,0 +1,102 @@
+"""Lab 2 Tasks 5–6 (CM2003): LeNet and AlexNet tell melanoma from nevus (or AFF from NFF) on grey 128×128 images.
+
+Task 5, LeNet (`labkit.lenet_model`: conv base → pool → conv 2·base → pool → dense 2·base → sigmoid): 20 epochs,
+batch 8, base 32, Adam lr 1e-5 (the defaults with --model lenet); then 200 epochs; then lr 1e-4.
+Task 6, AlexNet (`labkit.alexnet_model`: convolutions base, 2b, 4b, 4b, 2b, pooling after the 1st, 2nd and 5th,
+dense 128 → 64 → 1): batch 8, 50 epochs, base 32, Adam lr 1e-4 (the defaults with --model alexnet); then base 16
+and 8, dropout 0.4, 150 and 350 epochs at lr 1e-5, batch 2/4/8, Adam vs SGD vs RMSprop, and the hinge loss on
+labels {−1, 1} (--loss hinge: one linear score unit; the accuracy is the fraction of scores with the label's sign).
+Every task is one command (README, "Labs 1–3"), e.g.
+
+  python labs/lab2_cnn.py --data-dir /DL_course_data/Lab2 --model lenet --sweep epochs=20,200
+  python labs/lab2_cnn.py --data-dir /DL_course_data/Lab2 --model alexnet --sweep optimizer=adam,sgd,rmsprop
+
+Data (--data-dir): the course's Lab 2 class folders ``Skin/{train,validation}/{Mel,Nevi}/`` (--dataset skin) or
+``Bone/{train,validation}/{AFF,NFF}/`` (--dataset bone), given as the ``Lab2`` folder or the set folder; Lab 1's
+flat folders (``Skin/{train,test}/Mel_…``) work too. Without --data-dir it trains on the embedded synthetic sets
+with a demo-sized profile (printed when it runs).
+
+The run folder gets config.json, history.csv, model.keras (best epoch by validation accuracy), metrics.json,
+curves.png (loss and accuracy, best epoch marked), confusion_matrix.png, samples.png (validation images with true
+and predicted class), report.txt / report.csv and predictions.csv; a --sweep adds comparison.csv/.md/.png on top.
+
+example:
+  python labs/lab2_cnn.py
+  python labs/lab2_cnn.py --model alexnet --loss hinge
+"""
+
+from labkit import classification_lab as lab
+from labkit import cli
+from labkit.data.split import refold_class_splits
+from labkit.data.synthetic.bone_skin import bone_skin_dataset
+from labkit.runtime import distribute
+from labkit.training import fit
+
+COURSE = {"dataset": "skin", "model": "lenet", "base": 32, "optimizer": "adam", "loss": "bce", "dropout": None,
+          "batch_size": 8, "img_size": 128, "seed": 42}
+#: Task 5 (LeNet) and Task 6 (AlexNet) differ in epochs and learning rate.
+COURSE_BY_MODEL = {"lenet": {"epochs": 20, "lr": 1e-5}, "alexnet": {"epochs": 50, "lr": 1e-4}}
+#: AlexNet's hidden dense layers in Lab 2 (LeNet's single one is 2·base wide).
+DENSE = (128, 64)
+#: The demo: 64×64 images, base 16 and a larger learning rate, so that the networks learn within its few epochs.
+DEMO = {"img_size": 64, "base": 16, "epochs": 15, "lr": 3e-4, "n_train": 60, "n_val": 20}
+FULL_COURSE_COMMAND = "python labs/lab2_cnn.py --data-dir /path/to/Lab2 --model lenet (or --model alexnet)"
+
+
+def parse_args(argv=None):
+    parser = cli.lab_parser(__doc__, {**COURSE, "epochs": "20 lenet, 50 alexnet", "lr": "1e-5 lenet, 1e-4 alexnet"})
+    lab.add_arguments(parser, COURSE, ("dataset", "model", "base", "optimizer", "loss", "dropout"),
+                      choices={"dataset": ("skin", "bone"), "model": tuple(COURSE_BY_MODEL)})
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults of the model.
+    # With --sweep or --folds, labkit.compare runs this main once per variant/fold, each into its own child folder.
+    args = parse_args(argv)
+    if cli.run_many(main, args, argv):
+        return
+    course = {**COURSE, **COURSE_BY_MODEL[args.model or COURSE["model"]]}
+    settings, run = cli.start_run("lab2_cnn", args, course, DEMO)
+    if settings.demo:
+        print(f"demo profile: embedded synthetic {settings.dataset} set ({settings.n_train} training and "
+              f"{settings.n_val} validation images per class), {settings.img_size}×{settings.img_size} grey, base "
+              f"{settings.base}, {settings.epochs} epochs, lr {settings.lr:g}. Course settings on real data: "
+              f"{FULL_COURSE_COMMAND}")
+
+    # Data: the set's train/ and validation/ class folders (with --folds, fold i of both pooled).
+    data_dir = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val, size=max(32, settings.img_size))
+    train, val, layout = lab.find_labelled_set(data_dir, settings.dataset)
+    train, val = refold_class_splits(train, val, settings.kfold, settings.seed)
+    train, val = cli.readable(settings, train), cli.readable(settings, val)
+    print(f"data: {settings.dataset} ({layout}): {train.counts()} training and {val.counts()} validation images "
+          f"from {data_dir}")
+    distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
+    cli.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths},
+                    distribution=distribution)
+    head = lab.head_for(settings.loss, len(train.class_names))
+    train_data, val_data = lab.datasets(train, val, settings.img_size, distribution.global_batch_size, head,
+                                        seed=settings.seed)
+
+    # Model: the course's LeNet or AlexNet on grey images, with the output the loss needs.
+    with distribution.strategy.scope():
+        model = lab.build_classifier(settings.model, settings.img_size, 1, len(train.class_names), head,
+                                     settings.base, dropout=settings.dropout, dense=DENSE)
+        lab.compile_classifier(model, head, settings.optimizer, distribution.learning_rate)
+    print(f"model: {settings.model}, base {settings.base}, {model.count_params():,} parameters; loss {head.loss}, "
+          f"{settings.optimizer} lr {distribution.learning_rate:g}, batch {settings.batch_size}, "
+          f"{settings.epochs} epochs")
+
+    # Training: history.csv every epoch, model.keras at every new best validation accuracy.
+    history = fit(model, train_data, val_data, settings.epochs, run=run, monitor=lab.MONITOR,
+                  **cli.fit_options(settings))
+
+    # Evaluation and figures (metrics.json last: its presence marks a finished run).
+    title = (f"{settings.model} on {settings.dataset}: base {settings.base}, {settings.optimizer} lr "
+             f"{settings.lr:g}, {head.loss} loss")
+    lab.evaluate_and_report(run, history, run.file("model.keras"), val, val_data, head, title)
+    print(f"run folder: {run.path}")
+
+
+if __name__ == "__main__":
+    cli.run_lab(main)
