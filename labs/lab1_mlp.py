@@ -31,7 +31,7 @@ from labkit.training import fit
 COURSE = {"dataset": "skin", "model": "mlp", "base": 64, "optimizer": "sgd", "loss": "bce", "lr": 1e-4,
           "batch_size": 16, "epochs": 50, "img_size": 128, "seed": 42}
 #: The demo: smaller images and a larger SGD step, so that the MLP learns within its few epochs.
-DEMO = {"img_size": 64, "epochs": 20, "lr": 0.01, "n_train": 50, "n_test": 15}
+DEMO = {"img_size": 64, "epochs": 40, "lr": 0.02, "n_train": 100, "n_test": 25}
 FULL_COURSE_COMMAND = "python labs/lab1_mlp.py --data-dir /path/to/Lab1 (then --lr 0.1 --epochs 150 --base 256)"
 
 
