@@ -14,6 +14,7 @@ cannot reach −1), softmax with categorical cross-entropy for more classes (the
 (so sweeps over the loss compare like with like): the fraction of images whose predicted class is the true class.
 """
 
+import argparse
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,7 +305,8 @@ def add_arguments(parser, course, names, choices=None):
         "loss": dict(choices=LOSSES, help="bce: one sigmoid unit, binary cross-entropy; hinge: one linear score "
                      "unit, hinge loss on labels {-1, 1} (two-class sets only)"),
         "dropout": dict(type=cli.dropout_rate, help="dropout rate in the dense head (default: none)"),
-        "batchnorm": dict(action="store_true", help="batch normalisation between each convolution and its ReLU"),
+        "batchnorm": dict(action=argparse.BooleanOptionalAction, help="batch normalisation between each "
+                          "convolution and its ReLU (--no-batchnorm: none)"),
         "spatial_dropout": dict(type=cli.dropout_rate, help="SpatialDropout2D rate after each convolution block "
                                 "(default: none)"),
         "augment": dict(action="store_true", help="augment the training images only: rotation 10°, shifts 0.1, "

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.errors import LabkitInputError, require
+from labkit.history import monitor_mode
 from labkit.runs import RunFolder, atomic_write, default_run_dir, markdown_table, read_csv
 
 #: Flags a sweep may not vary: where runs go, how they start, and the multi-run flags themselves.
@@ -406,8 +407,6 @@ def mean_history(histories):
 
 
 def monitor_is_max(monitor):
-    from labkit.training import monitor_mode
-
     return monitor_mode(monitor) == "max"
 
 

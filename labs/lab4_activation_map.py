@@ -30,8 +30,10 @@ from labkit.data.pipeline import classification_dataset
 from labkit.data.split import refold_class_splits
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.gradcam import activation_map_figure, grad_cam
+from labkit.history import summarize
 from labkit.models.classic import vgg16_model
-from labkit.training import collect_predictions, compile_model, distribute, fit, summarize
+from labkit.runtime import distribute
+from labkit.training import collect_predictions, compile_model, fit
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 import numpy as np
@@ -106,8 +108,10 @@ def main(argv=None):
     data_dir = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val, size=max(64, size))
     train, val = refold_class_splits(*find_lab2_set(data_dir, settings.dataset), settings.kfold, settings.seed)
     train, val = cli.readable(settings, train), cli.readable(settings, val)  # --skip-bad-files
-    strategy, batch, _ = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
-    cli.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths})
+    distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
+    batch = distribution.global_batch_size
+    cli.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths},
+                    distribution=distribution)
     print(f"data: {train.counts()} training and {val.counts()} validation images from {data_dir}")
     n_class = len(train.class_names)
     augment = classification_augmentation(**AUGMENT, seed=settings.seed) if settings.augment else None
@@ -116,10 +120,10 @@ def main(argv=None):
     val_data = classification_dataset(val.paths, val.labels, size, batch, n_class, channels, cache=True)
 
     # Model: the course's VGG16-style classifier; Grad-CAM explains its layer "Last_ConvLayer".
-    with strategy.scope():
+    with distribution.strategy.scope():
         model = vgg16_model(size, size, channels, settings.n_base, settings.dropout, n_class,
                             tuple(settings.dense_layers), batchnorm=settings.batchnorm)
-        compile_model(model, settings.learning_rate, "categorical_crossentropy", metrics=["accuracy"])
+        compile_model(model, distribution.learning_rate, "categorical_crossentropy", metrics=["accuracy"])
     print(f"model: VGG16-style, n_base {settings.n_base}, dense {tuple(settings.dense_layers)}, batch norm "
           f"{'on' if settings.batchnorm else 'off'}, {model.count_params():,} parameters")
 

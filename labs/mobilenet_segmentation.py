@@ -48,6 +48,7 @@ from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
 from labkit.errors import require
 from labkit.evaluation import mean_std
 from labkit.evaluation.segmentation import evaluate_segmenter, read_samples, write_samples
+from labkit.history import summarize
 from labkit.losses import get_loss
 from labkit.metrics import logit_segmentation_metrics
 from labkit.models.mobilenet_seg import (DECODERS, calibrate_batchnorm, encoder_decoder_optimizer, encoder_fingerprint,
@@ -55,8 +56,9 @@ from labkit.models.mobilenet_seg import (DECODERS, calibrate_batchnorm, encoder_
 from labkit.models.transfer import resolve_weights
 from labkit.plots import comparison_curves, comparison_samples
 from labkit.runs import read_csv
+from labkit.runtime import distribute
 from labkit.tensorboard import SegmentationImages
-from labkit.training import compile_model, distribute, fit, summarize
+from labkit.training import compile_model, fit
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 
@@ -179,15 +181,15 @@ def main(argv=None):
               f"{settings.img_size}×{settings.img_size}, {settings.epochs} epochs, batch {settings.batch_size}, "
               f"{settings.decoder} decoder. Course settings on real data: {FULL_COURSE_COMMAND}")
     weights = resolve_weights(settings, args.weights, "mobilenet_v2", (settings.img_size, settings.img_size, 3))
-    strategy, batch, lr_factor = distribute(settings)  # --batch-size per replica; --scale-lr scales both rates
-    variant = model_variant(settings, args.encoder_lr is not None, lr_factor)
+    distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales both rates
+    variant = model_variant(settings, args.encoder_lr is not None, distribution.lr_scale)
 
     # Data: pairs matched by ISIC id; a seeded validation split of the training images; the test split evaluates.
-    data = lesion_data(settings, batch)
-    cli.save_config(run, settings, data["dir"], data["files"])
+    data = lesion_data(settings, distribution.global_batch_size)
+    cli.save_config(run, settings, data["dir"], data["files"], distribution=distribution)
 
     # Model: MobileNetV2 encoder (frozen or with its own learning rate) + decoder, on logits.
-    model = build_model(variant, settings, strategy, data["calibration"])
+    model = build_model(variant, settings, distribution.strategy, data["calibration"])
     counts = parameter_split(model)
     print(f"model: MobileNetV2 encoder ({settings.weights} weights, {variant['strategy']}, lr "
           f"{variant['encoder_lr']:g}) + {variant['decoder']} decoder (lr {variant['decoder_lr']:g}); trainable "

@@ -1,0 +1,120 @@
+"""Lab 3 (CM2003): VGG16 on Skin and Bone, the nine-class X-ray set, regularisation and augmentation.
+
+Tasks 1–2, VGG16 (`labkit.vgg16_model`: 13 3×3 convolutions of base … 8·base in five blocks, dense 64 → 64 → one
+sigmoid unit) from scratch on grey 128×128 images: 100 epochs, batch 8, base 8, Adam (the defaults); the learning
+rate search --sweep lr=1e-4,1e-5,1e-6; base 16 (--sweep base=8,16) with and without dropout 0.2 in the dense layers
+(--sweep dropout=none,0.2); against AlexNet (--sweep model=vgg16,alexnet, 150 epochs); on Bone with --dataset bone.
+Task 4, the nine organ classes of Lab 1's X-ray set (--dataset xray9: ``X_ray/{train,test}/C1_…``–``C9_…``, class
+from the file-name prefix) with LeNet and AlexNet softmax heads and categorical cross-entropy
+(--sweep model=lenet,alexnet); confusion_matrix.png and report.csv/.txt give the per-class numbers.
+Tasks 5–6, regularisation (AlexNet, base 8, dense 64 → 64): --dropout 0.4, --batchnorm (before each ReLU),
+--spatial-dropout 0.1 (after each convolution's ReLU), longer training (--epochs 150, 250).
+Tasks 8–9, AlexNet and VGG16 with batch norm, dropout 0.4 and --augment (training images only: rotation 10°, shifts
+0.1, horizontal flip). Task 7's augmentation preview is its own script (see the README, "Labs 1–3").
+
+Data (--data-dir): Lab 2's class folders (``Skin/{train,validation}/{Mel,Nevi}/``, ``Bone/…/{AFF,NFF}/``) or Lab 1's
+flat folders (``Skin/{train,test}/Mel_…``, ``X_ray/{train,test}/C1_…``), given as the folder holding the set or the
+set folder itself. Without --data-dir it trains on the embedded synthetic sets with a demo-sized profile (printed).
+
+The run folder gets config.json, history.csv, model.keras (best epoch by validation accuracy), metrics.json,
+curves.png (loss and accuracy, best epoch marked), confusion_matrix.png, samples.png (validation images with true
+and predicted class), report.txt / report.csv (per-class precision, recall, F1) and predictions.csv; a --sweep adds
+comparison.csv/.md/.png on top.
+
+example:
+  python labs/lab3_cnn.py
+  python labs/lab3_cnn.py --dataset xray9 --sweep model=lenet,alexnet
+  python labs/lab3_cnn.py --data-dir /DL_course_data/Lab2 --model alexnet --batchnorm --dropout 0.4 --augment
+"""
+
+from labkit import classification_lab as lab
+from labkit import cli
+from labkit.data.split import refold_class_splits
+from labkit.data.synthetic.bone_skin import bone_skin_dataset
+from labkit.data.synthetic.lab1 import lab1_dataset
+from labkit.runtime import distribute
+from labkit.training import fit
+
+COURSE = {"dataset": "skin", "model": "vgg16", "base": 8, "optimizer": "adam", "loss": "bce", "dropout": None,
+          "batchnorm": False, "spatial_dropout": None, "augment": False, "epochs": 100, "batch_size": 8, "lr": 1e-5,
+          "img_size": 128, "seed": 42}
+#: The hidden dense layers of VGG16 and AlexNet in Lab 3 (LeNet's single one is 2·base wide).
+DENSE = (64, 64)
+#: The demo: 64×64 images, a larger learning rate and batch normalisation (which Tasks 1–4 do not have: a plain VGG16
+#: from scratch sits at chance level for longer than a demo lasts; --no-batchnorm turns it off).
+DEMO = {"img_size": 64, "epochs": 15, "lr": 3e-4, "batchnorm": True, "n_train": 60, "n_val": 20}
+FULL_COURSE_COMMAND = "python labs/lab3_cnn.py --data-dir /path/to/Lab2 (--dataset xray9: --data-dir /path/to/Lab1)"
+
+
+def parse_args(argv=None):
+    parser = cli.lab_parser(__doc__, COURSE)
+    lab.add_arguments(parser, COURSE, ("dataset", "model", "base", "optimizer", "dropout", "batchnorm",
+                                       "spatial_dropout", "augment"),
+                      choices={"model": ("vgg16", "alexnet", "lenet")})
+    return parser.parse_args(argv)
+
+
+def embedded_data(settings):
+    """The embedded set: Lab 2's class folders for Skin and Bone, Lab 1's flat X_ray folder for the nine classes."""
+    size = max(32, settings.img_size)
+    if settings.dataset == "xray9":
+        return lab1_dataset(settings.n_train, settings.n_val, size=size)
+    return bone_skin_dataset(settings.n_train, settings.n_val, size=size)
+
+
+def main(argv=None):
+    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults. With --sweep or
+    # --folds, labkit.compare runs this main once per variant/fold, each into its own child folder, and compares them.
+    args = parse_args(argv)
+    if cli.run_many(main, args, argv):
+        return
+    settings, run = cli.start_run("lab3_cnn", args, COURSE, DEMO)
+    if settings.demo:
+        print(f"demo profile: embedded synthetic {settings.dataset} set ({settings.n_train} training and "
+              f"{settings.n_val} validation images per class), {settings.img_size}×{settings.img_size} grey, "
+              f"{settings.epochs} epochs, lr {settings.lr:g}"
+              f"{', batch normalisation (Tasks 1–4 have none)' if settings.batchnorm else ''}. Course settings on "
+              f"real data: {FULL_COURSE_COMMAND}")
+
+    # Data: the set's training and validation images (with --folds, fold i of both pooled); augmentation on
+    # training batches only.
+    data_dir = settings.data_dir or embedded_data(settings)
+    train, val, layout = lab.find_labelled_set(data_dir, settings.dataset)
+    train, val = refold_class_splits(train, val, settings.kfold, settings.seed)
+    train, val = cli.readable(settings, train), cli.readable(settings, val)
+    print(f"data: {settings.dataset} ({layout}): {train.counts()} training and {val.counts()} validation images "
+          f"from {data_dir}")
+    distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
+    cli.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths},
+                    distribution=distribution)
+    n_class = len(train.class_names)
+    head = lab.head_for(settings.loss, n_class)  # softmax and categorical cross-entropy for the nine classes
+    train_data, val_data = lab.datasets(train, val, settings.img_size, distribution.global_batch_size, head,
+                                        augment=settings.augment or None, seed=settings.seed)
+
+    # Model: the course's network with the regularisation asked for.
+    with distribution.strategy.scope():
+        model = lab.build_classifier(settings.model, settings.img_size, 1, n_class, head, settings.base,
+                                     dropout=settings.dropout, batchnorm=settings.batchnorm,
+                                     spatial_dropout=settings.spatial_dropout, dense=DENSE)
+        lab.compile_classifier(model, head, settings.optimizer, distribution.learning_rate)
+    extras = [name for name, on in (("batch norm", settings.batchnorm), (f"dropout {settings.dropout}",
+              settings.dropout), (f"spatial dropout {settings.spatial_dropout}", settings.spatial_dropout),
+              ("augmentation", settings.augment)) if on]
+    print(f"model: {settings.model}, base {settings.base}{''.join(', ' + e for e in extras)}, "
+          f"{model.count_params():,} parameters; {n_class} classes, loss {head.loss}, {settings.optimizer} lr "
+          f"{distribution.learning_rate:g}, batch {settings.batch_size}, {settings.epochs} epochs")
+
+    # Training: history.csv every epoch, model.keras at every new best validation accuracy.
+    history = fit(model, train_data, val_data, settings.epochs, run=run, monitor=lab.MONITOR,
+                  **cli.fit_options(settings))
+
+    # Evaluation and figures (metrics.json last: its presence marks a finished run).
+    title = f"{settings.model} on {settings.dataset}: base {settings.base}, lr {settings.lr:g}" + \
+        "".join(f", {e}" for e in extras)
+    lab.evaluate_and_report(run, history, run.file("model.keras"), val, val_data, head, title)
+    print(f"run folder: {run.path}")
+
+
+if __name__ == "__main__":
+    cli.run_lab(main)
