@@ -22,7 +22,7 @@ def machine_summary():
     import keras
     import tensorflow as tf
 
-    from labkit.training import cpu_has_bf16
+    from labkit.runtime import cpu_has_bf16
 
     gpus = tf.config.list_physical_devices("GPU")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -88,7 +88,8 @@ def unet_consumption(steps):
     import keras
 
     from labkit import dice_coef, get_unet
-    from labkit.training import compile_model, set_precision
+    from labkit.runtime import set_precision
+    from labkit.training import compile_model
 
     policy = set_precision("auto")
     model = compile_model(get_unet((SIZE, SIZE, 1), base=16), 1e-3, "binary_crossentropy", metrics=[dice_coef])

@@ -64,7 +64,8 @@ def warm_start(train_pairs, val_pairs, steps):
     """Weights of U-Net base 16 after `steps` float32 steps at 128×128, and their validation Dice at 256×256."""
     from labkit import get_unet
     from labkit.metrics import thresholded_dice
-    from labkit.training import compile_model, set_seed
+    from labkit.runtime import set_seed
+    from labkit.training import compile_model
 
     keras.mixed_precision.set_global_policy("float32")
     set_seed(42)
@@ -110,7 +111,7 @@ def main(argv=None):
 
     from labkit.data import find_xray_pairs, synthetic
     from labkit.data.split import train_val_split
-    from labkit.training import resolve_precision
+    from labkit.runtime import resolve_precision
 
     print(machine_summary())
     pairs = find_xray_pairs(synthetic.xray_dataset(n_images=args.images, size=SIZE))

@@ -46,7 +46,7 @@ FALL_BACK = 0.02
 def policies(emulated_size):
     """``[(policy, extra flags)]``: float32, auto's choice here, and emulated bf16 at a reduced size when auto is
     float32."""
-    from labkit.training import resolve_precision
+    from labkit.runtime import resolve_precision
 
     auto = resolve_precision("auto")
     chosen = [("float32", [])] + ([(auto, [])] if auto != "float32" else [])

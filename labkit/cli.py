@@ -11,7 +11,8 @@ from pathlib import Path
 
 from labkit.data.layouts import forget_skipped, skipped_files
 from labkit.errors import LabkitInputError
-from labkit.training import PRECISIONS, STRATEGIES, TrainingDiverged, TrainingStopped
+from labkit.runtime import PRECISIONS, STRATEGIES
+from labkit.training import TrainingDiverged, TrainingStopped
 
 
 class LabArgumentParser(argparse.ArgumentParser):
@@ -191,7 +192,7 @@ def start_run(lab_name, args, course, demo):
         ``(settings, run)``: an `argparse.Namespace` of resolved settings (``settings.demo`` says whether the demo
         profile applied; ``settings.precision`` is the resolved policy) and the `labkit.runs.RunFolder`.
     """
-    from labkit import progress, runs, training
+    from labkit import progress, runs, runtime
 
     settings, is_demo = resolve_settings(args, course, demo)
     out = args.out or runs.default_run_dir(lab_name)
@@ -210,8 +211,8 @@ def start_run(lab_name, args, course, demo):
     settings.data_dir = str(settings.data_dir) if settings.data_dir is not None else None
     progress.set_quiet(settings.quiet)
     forget_skipped()  # this run's config.json lists only the files this run skipped
-    training.set_seed(settings.seed, deterministic=settings.deterministic)
-    settings.precision = training.set_precision(settings.precision)
+    runtime.set_seed(settings.seed, deterministic=settings.deterministic)
+    settings.precision = runtime.set_precision(settings.precision)
     print(f"precision policy: {settings.precision}")
     return settings, run
 
@@ -235,12 +236,14 @@ def readable(settings, files):
     return check_readable(files, skip_bad=settings.skip_bad_files)
 
 
-def save_config(run, settings, data_dir, n_files, splits=None):
+def save_config(run, settings, data_dir, n_files, splits=None, distribution=None):
     """Write ``config.json``: every resolved setting, the data folder with its file count and the files
     ``--skip-bad-files`` left out (``data.skipped_files``, from `labkit.data.check_readable`), and the versions.
 
     `splits` (``{"train": items, "val": items, ...}``, items paths or (image, mask) pairs) also writes
     ``split.csv``: which image is in which split (with ``--folds``, the fold's validation images).
+    `distribution` (the `labkit.runtime.Distribution` of `labkit.runtime.distribute`) adds what the run trained with
+    to the settings: ``replicas``, ``global_batch_size``, ``lr_scale`` and ``learning_rate``.
     """
     if splits:
         name = lambda item: Path(item[0] if isinstance(item, (tuple, list)) else item).name  # noqa: E731
@@ -248,7 +251,7 @@ def save_config(run, settings, data_dir, n_files, splits=None):
     run.write_json(
         "config.json",
         {
-            "settings": vars(settings),
+            "settings": {**vars(settings), **(distribution.record() if distribution else {})},
             "data": {"dir": str(data_dir), "files": int(n_files), "skipped_files": skipped_files()},
             "versions": versions(),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

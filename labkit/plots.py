@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from labkit.errors import require
-from labkit.training import best_epoch
+from labkit.history import best_epoch
 
 
 def _history_dict(history):

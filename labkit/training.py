@@ -1,26 +1,23 @@
-"""The one fit path every lab uses: precision, seeds, distribution, compile, callbacks and the run record.
+"""The one fit path every lab uses: compile, callbacks and the run record.
 
 `fit` wraps `keras.Model.fit` with a `RunRecorder` (``history.csv`` each epoch, ``model.keras`` whenever the monitored
 metric improves, both written atomically), Keras's `BackupAndRestore` for ``--resume``, and a NaN guard that stops
-with the epoch and step at fault.
+with the epoch and step at fault. Precision, seeds and distribution are set up in `labkit.runtime`; a history's
+best epoch and summary come from `labkit.history`.
 """
 
 import math
-import os
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from labkit.errors import LabkitInputError, require
+from labkit.errors import require
+from labkit.history import improved, monitor_mode, summarize
 from labkit.losses import get_loss
 from labkit.metrics import dice_coef, iou_coef, thresholded_dice
 from labkit.progress import progress
-
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-STRATEGIES = ("none", "mirrored", "multiworker")
 
 
 class TrainingStopped(RuntimeError):
@@ -33,202 +30,6 @@ class TrainingDiverged(TrainingStopped):
 
 class TrainingDied(TrainingStopped):
     """The network went dead: constant predictions and a loss that no longer moves, for several epochs."""
-
-
-def cpu_has_bf16():
-    """True when the CPU has native bfloat16 arithmetic (AMX-BF16 or AVX512-BF16), read from /proc/cpuinfo."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_precision(name="auto"):
-    """The Keras dtype policy name for ``--precision`` `name`.
-
-    ``auto`` picks ``mixed_bfloat16`` on a GPU of compute capability ≥ 8.0 or a CPU with native bf16,
-    ``mixed_float16`` on older GPUs, and ``float32`` otherwise.
-    """
-    require(name in PRECISIONS, f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")
-    if name != "auto":
-        return name
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
-        return "mixed_bfloat16" if tuple(capability) >= (8, 0) else "mixed_float16"
-    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
-
-
-def set_precision(name="auto"):
-    """Set the global Keras dtype policy from a ``--precision`` name; returns the resolved policy name."""
-    policy = resolve_precision(name)
-    keras.mixed_precision.set_global_policy(policy)
-    return policy
-
-
-def set_seed(seed, deterministic=False):
-    """Seed Python, NumPy and TensorFlow; with `deterministic`, also enable TensorFlow's op determinism.
-
-    Op determinism makes repeated runs give identical numbers at some cost in speed (some ops lose their
-    parallel, non-deterministic kernels).
-    """
-    keras.utils.set_random_seed(int(seed))
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-
-
-def get_strategy(name="none"):
-    """A `tf.distribute` strategy for ``--distribute``: none (default device), mirrored (all local GPUs) or
-    multiworker (machines listed in ``TF_CONFIG``).
-
-    ``mirrored`` on a machine without GPUs mirrors over the logical CPU devices when the CPU has been split into
-    several (`tf.config.set_logical_device_configuration`, as the tests do), else it runs one replica on the CPU.
-    Build and compile the model inside ``strategy.scope()``; `scale_for_replicas` gives the global batch size and
-    learning rate.
-
-    Example:
-        >>> strategy = get_strategy("mirrored")
-        >>> with strategy.scope():
-        ...     model = compile_model(get_unet((256, 256, 1)), 1e-4, "dice")
-    """
-    require(name in STRATEGIES, f"unknown distribution strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
-    if name == "mirrored":
-        _let_keras_fit_run_on_several_workers()  # its first-batch build also serves replicas of unequal batches
-        cpus = _mirrored_cpu_devices()
-        if cpus:  # logical CPUs share one memory: plain reduction, no collective ops (they clash between strategies)
-            return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        check_tf_config(os.environ.get("TF_CONFIG"))
-        _let_keras_fit_run_on_several_workers()
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def _let_keras_fit_run_on_several_workers():
-    """Work around Keras 3's `Model.fit` under `MultiWorkerMirroredStrategy` (keras-team/keras#20585).
-
-    Two steps of Keras's TensorFlow trainer fail across workers: building the model from a first batch reduces that
-    batch over all workers (``PerReplica`` cannot be converted), and the per-step logs are averaged with
-    ``axis=0`` over scalar values. Here the build uses this worker's first batch, and the logs are averaged over all
-    replicas of all workers. The build from one replica's first batch also serves several replicas on one machine:
-    Keras's MEAN over replicas fails when their batches differ in size (an odd batch over two replicas; batches that
-    would leave a replica empty are regrouped by `labkit.data.pipeline.even_replica_batches`). Both replacements
-    defer to Keras's own code for one replica, the log averaging for any strategy within one machine. Skipped when
-    Keras's internals have moved (a Keras with its own fix).
-    """
-    try:
-        from keras import tree
-        from keras.src.backend.tensorflow import trainer
-    except ImportError:
-        return
-    spans_workers = getattr(trainer, "_collective_all_reduce_multi_worker", None)
-    if spans_workers is None or getattr(trainer.reduce_per_replica, "labkit_multiworker", False):
-        return
-    keras_reduce, keras_build = trainer.reduce_per_replica, trainer.TensorFlowTrainer._maybe_symbolic_build
-
-    def reduce_per_replica(values, strategy, reduction):
-        if spans_workers(strategy) and reduction in ("auto", "mean"):
-            return tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
-        return keras_reduce(values, strategy, reduction)
-
-    def maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if strategy is None or iterator is None or not (spans_workers(strategy) or strategy.num_replicas_in_sync > 1):
-            return keras_build(self, iterator=iterator, data_batch=data_batch)
-        for _, _, batches in iterator:
-            data_batch = tree.map_structure(lambda value: strategy.experimental_local_results(value)[0],
-                                            next(batches))
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    reduce_per_replica.labkit_multiworker = True
-    trainer.reduce_per_replica = reduce_per_replica
-    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
-
-
-def _mirrored_cpu_devices():
-    """Every logical CPU device when there is no GPU and the CPU was split into several; else None (TF's choice)."""
-    if tf.config.list_logical_devices("GPU"):
-        return None
-    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
-    return cpus if len(cpus) > 1 else None
-
-
-def check_tf_config(text):
-    """Check a ``TF_CONFIG`` value for `MultiWorkerMirroredStrategy`; returns ``(n_workers, task_index)``.
-
-    It must be JSON like ``{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker",
-    "index": 0}}``: the same cluster list on every machine, each machine with its own index.
-
-    Raises:
-        LabkitInputError: naming what is missing or wrong.
-    """
-    import json
-
-    require(text, "--distribute multiworker needs the TF_CONFIG environment variable (see README: Scaling up)")
-    try:
-        config = json.loads(text)
-        workers, task = config["cluster"]["worker"], config["task"]
-    except (ValueError, KeyError, TypeError):
-        raise LabkitInputError('TF_CONFIG must be JSON with "cluster": {"worker": [...]} and "task": '
-                               '{"type": "worker", "index": i}') from None
-    require(isinstance(workers, list) and workers, "TF_CONFIG: cluster.worker must be a non-empty list of host:port")
-    index = task.get("index") if isinstance(task, dict) else None
-    require(isinstance(index, int) and 0 <= index < len(workers),
-            f"TF_CONFIG: task.index must be an integer in [0, {len(workers) - 1}], got {index!r}")
-    return len(workers), index
-
-
-def scale_for_replicas(strategy, batch_size, learning_rate, scale_lr=False):
-    """The global batch size and learning rate of a run under `strategy`.
-
-    ``--batch-size`` is per replica, so the global batch (what the dataset yields; the strategy splits it) is
-    `batch_size` × replicas. The learning rate stays as given unless `scale_lr`, which multiplies it by the number of
-    replicas (the linear scaling rule: a k-times larger batch averages k times more gradients per step).
-
-    Args:
-        strategy: a `tf.distribute.Strategy` (anything with ``num_replicas_in_sync``).
-        batch_size: images per replica.
-        learning_rate: the learning rate for one replica.
-        scale_lr: multiply the learning rate by the number of replicas (``--scale-lr``).
-
-    Returns:
-        ``(global_batch_size, learning_rate)``.
-
-    Example:
-        >>> scale_for_replicas(get_strategy("mirrored"), 8, 1e-4, scale_lr=True)   # on 4 GPUs
-        (32, 0.0004)
-    """
-    replicas = int(strategy.num_replicas_in_sync)
-    return int(batch_size) * replicas, float(learning_rate) * (replicas if scale_lr else 1)
-
-
-def distribute(settings):
-    """Set up a lab run's ``--distribute``: its strategy, global batch size and learning-rate factor.
-
-    Every lab calls this once, before it saves its config, so `config.json` records what really ran: ``replicas``,
-    ``global_batch_size`` (``--batch-size`` × replicas), ``lr_scale`` (replicas with ``--scale-lr``, else 1) and
-    ``learning_rate`` (``--lr`` × ``lr_scale``). Labs with several learning rates multiply each by ``lr_scale``.
-
-    Args:
-        settings: the lab's resolved settings (``distribute``, ``batch_size``, ``lr`` and ``scale_lr``).
-
-    Returns:
-        ``(strategy, global_batch_size, lr_scale)``.
-    """
-    strategy = get_strategy(settings.distribute)
-    scale_lr = bool(getattr(settings, "scale_lr", False))  # absent from config.json of runs before --scale-lr
-    batch, lr_scale = scale_for_replicas(strategy, settings.batch_size, 1.0, scale_lr)
-    settings.replicas, settings.global_batch_size = int(strategy.num_replicas_in_sync), batch
-    settings.lr_scale, settings.learning_rate = lr_scale, float(settings.lr) * lr_scale
-    if settings.replicas > 1:
-        rate = f"× {lr_scale:g} (--scale-lr)" if scale_lr else "as given (--scale-lr multiplies it)"
-        print(f"{settings.replicas} replicas: global batch {batch} ({settings.batch_size} per replica), "
-              f"learning rate {rate}")
-    return strategy, batch, lr_scale
 
 
 _METRIC_NAMES = {"dice_coef": dice_coef, "dice": thresholded_dice, "iou": iou_coef, "iou_coef": iou_coef}
@@ -296,18 +97,6 @@ def compile_model(model, learning_rate, loss, metrics=(), optimizer=None):
     )
     return model
 
-
-def _improved(value, best, mode):
-    return best is None or (value > best if mode == "max" else value < best)
-
-
-def monitor_mode(monitor):
-    """``max`` for accuracy/Dice/IoU/AUC-like metrics, ``min`` for losses and distances."""
-    if "loss" in monitor:
-        return "min"
-    return "max" if any(k in monitor for k in ("acc", "dice", "iou", "auc", "jaccard", "f1")) else "min"
-
-
 class RunRecorder(keras.callbacks.Callback):
     """Write ``history.csv`` after every epoch and ``model.keras`` whenever `monitor` improves; stop on NaN.
 
@@ -340,7 +129,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.run.write_csv("history.csv", self.rows)
         earlier = [r[self.monitor] for r in self.rows[:-1] if self.monitor in r]
         best = (max if self.mode == "max" else min)(earlier) if earlier else None
-        if self.monitor in row and _improved(row[self.monitor], best, self.mode):
+        if self.monitor in row and improved(row[self.monitor], best, self.mode):
             self.run.save_model(self.model)
 
 
@@ -488,36 +277,6 @@ def _record_death(run, history, monitor, mode, reason):
     best = summary["best"]
     return (f"{reason}. Best model kept in {run.file('model.keras')} (epoch {best['epoch']}, {monitor} "
             f"{best.get(monitor, float('nan')):.4f}); {advice}")
-
-
-def best_epoch(history, monitor, mode=None):
-    """Index (0-based) of the best epoch in a history dict by `monitor`."""
-    values = np.asarray(history[monitor], dtype=float)
-    return int(np.nanargmax(values) if (mode or monitor_mode(monitor)) == "max" else np.nanargmin(values))
-
-
-def summarize(history, monitor, mode=None):
-    """The ``metrics.json`` core: ``best`` (epoch and every value there), ``final`` (last row), ``epochs_run`` and
-    ``train_seconds``."""
-    index = best_epoch(history, monitor, mode)
-    row = lambda i: {k: v[i] for k, v in history.items() if k != "seconds"}  # noqa: E731
-    return {
-        "monitor": monitor,
-        "best": row(index),
-        "final": row(len(history[monitor]) - 1),
-        "epochs_run": len(history[monitor]),
-        "train_seconds": round(float(sum(history.get("seconds", []))), 2),
-    }
-
-
-def __getattr__(name):
-    """``train_unet`` (and its history view) live in `labkit.course_training`; importing them from here still works."""
-    if name in ("train_unet", "_HistoryView"):
-        from labkit import course_training
-
-        return getattr(course_training, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def collect_predictions(model, dataset, max_items=None):
     """Run `model` over a dataset of ``(inputs, targets)`` batches.

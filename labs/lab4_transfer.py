@@ -41,10 +41,12 @@ from labkit.data.pipeline import array_dataset, classification_dataset
 from labkit.data.split import refold_class_splits
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.features import bottleneck_features
+from labkit.history import summarize
 from labkit.models.classic import MLP_model, vgg16_model
 from labkit.models.transfer import resolve_weights, weights_text
 from labkit.runs import markdown_table
-from labkit.training import compile_model, distribute, fit, summarize
+from labkit.runtime import distribute
+from labkit.training import compile_model, fit
 
 import numpy as np
 
@@ -117,7 +119,8 @@ def main(argv=None):
     train, val = refold_class_splits(*find_lab2_set(root, dataset), settings.kfold, settings.seed)
     train, val = cli.readable(settings, train), cli.readable(settings, val)
     print(f"data: {dataset}: {train.counts()} training and {val.counts()} validation images")
-    strategy, batch, _ = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
+    distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
+    batch = distribution.global_batch_size
     n_class = len(train.class_names)
     one_hot = lambda labels: np.eye(n_class, dtype=np.float32)[labels]  # noqa: E731
 
@@ -138,10 +141,10 @@ def main(argv=None):
         val_data = classification_dataset(val.paths, val.labels, size, batch, n_class, channels, cache=True)
         build = lambda: vgg16_model(size, size, channels, settings.n_base, settings.dropout, n_class,  # noqa: E731
                                     batchnorm=settings.batchnorm)
-    cli.save_config(run, settings, root, len(train) + len(val))
-    with strategy.scope():
+    cli.save_config(run, settings, root, len(train) + len(val), distribution=distribution)
+    with distribution.strategy.scope():
         model = build()
-        compile_model(model, settings.learning_rate, "categorical_crossentropy", metrics=["accuracy"])
+        compile_model(model, distribution.learning_rate, "categorical_crossentropy", metrics=["accuracy"])
     print(f"{dataset}_{method}: {model.name}, {model.count_params():,} parameters")
 
     # Training: history.csv every epoch, model.keras at every new best validation accuracy.

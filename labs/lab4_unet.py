@@ -18,10 +18,11 @@ from labkit import cli, dice_coef, get_unet, loss_dice_plot
 from labkit.data import check_readable, find_xray_pairs, segmentation_dataset, synthetic
 from labkit.data.split import train_val_split
 from labkit.evaluation import mean_std, per_image_scores
+from labkit.history import summarize
 from labkit.plots import segmentation_samples
+from labkit.runtime import distribute
 from labkit.tensorboard import SegmentationImages
-from labkit.training import (LR_SCHEDULES, collect_predictions, compile_model, distribute, fit,
-                             learning_rate_schedule, summarize)
+from labkit.training import LR_SCHEDULES, collect_predictions, compile_model, fit, learning_rate_schedule
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 
@@ -74,8 +75,10 @@ def main(argv=None):
     pairs = check_readable(pairs, skip_bad=settings.skip_bad_files)
     train_pairs, val_pairs = train_val_split(pairs, settings.val_split, settings.seed, kfold=settings.kfold)
     # --batch-size is per replica: the global batch grows with the replicas (the learning rate too with --scale-lr).
-    strategy, batch, _ = distribute(settings)
-    cli.save_config(run, settings, data_dir, 2 * len(pairs), splits={"train": train_pairs, "val": val_pairs})
+    distribution = distribute(settings)
+    batch = distribution.global_batch_size
+    cli.save_config(run, settings, data_dir, 2 * len(pairs), splits={"train": train_pairs, "val": val_pairs},
+                    distribution=distribution)
     print(f"data: {len(train_pairs)} training and {len(val_pairs)} validation pairs from {data_dir}")
     # Decoded images stay in memory when they fit (cache="auto"), else they stream from disk every epoch.
     train = segmentation_dataset(train_pairs, size, batch, augment=settings.augment, shuffle=True,
@@ -83,10 +86,10 @@ def main(argv=None):
     val = segmentation_dataset(val_pairs, size, batch, cache="auto")
 
     # Model: the course's U-Net graph, built and compiled inside the distribution strategy's scope.
-    with strategy.scope():
+    with distribution.strategy.scope():
         model = get_unet((size, size, 1), base=settings.base, batchnorm=settings.batchnorm, dropout=settings.dropout)
         steps = settings.epochs * -(-len(train_pairs) // batch)
-        rate = learning_rate_schedule(settings.learning_rate, settings.lr_schedule, total_steps=steps)
+        rate = learning_rate_schedule(distribution.learning_rate, settings.lr_schedule, total_steps=steps)
         compile_model(model, rate, settings.loss, metrics=[dice_coef])  # labkit.losses.get_loss
     print(f"model: U-Net base {settings.base}, {model.count_params():,} parameters, loss {settings.loss}")
 

@@ -48,11 +48,13 @@ from labkit.errors import require
 from labkit.evaluation.classification import (classification_report_rows, classification_report_text,
                                               classification_scores)
 from labkit.gradcam import find_layer, grad_cam
+from labkit.history import summarize
 from labkit.losses import get_loss
 from labkit.models.classifiers import resnet50_classifier, resnet50_gradcam_layer
 from labkit.models.transfer import resolve_weights, weights_text
 from labkit.plots import class_gradcam_figure, confusion_matrix_figure, plot_history, roc_figure
-from labkit.training import compile_model, distribute, fit, summarize
+from labkit.runtime import distribute
+from labkit.training import compile_model, fit
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 import numpy as np
@@ -181,7 +183,7 @@ def class_weight(settings, labels):
     return {int(k): float(w) for k, w in zip(present, weights)}
 
 
-def datasets(settings, splits, batch):
+def datasets(settings, splits, batch, replicas):
     """tf.data pipelines; decoded images are cached in memory when they fit in about a gigabyte.
 
     Under several replicas the training and validation batches leave none of them empty (`even_replica_batches`);
@@ -195,7 +197,7 @@ def datasets(settings, splits, batch):
     val = classification_dataset(splits["val"].paths, splits["val"].labels, size, batch, n_class,
                                  cache=fits(len(splits["val"])))
     test = classification_dataset(splits["test"].paths, splits["test"].labels, size, batch, n_class)
-    train, val = (even_replica_batches(dataset, len(splits[split]), batch, settings.replicas)
+    train, val = (even_replica_batches(dataset, len(splits[split]), batch, replicas)
                   for dataset, split in ((train, "train"), (val, "val")))
     return train, val, test
 
@@ -210,18 +212,18 @@ def gradcam_samples(settings, model, test, predicted):
     return images, heatmaps, test.labels[chosen], predicted[chosen]
 
 
-def train_and_evaluate(settings, loss_name, run, splits, strategy, extra):
+def train_and_evaluate(settings, loss_name, run, splits, distribution, extra):
     """Build, train and evaluate one model into `run`; returns its metrics.json content (with `extra` added)."""
     epochs = settings.epochs or COURSE_EPOCHS[loss_name]
-    train, val, test = datasets(settings, splits, settings.global_batch_size)
+    train, val, test = datasets(settings, splits, distribution.global_batch_size, distribution.replicas)
 
     # Model: ResNet50 → global average pooling → dropout → dense softmax, compiled inside the strategy's scope.
-    with strategy.scope():
+    with distribution.strategy.scope():
         model = resnet50_classifier((settings.img_size, settings.img_size, 3), len(CLASSES), settings.weights,
                                     dropout=settings.dropout, freeze_backbone=settings.freeze_backbone,
                                     bn_momentum=settings.bn_momentum_used)
         loss = get_loss(loss_name, gamma=settings.focal_gamma, alpha=settings.focal_alpha)
-        compile_model(model, settings.learning_rate, loss,
+        compile_model(model, distribution.learning_rate, loss,
                       metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1_macro")])
         if not tf.config.list_physical_devices("GPU"):
             model.jit_compile = False  # XLA made ResNet50 training ~2× slower per epoch on CPU (measured)
@@ -320,13 +322,14 @@ def main(argv=None):
 
     # Data: labels matched by image ID; missing splits carved out grouped by lesion, stratified by class.
     data_dir, layout, splits, origin = load_splits(settings, inputs)
-    strategy, _, _ = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
-    cli.save_config(run, settings, data_dir or "given per split", sum(len(s) for s in splits.values()))
+    distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
+    cli.save_config(run, settings, data_dir or "given per split", sum(len(s) for s in splits.values()),
+                    distribution=distribution)
     print(f"data: {layout} from {data_dir or 'the given folders'}")
     split_table = describe_splits(splits, origin)
     data = {"data": {"layout": layout, "splits": split_table}, "weights": weights.record()}
 
-    train_and_evaluate(settings, settings.loss, run, splits, strategy, data)
+    train_and_evaluate(settings, settings.loss, run, splits, distribution, data)
     print(f"run folder: {run.path}")
 
 

@@ -31,9 +31,11 @@ from labkit.data.split import train_val_split
 from labkit.data.synthetic.atrium import atrium_dataset
 from labkit.errors import require
 from labkit.evaluation import evaluate_volumes
+from labkit.history import summarize
 from labkit.plots import surface_view, volume_slices
+from labkit.runtime import distribute
 from labkit.tensorboard import SegmentationImages
-from labkit.training import compile_model, distribute, fit, summarize
+from labkit.training import compile_model, fit
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 import tensorflow as tf
@@ -139,10 +141,12 @@ def main(argv=None):
     train_entries, test_entries, layout = find_cases(data_dir, settings)
     train_entries, val_entries = train_val_split(train_entries, settings.val_split, settings.seed, kfold=settings.kfold)
     # --batch-size is per replica: the global batch grows with the replicas (the learning rate too with --scale-lr).
-    strategy, batch, _ = distribute(settings)
+    distribution = distribute(settings)
+    batch = distribution.global_batch_size
     train_cases, val_cases, test_cases = (load_cases(e, skip_bad=settings.skip_bad_files)
                                           for e in (train_entries, val_entries, test_entries))
-    cli.save_config(run, settings, data_dir, sum(len(e) - 1 for e in train_entries + val_entries + test_entries))
+    cli.save_config(run, settings, data_dir, sum(len(e) - 1 for e in train_entries + val_entries + test_entries),
+                    distribution=distribution)
     for case in train_cases + val_cases + test_cases:
         if case.spacing is None and settings.spacing:
             case.spacing = tuple(settings.spacing)
@@ -154,10 +158,10 @@ def main(argv=None):
     val = tf.data.Dataset.from_tensor_slices(validation_patches(val_cases, patch)).batch(batch)
 
     # Model: the 3D U-Net, built and compiled inside the distribution strategy's scope.
-    with strategy.scope():
+    with distribution.strategy.scope():
         model = get_unet3d((*patch, 1), base=settings.base, depth=settings.depth, batchnorm=settings.batchnorm,
                            dropout=settings.dropout)
-        compile_model(model, settings.learning_rate, settings.loss, metrics=[dice_coef])
+        compile_model(model, distribution.learning_rate, settings.loss, metrics=[dice_coef])
     print(f"model: 3D U-Net base {settings.base}, depth {settings.depth}, {model.count_params():,} parameters, "
           f"loss {settings.loss}; {steps} steps of {batch} patches per epoch")
 
@@ -166,7 +170,7 @@ def main(argv=None):
     callbacks = [SegmentationImages.from_dataset(run.file("tensorboard"), val, n_images=3,
                                                  names=[case.name for case in val_cases])] if settings.tensorboard else []
     # No replica left without a patch (a lone validation patch goes to every replica): Dice as on one device.
-    val_batches = even_replica_batches(val, len(val_cases), batch, settings.replicas)
+    val_batches = even_replica_batches(val, len(val_cases), batch, distribution.replicas)
     history = fit(model, train, val_batches, settings.epochs, run=run, monitor="val_dice_coef",
                   steps_per_epoch=steps, callbacks=callbacks, **cli.fit_options(settings))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.training import resolve_precision
+from labkit.runtime import resolve_precision
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 from conftest import ROOT
 
 from labkit.errors import LabkitInputError
-from labkit.training import check_tf_config, get_strategy, scale_for_replicas
+from labkit.runtime import check_tf_config, get_strategy, scale_for_replicas
 
 SPLIT_CPU = """
 import json, os, sys
@@ -38,7 +38,8 @@ import keras
 from labkit import get_unet
 from labkit.data.pipeline import array_dataset
 from labkit.metrics import dice_coef
-from labkit.training import compile_model, fit, get_strategy, set_seed
+from labkit.runtime import get_strategy, set_seed
+from labkit.training import compile_model, fit
 
 rng = np.random.default_rng(0)
 masks = np.zeros((16, 32, 32, 1), np.float32)
@@ -70,7 +71,7 @@ import json, os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf
 sys.path.insert(0, {root!r})
-from labkit.training import get_strategy
+from labkit.runtime import get_strategy
 strategy = get_strategy("multiworker")
 """ + TRAINING.replace("{", "{{").replace("}", "}}") + """
 print(json.dumps(train(strategy)))
@@ -208,6 +209,18 @@ class TwoReplicaStandIn:
         return tf.distribute.get_strategy().scope()
 
 
+def test_distribute_returns_what_it_decided_and_leaves_the_settings_alone(monkeypatch):
+    import labkit.runtime
+
+    monkeypatch.setattr(labkit.runtime, "get_strategy", lambda name: TwoReplicaStandIn())
+    settings = SimpleNamespace(distribute="mirrored", batch_size=3, lr=0.001, scale_lr=True)
+    setup = labkit.runtime.distribute(settings)
+    assert (setup.replicas, setup.global_batch_size, setup.lr_scale) == (2, 6, 2)
+    assert setup.learning_rate == pytest.approx(0.002) and isinstance(setup.strategy, TwoReplicaStandIn)
+    assert setup.record() == {"replicas": 2, "global_batch_size": 6, "lr_scale": 2, "learning_rate": setup.learning_rate}
+    assert vars(settings) == {"distribute": "mirrored", "batch_size": 3, "lr": 0.001, "scale_lr": True}
+
+
 @pytest.fixture(scope="module")
 def tiny_sets(tmp_path_factory):
     """A few small files in each lab's layout, so six lab runs stay quick."""
@@ -252,9 +265,10 @@ def learning_rates(model):
 @pytest.mark.parametrize("lab, flags, rates", EVERY_LAB, ids=[lab for lab, _, _ in EVERY_LAB])
 def test_every_lab_feeds_the_global_batch_and_scales_its_learning_rates(lab_runner, monkeypatch, tmp_path, tiny_sets,
                                                                         lab, flags, rates):
+    import labkit.runtime
     import labkit.training
 
-    monkeypatch.setattr(labkit.training, "get_strategy", lambda name: TwoReplicaStandIn())
+    monkeypatch.setattr(labkit.runtime, "get_strategy", lambda name: TwoReplicaStandIn())
     batch_sizes, models, real_fit = [], [], labkit.training.fit
 
     def spying_fit(model, train, *args, **kwargs):
@@ -349,7 +363,7 @@ import numpy as np
 import keras
 from labkit.data.pipeline import even_replica_batches
 from labkit.metrics import dice_coef
-from labkit.training import get_strategy
+from labkit.runtime import get_strategy
 
 rng = np.random.default_rng(0)
 x = rng.random((9, 8, 8, 1)).astype("float32")

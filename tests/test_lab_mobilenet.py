@@ -17,7 +17,7 @@ from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
 from labkit.models.transfer import WeightsUnavailableError, resolve_weights
 from labkit.plots import comparison_curves, comparison_samples
 from labkit.tensorboard import IMAGES_RUN
-from labkit.training import get_strategy
+from labkit.runtime import get_strategy
 
 DECODER_TRAINABLE, ENCODER_TRAINABLE = 13_274_049, 2_223_872
 

@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from labkit import dice_coef, dice_coef_loss, get_unet
 from labkit.metrics import iou_coef, thresholded_dice
-from labkit.training import compile_model, cpu_has_bf16, resolve_precision, set_precision
+from labkit.runtime import cpu_has_bf16, resolve_precision, set_precision
+from labkit.training import compile_model
 
 
 def fake_machine(monkeypatch, gpu_capability=None, bf16_cpu=False):
@@ -21,7 +22,7 @@ def fake_machine(monkeypatch, gpu_capability=None, bf16_cpu=False):
                         lambda kind=None: gpus if kind == "GPU" else real_list(kind))
     monkeypatch.setattr(tf.config.experimental, "get_device_details",
                         lambda device: {"compute_capability": gpu_capability})
-    monkeypatch.setattr("labkit.training.cpu_has_bf16", lambda: bf16_cpu)
+    monkeypatch.setattr("labkit.runtime.cpu_has_bf16", lambda: bf16_cpu)
 
 
 @pytest.mark.parametrize(
@@ -48,7 +49,7 @@ def test_explicit_policies_are_kept_and_set(monkeypatch, name):
 )
 def test_cpu_bf16_detection_reads_the_flags(monkeypatch, tmp_path, cpuinfo, expected):
     (tmp_path / "cpuinfo").write_text(cpuinfo)
-    monkeypatch.setattr("labkit.training.Path", lambda _: tmp_path / "cpuinfo")
+    monkeypatch.setattr("labkit.runtime.Path", lambda _: tmp_path / "cpuinfo")
     assert cpu_has_bf16() is expected
 
 
@@ -99,7 +100,7 @@ def test_dice_over_a_big_low_precision_batch_is_exact(dtype):
 def test_lab_records_the_resolved_policy_and_trains_in_it(lab_runner, monkeypatch, tmp_path):
     from labkit.data.synthetic import xray_dataset
 
-    monkeypatch.setattr("labkit.training.cpu_has_bf16", lambda: True)  # a CPU with native bf16: auto → bf16
+    monkeypatch.setattr("labkit.runtime.cpu_has_bf16", lambda: True)  # a CPU with native bf16: auto → bf16
     data = xray_dataset(n_images=8, size=32, root=tmp_path / "data")
     out = tmp_path / "run"
     code, stdout, stderr = lab_runner("lab4_unet", ["--data-dir", data, "--out", out, "--precision", "auto",

@@ -10,8 +10,10 @@ from conftest import CrashAt
 
 from labkit import LabkitInputError, dice_coef, get_unet, loss_dice_plot, train_unet
 from labkit.data import array_dataset
+from labkit.history import summarize
 from labkit.runs import MANIFEST, RunFolder, atomic_write, read_csv, record_written, write_json
-from labkit.training import TrainingDiverged, compile_model, fit, resolve_precision, summarize
+from labkit.runtime import resolve_precision
+from labkit.training import TrainingDiverged, compile_model, fit
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -217,7 +219,7 @@ def test_a_nan_loss_keeps_the_last_good_model_byte_for_byte_and_exits_1(tmp_path
 
 @pytest.mark.parametrize("bf16, expected", [(True, "mixed_bfloat16"), (False, "float32")])
 def test_auto_precision_follows_the_cpu(monkeypatch, bf16, expected):
-    monkeypatch.setattr("labkit.training.cpu_has_bf16", lambda: bf16)
+    monkeypatch.setattr("labkit.runtime.cpu_has_bf16", lambda: bf16)
     assert resolve_precision("auto") == expected
     assert resolve_precision("mixed_float16") == "mixed_float16"
     with pytest.raises(ValueError, match="unknown precision"):
