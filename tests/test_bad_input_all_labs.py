@@ -6,7 +6,9 @@ import re
 import pytest
 
 LABS = ["lab4_unet", "lab4_transfer", "lab4_activation_map", "mobilenet_segmentation", "resnet50_classification",
-        "unet3d_segmentation"]
+        "unet3d_segmentation", "lab2_cnn", "lab3_cnn"]
+#: Labs without some of FLAG_CASES' flags (the Lab 1 MLP has no dropout): the data and run-folder cases only.
+DATA_LABS = LABS + ["lab1_mlp"]
 
 FLAG_CASES = [
     (["--batch-size", "0"], r"argument --batch-size: 0 is not > 0"),
@@ -25,6 +27,10 @@ CHOICE_CASES = [
     ("unet3d_segmentation", ["--loss", "hinge"], r"argument --loss: invalid choice: 'hinge'"),
     ("unet3d_segmentation", ["--patch", "30", "32", "16"], r"--patch"),
     ("lab4_unet", ["--img-size", "40"], r"not divisible by 16"),
+    ("lab2_cnn", ["--loss", "focal"], r"argument --loss: invalid choice: 'focal'"),
+    ("lab2_cnn", ["--optimizer", "adagrad"], r"argument --optimizer: invalid choice: 'adagrad'"),
+    ("lab3_cnn", ["--dataset", "xray"], r"argument --dataset: invalid choice: 'xray'"),
+    ("lab1_mlp", ["--base", "0"], r"argument --base: 0 is not > 0"),
 ]
 
 
@@ -50,14 +56,14 @@ def test_unknown_names_and_impossible_sizes(lab_runner, tmp_path, lab, flags, pa
     assert_one_error_line(code, stderr, pattern)
 
 
-@pytest.mark.parametrize("lab", LABS)
+@pytest.mark.parametrize("lab", DATA_LABS)
 def test_missing_data_folder_is_named(lab_runner, tmp_path, lab):
     missing = tmp_path / "no_such_folder"
     code, _, stderr = lab_runner(lab, ["--data-dir", missing, "--out", tmp_path / "run", "--quiet"])
     assert_one_error_line(code, stderr, re.escape(str(missing)))
 
 
-@pytest.mark.parametrize("lab", LABS)
+@pytest.mark.parametrize("lab", DATA_LABS)
 def test_empty_data_folder_is_named(lab_runner, tmp_path, lab):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -65,7 +71,7 @@ def test_empty_data_folder_is_named(lab_runner, tmp_path, lab):
     assert_one_error_line(code, stderr, re.escape(str(empty)))
 
 
-@pytest.mark.parametrize("lab", LABS)
+@pytest.mark.parametrize("lab", DATA_LABS)
 def test_a_finished_run_is_refused(lab_runner, tmp_path, lab):
     (tmp_path / "metrics.json").write_text('{"done": true}')
     code, _, stderr = lab_runner(lab, ["--out", tmp_path, "--quiet"])
@@ -73,7 +79,7 @@ def test_a_finished_run_is_refused(lab_runner, tmp_path, lab):
     assert (tmp_path / "metrics.json").read_text() == '{"done": true}'
 
 
-@pytest.mark.parametrize("lab", LABS)
+@pytest.mark.parametrize("lab", DATA_LABS)
 def test_overwrite_never_deletes_files_labkit_did_not_write(lab_runner, tmp_path, lab):
     (tmp_path / "metrics.json").write_text('{"done": true}')
     (tmp_path / "scan_001.png").write_text("the user's data")
