@@ -24,7 +24,6 @@ import argparse
 from pathlib import Path
 
 from labkit import cli, loss_accuracy_plot
-from labkit.data.augment import classification_augmentation
 from labkit.data.layouts.lab2 import find_lab2_set
 from labkit.data.pipeline import classification_dataset
 from labkit.data.split import refold_class_splits
@@ -45,8 +44,6 @@ COURSE = {"dataset": "bone", "img_size": 128, "n_base": 8, "dense_layers": (64, 
 DEMO = {"epochs": 15, "lr": 1e-3, "batchnorm": True, "n_train": 32, "n_val": 10}
 FULL_COURSE_COMMAND = "python labs/lab4_activation_map.py --data-dir /path/to/Lab2 --epochs 100 --lr 1e-5"
 CHANNELS = {"bone": 1, "skin": 3}
-#: Course Task 3 augmentation (training images only).
-AUGMENT = {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_range": 0.1, "horizontal_flip": True}
 
 
 def widths(text):
@@ -114,9 +111,9 @@ def main(argv=None):
                     distribution=distribution)
     print(f"data: {train.counts()} training and {val.counts()} validation images from {data_dir}")
     n_class = len(train.class_names)
-    augment = classification_augmentation(**AUGMENT, seed=settings.seed) if settings.augment else None
-    train_data = classification_dataset(train.paths, train.labels, size, batch, n_class, channels, augment=augment,
-                                        shuffle=True, seed=settings.seed, cache=True)
+    # augment=True: the course's classification set (rotation 10°, shifts 0.1, horizontal flip).
+    train_data = classification_dataset(train.paths, train.labels, size, batch, n_class, channels,
+                                        augment=settings.augment, shuffle=True, seed=settings.seed, cache=True)
     val_data = classification_dataset(val.paths, val.labels, size, batch, n_class, channels, cache=True)
 
     # Model: the course's VGG16-style classifier; Grad-CAM explains its layer "Last_ConvLayer".

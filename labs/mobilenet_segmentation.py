@@ -143,9 +143,8 @@ def lesion_data(settings, batch):
     print(f"data: {layout} ISIC 2016 layout in {data_dir}: {len(train_pairs)} training, {len(val_pairs)} validation "
           f"and {n_test} test pairs")
     read = lambda p, **kw: segmentation_dataset(p, settings.img_size, batch, channels=settings.channels, **kw)  # noqa: E731
-    train = read(train_pairs, shuffle=True, seed=settings.seed, cache=True)
-    if settings.augment:  # training batches only: crop, flips, rotation jointly; colour jitter on images
-        train = train.map(LesionAugment(seed=settings.seed))
+    augment = LesionAugment(seed=settings.seed) if settings.augment else None  # crop, flips, rotation jointly;
+    train = read(train_pairs, shuffle=True, seed=settings.seed, cache=True, augment=augment)  # colour on images
     calibration = segmentation_dataset(train_pairs[:CALIBRATION_IMAGES], settings.img_size, CALIBRATION_IMAGES,
                                        channels=settings.channels)
     return {"train": train, "val": read(val_pairs, cache=True), "test": read(test_pairs),

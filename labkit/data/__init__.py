@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.data.augment import COURSE_AUGMENT, JointAugment, augmentation_layers, resolve_augment
+from labkit.data.augment import COURSE_AUGMENT, augmentation_layers, make_augmenter, resolve_augment
 from labkit.data.io import find_unreadable, load_image, load_mask, load_mask_levels
 from labkit.data.layouts import check_readable, find_xray_pairs, list_image_files, pair_by_name
 from labkit.data.generators import create_generator, image_mask_generator
@@ -136,9 +136,9 @@ def binarize_mask(data, img_height, img_width, val_lower=0.5, val_upper=1):
 
 
 __all__ = [
-    "COURSE_AUGMENT", "JointAugment", "array_dataset", "augmentation_layers", "binarize_mask", "check_readable",
+    "COURSE_AUGMENT", "array_dataset", "augmentation_layers", "binarize_mask", "check_readable",
     "create_generator", "find_unreadable", "find_xray_pairs", "gen_labels", "gen_labels_multiclass", "get_data",
     "get_data_arrays", "get_data_multiclass", "get_length", "get_train_test_arrays",
     "get_train_test_arrays_multiclass", "image_mask_generator", "list_image_files", "load_data", "load_image",
-    "load_mask", "load_partial_data", "pair_by_name", "resolve_augment", "segmentation_dataset",
+    "load_mask", "load_partial_data", "make_augmenter", "pair_by_name", "resolve_augment", "segmentation_dataset",
 ]

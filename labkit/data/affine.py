@@ -1,10 +1,11 @@
 """Joint image + mask augmentation as one random affine transform per sample, for the tf.data pipeline.
 
-`JointAffineAugment` draws the same random transforms as `labkit.data.augment.JointAugment` (and as the course's
-`ImageDataGenerator` with the Task 4e options) — flip, rotation, shift, independent zoom of height and width — but
-composes them into a single matrix per sample and resamples each batch once (`affine_resample`, compiled with
-XLA). The Keras-layer version resamples once per layer (rotation, translation and
-zoom: three bilinear passes), which costs about three times as long and blurs the image three times.
+`JointAffineAugment` draws the random transforms of the course's `ImageDataGenerator` with the Task 4e options —
+flip, rotation, shift, independent zoom of height and width — but composes them into a single matrix per sample
+and resamples each batch once (`affine_resample`, compiled with XLA). A stack of Keras image layers resamples once
+per layer (rotation, translation and zoom: three bilinear passes), which costs about three times as long and
+blurs the image three times. It is what ``augment=`` options become for segmentation data
+(`labkit.data.augment.make_augmenter`).
 
 Randomness is stateless: each batch gets its transforms from a seed pair (`segmentation_dataset` feeds one per
 batch from ``tf.data.Dataset.random``), so a seeded pipeline gives the same batches however many threads run it.
@@ -112,7 +113,7 @@ class JointAffineAugment:
     """Apply one random affine transform per sample to a batch of images and their masks together.
 
     Image and mask channels are stacked and resampled in one bilinear pass (pixels from outside the image are 0);
-    the mask channel is re-binarised at 0.5 and images are clipped to [0, 1], as in `JointAugment`.
+    the mask channel is re-binarised at 0.5 and images are clipped to [0, 1].
 
     Args:
         options: None, True (the course's Task 4e set) or a dict of `ImageDataGenerator`-style options

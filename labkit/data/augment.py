@@ -1,8 +1,21 @@
-"""Joint image + mask augmentation with Keras preprocessing layers, on whole batches.
+"""Augmentation: one `augment=` argument for every dataset builder, resolved by `make_augmenter`.
 
-Image and mask are stacked along the channel axis and go through the same random layers together, so each pair gets
-the identical geometric transform (the course's two unseeded `ImageDataGenerator`s could disagree). The mask channel
-is re-binarised at 0.5 afterwards, so masks stay in {0, 1}.
+Every builder (`segmentation_dataset`, `array_dataset`, `classification_dataset`, `patch_dataset`) takes the same
+kind of ``augment``:
+
+- ``None`` or ``False``: no augmentation;
+- ``True``: the course's set for that kind of data (`AUGMENT_DEFAULTS`: Lab 4 Task 4e for segmentation, Lab 3
+  Tasks 8–9 for classification, the 3D lab's rotation and flips for volumes);
+- a dict of options in `ImageDataGenerator`'s names (a Keras ``ImageDataGenerator`` itself for 2D data), checked by
+  `resolve_augment` (unknown names are refused, naming them);
+- an augmenter: an object called ``augmenter(images, targets) -> (images, targets)`` on what the builder makes (a
+  batch of 2D images with their masks or labels; one 3D block with its label). One that also takes ``seed=``
+  gets a stateless ``(2,)`` seed per batch, so a seeded pipeline gives the same batches at any parallelism. For
+  classification a Keras preprocessing layer also works: it is applied to the images only (`ImageOnly`).
+
+Segmentation applies one random transform jointly to image and mask (`labkit.data.affine.JointAffineAugment`) and
+keeps masks in {0, 1}; classification transforms images only (`classification_augmentation`); volumes rotate in the
+axial plane and flip (`labkit.data.augment3d.VolumeAugment`).
 """
 
 import keras
@@ -10,7 +23,7 @@ from keras import layers, ops
 
 from labkit.errors import require
 
-#: Lab 4 Task 4e, in `ImageDataGenerator`'s argument names.
+#: Lab 4 Task 4e (segmentation), in `ImageDataGenerator`'s argument names.
 COURSE_AUGMENT = {
     "rotation_range": 10,
     "width_shift_range": 0.1,
@@ -18,7 +31,22 @@ COURSE_AUGMENT = {
     "zoom_range": 0.2,
     "horizontal_flip": True,
 }
-_KNOWN = set(COURSE_AUGMENT) | {"vertical_flip"}
+#: Lab 3 Tasks 8–9 and Lab 4 Task 3 (classification, training images only).
+CLASSIFICATION_AUGMENT = {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_range": 0.1,
+                          "horizontal_flip": True}
+#: Lab 3 Task 7's `ImageDataGenerator` settings (the augmentation preview).
+LAB3_T7_AUGMENT = {"rotation_range": 20, "width_shift_range": 0.2, "height_shift_range": 0.2,
+                   "horizontal_flip": True}
+#: The 3D lab: rotation up to ±20° in the axial plane, flips of both in-plane axes.
+VOLUME_AUGMENT = {"rotation_range": 20, "horizontal_flip": True, "vertical_flip": True}
+#: What ``augment=True`` means for each kind of dataset.
+AUGMENT_DEFAULTS = {"segmentation": COURSE_AUGMENT, "classification": CLASSIFICATION_AUGMENT,
+                    "volume": VOLUME_AUGMENT}
+_GEOMETRIC = ("rotation_range", "width_shift_range", "height_shift_range", "zoom_range", "horizontal_flip",
+              "vertical_flip")
+#: The option names each kind of dataset understands.
+KNOWN_OPTIONS = {"segmentation": _GEOMETRIC, "classification": _GEOMETRIC + ("brightness", "contrast"),
+                 "volume": ("rotation_range", "horizontal_flip", "vertical_flip")}
 
 
 #: `ImageDataGenerator` settings labkit cannot apply jointly to an image and its mask, with their "off" values.
@@ -72,24 +100,33 @@ def image_data_generator_options(generator):
     return options
 
 
-def resolve_augment(augment):
-    """Normalise an ``augment`` argument: None/False → None, True → `COURSE_AUGMENT`, a dict → checked copy,
-    a Keras ``ImageDataGenerator`` → its settings (see `image_data_generator_options`).
+def resolve_augment(augment, kind="segmentation"):
+    """The options of an ``augment`` argument: None/False → None, True → ``AUGMENT_DEFAULTS[kind]``, a dict →
+    checked copy, a Keras ``ImageDataGenerator`` (2D kinds) → its settings (see `image_data_generator_options`).
 
     ``zoom_range`` is a float z (scale drawn from ``[1 − z, 1 + z]``) or a ``(low, high)`` pair of scale factors.
+
+    Args:
+        augment: the argument (an augmenter object is not options: see `make_augmenter`).
+        kind: ``"segmentation"``, ``"classification"`` or ``"volume"`` (`KNOWN_OPTIONS`).
 
     Raises:
         LabkitInputError: for an unknown key (the message names it) or a negative range.
     """
+    require(kind in KNOWN_OPTIONS, f"unknown kind of dataset {kind!r}: choose {', '.join(KNOWN_OPTIONS)}")
     if augment is None or augment is False:
         return None
     if augment is True:
-        return dict(COURSE_AUGMENT)
-    if is_image_data_generator(augment):
+        return dict(AUGMENT_DEFAULTS[kind])
+    if is_image_data_generator(augment) and kind != "volume":
         augment = image_data_generator_options(augment)
-    unknown = sorted(set(augment) - _KNOWN)
-    require(not unknown, f"unknown augmentation option(s) {', '.join(unknown)}: known are {', '.join(sorted(_KNOWN))}")
-    scalars = ("rotation_range", "width_shift_range", "height_shift_range")
+    require(isinstance(augment, dict), f"augment must be None, True, False, a dict of options or an augmenter, got "
+            f"{type(augment).__name__}")
+    known = KNOWN_OPTIONS[kind]
+    unknown = sorted(set(augment) - set(known))
+    require(not unknown, f"unknown {kind} augmentation option(s) {', '.join(unknown)}: known are "
+            f"{', '.join(sorted(known))}")
+    scalars = ("rotation_range", "width_shift_range", "height_shift_range", "brightness", "contrast")
     zoom = augment.get("zoom_range", 0.0)
     for key in scalars + (() if isinstance(zoom, (list, tuple)) else ("zoom_range",)):
         require(float(augment.get(key, 0)) >= 0, f"augmentation {key} must be >= 0, got {augment.get(key)}")
@@ -97,6 +134,58 @@ def resolve_augment(augment):
     require(0 < low <= high, f"augmentation zoom_range must give scale factors 0 < low <= high, got "
             f"{augment.get('zoom_range')}")
     return dict(augment)
+
+
+def make_augmenter(augment, kind, seed=None):
+    """The one resolver of every builder's ``augment`` argument (see the module docstring).
+
+    Args:
+        augment: None/False, True, a dict of options (or an ``ImageDataGenerator``), or an augmenter object.
+        kind: ``"segmentation"`` (joint image + mask), ``"classification"`` (images only) or ``"volume"`` (3D).
+        seed: seed of the augmenter's random draws (for ``"volume"`` also a `numpy.random.Generator` to share).
+
+    Returns:
+        None (no augmentation) or an augmenter ``(images, targets) -> (images, targets)``.
+
+    Raises:
+        LabkitInputError: unknown options, or a Keras layer for masks or volumes (it would move the image alone).
+
+    Example:
+        >>> make_augmenter({"rotation_range": 20, "horizontal_flip": True}, "classification", seed=1)
+        ImageOnly(classification_augmentation)
+    """
+    if isinstance(augment, keras.layers.Layer):
+        require(kind == "classification", f"a Keras layer moves the images alone, not their {kind} targets: pass "
+                "a dict of options or an augmenter (images, targets) -> (images, targets)")
+        return ImageOnly(augment)
+    if callable(augment) and not is_image_data_generator(augment):
+        return augment
+    options = resolve_augment(augment, kind)
+    if not options:
+        return None
+    if kind == "segmentation":
+        from labkit.data.affine import JointAffineAugment  # TensorFlow graph code, only when masks are augmented
+
+        return JointAffineAugment(options)
+    if kind == "classification":
+        return ImageOnly(classification_augmentation(**options, seed=seed))
+    from labkit.data.augment3d import VolumeAugment
+
+    return VolumeAugment(options, seed)
+
+
+class ImageOnly:
+    """An augmenter from a Keras preprocessing layer: the layer transforms each image batch (clipped to [0, 1]),
+    the labels pass unchanged."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __call__(self, images, labels):
+        return ops.clip(self.layer(images, training=True), 0.0, 1.0), labels
+
+    def __repr__(self):
+        return f"ImageOnly({self.layer.name})"
 
 
 def augmentation_layers(
@@ -107,6 +196,7 @@ def augmentation_layers(
     horizontal_flip=False,
     vertical_flip=False,
     seed=None,
+    fill_mode="constant",
 ):
     """A `keras.Sequential` of random geometric layers that mirrors `ImageDataGenerator`'s options.
 
@@ -117,12 +207,13 @@ def augmentation_layers(
             and width (as the course).
         horizontal_flip, vertical_flip: random flips.
         seed: seed of the random layers (each layer gets its own offset of it).
+        fill_mode: how pixels moved in from outside the image are filled: ``"constant"`` (0) or ``"nearest"``.
 
     Returns:
-        A `keras.Sequential`; pixels moved in from outside the image are 0 (no smeared mask borders).
+        A `keras.Sequential`.
     """
     seeds = iter(range(seed, seed + 8)) if seed is not None else iter([None] * 8)
-    fill = {"fill_mode": "constant", "fill_value": 0.0, "interpolation": "bilinear"}
+    fill = {"fill_mode": fill_mode, "fill_value": 0.0, "interpolation": "bilinear"}
     stack = []
     if horizontal_flip or vertical_flip:
         mode = "horizontal_and_vertical" if horizontal_flip and vertical_flip else (
@@ -139,27 +230,6 @@ def augmentation_layers(
     return keras.Sequential(stack, name="joint_augmentation")
 
 
-class JointAugment:
-    """Apply one random transform per sample to a batch of images and their masks together.
-
-    Example:
-        >>> augment = JointAugment(COURSE_AUGMENT, seed=1)
-        >>> images, masks = augment(images, masks)   # (b, h, w, c) and (b, h, w, 1) tensors
-    """
-
-    def __init__(self, options, seed=None):
-        self.options = resolve_augment(options) or {}
-        self.layers = augmentation_layers(**self.options, seed=seed)
-
-    def __call__(self, images, masks):
-        channels = images.shape[-1]
-        stacked = ops.concatenate([ops.cast(images, "float32"), ops.cast(masks, "float32")], axis=-1)
-        stacked = self.layers(stacked, training=True)
-        images = ops.clip(stacked[..., :channels], 0.0, 1.0)
-        masks = ops.cast(stacked[..., channels:] > 0.5, "float32")
-        return images, masks
-
-
 def classification_augmentation(
     horizontal_flip=True, vertical_flip=False, rotation_range=0, width_shift_range=0.0, height_shift_range=0.0,
     zoom_range=0.0, brightness=0.0, contrast=0.0, seed=None,
@@ -174,14 +244,11 @@ def classification_augmentation(
         seed: seed of the random layers.
 
     Returns:
-        A `keras.Sequential` taking image batches in [0, 1].
+        A `keras.Sequential` taking image batches in [0, 1] (`make_augmenter` builds one from ``augment=`` options).
     """
     geometric = augmentation_layers(rotation_range, width_shift_range, height_shift_range, zoom_range,
-                                    horizontal_flip, vertical_flip, seed=seed)
+                                    horizontal_flip, vertical_flip, seed=seed, fill_mode="nearest")
     stack = list(geometric.layers)
-    for layer in stack:
-        if hasattr(layer, "fill_mode"):
-            layer.fill_mode = "nearest"
     offset = (seed or 0) + 100
     if brightness:
         stack.append(layers.RandomBrightness(brightness, value_range=(0.0, 1.0), seed=offset if seed is not None else None))
@@ -222,7 +289,7 @@ class LesionAugment:
     Example:
         >>> augment = LesionAugment(seed=1)
         >>> images, masks = augment(images, masks)   # (b, h, w, 3) in [0, 1] and (b, h, w, 1) in {0, 1}
-        >>> train = segmentation_dataset(pairs, 128, 32, channels=3, shuffle=True).map(augment)
+        >>> train = segmentation_dataset(pairs, 128, 32, channels=3, shuffle=True, augment=augment)
     """
 
     def __init__(self, options=None, seed=None):

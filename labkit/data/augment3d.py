@@ -12,6 +12,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from labkit.data.augment import resolve_augment
 from labkit.errors import require
 
 AXIAL_AXES = (0, 1)
@@ -71,3 +72,33 @@ def random_rotate_flip(image, label, rng, max_angle=20.0, flip_axes=AXIAL_AXES):
         if rng.random() < 0.5:
             image, label = np.flip(image, axis), np.flip(label, axis)
     return np.ascontiguousarray(image), np.ascontiguousarray(label)
+
+
+class VolumeAugment:
+    """The 3D augmenter of `labkit.data.patches.training_patches` (``augment=`` of `patch_dataset`): a random
+    rotation in the axial plane and random in-plane flips, the same for an image block and its label.
+
+    Args:
+        options: None/True (`labkit.data.augment.VOLUME_AUGMENT`) or a dict of ``rotation_range`` (degrees, either
+            way), ``horizontal_flip`` (axis 1) and ``vertical_flip`` (axis 0).
+        seed: seed of the draws, or a `numpy.random.Generator` to draw from (the patch sampler shares its own).
+
+    Example:
+        >>> augment = VolumeAugment({"rotation_range": 10, "horizontal_flip": True}, seed=0)
+        >>> block = augment.context((32, 32, 8))   # cut this much around the patch, augment, centre-crop
+        >>> image, label = augment(image_block, label_block)
+    """
+
+    def __init__(self, options=True, seed=None):
+        self.options = resolve_augment(True if options is None else options, "volume") or {}
+        self.max_angle = float(self.options.get("rotation_range", 0))
+        self.flip_axes = tuple(axis for axis, key in enumerate(("vertical_flip", "horizontal_flip"))
+                               if self.options.get(key))
+        self.rng = np.random.default_rng(seed)
+
+    def context(self, patch):
+        """The block to cut around a patch of shape `patch` so that the rotation brings no empty corners in."""
+        return context_shape(patch, self.max_angle)
+
+    def __call__(self, image, label):
+        return random_rotate_flip(image, label, self.rng, self.max_angle, self.flip_axes)

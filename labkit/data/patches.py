@@ -173,41 +173,50 @@ def sliding_window_inference(volume, predict, patch, overlap=0.5, blend="gaussia
     return (total / weight_sum[..., None])[region].astype(np.float32)
 
 
-def training_patches(cases, patch, seed=None, foreground_prob=0.5, augment=False, max_angle=20.0):
+def training_patches(cases, patch, seed=None, foreground_prob=0.5, augment=False):
     """An endless stream of random training patches ``(image, label)``, each ``(*patch, 1)`` float32.
 
     Cases are visited in a fresh random order each round; each gives one foreground-biased crop (`random_crop`).
-    With `augment`, a larger block is cut, rotated in the axial plane and flipped (`labkit.data.augment3d`), then
-    centre-cropped to `patch`, so the rotation never brings empty corners into the patch.
+    With `augment`, a larger block is cut (the augmenter's ``context``, if it has one), augmented, then
+    centre-cropped to `patch`, so a rotation never brings empty corners into the patch.
 
     Args:
         cases: objects with ``image`` and ``label`` arrays ``(x, y, z)`` (e.g. `VolumeCase`).
         patch: ``(px, py, pz)``.
         seed: seed of the crop positions and augmentation.
         foreground_prob: share of crops centred on a foreground voxel.
-        augment: random rotation (±`max_angle`° about the slice axis) and flips, identical for image and label.
+        augment: as every builder's (`labkit.data.augment.make_augmenter`, kind ``"volume"``): True is a random
+            rotation (±20° about the slice axis) and in-plane flips, identical for image and label
+            (`labkit.data.augment3d.VolumeAugment`); an augmenter is called ``(image_block, label_block)``.
     """
-    from labkit.data.augment3d import context_shape, random_rotate_flip
+    from labkit.data.augment import make_augmenter
 
     patch = as_patch(patch)
     rng = np.random.default_rng(seed)
-    block = context_shape(patch, max_angle) if augment else patch
+    augmenter = make_augmenter(augment, "volume", seed=rng)  # one generator: crops and transforms in one sequence
+    return _patch_stream(cases, patch, rng, foreground_prob, augmenter)
+
+
+def _patch_stream(cases, patch, rng, foreground_prob, augmenter):
+    block = augmenter.context(patch) if hasattr(augmenter, "context") else patch
     while True:
         for index in rng.permutation(len(cases)):
             case = cases[index]
             start = random_crop_start(case.label, patch, rng, foreground_prob) - (np.asarray(block) - patch) // 2
             image, label = crop(case.image, start, block), crop(case.label, start, block)
-            if augment:
-                image, label = random_rotate_flip(image, label, rng, max_angle)
+            if augmenter is not None:
+                image, label = augmenter(image, label)
                 image, label = centre_crop(image, patch), centre_crop(label, patch)
             yield image[..., None].astype(np.float32), label[..., None].astype(np.float32)
 
 
 def patch_dataset(cases, patch, batch_size, seed=None, foreground_prob=0.5, augment=False):
-    """A repeating, batched `tf.data.Dataset` of `training_patches` (use with ``steps_per_epoch``)."""
+    """A repeating, batched `tf.data.Dataset` of `training_patches` (use with ``steps_per_epoch``); `augment` as
+    there."""
     import tensorflow as tf
 
     patch = as_patch(patch)
+    training_patches(cases, patch, seed, foreground_prob, augment)  # bad options fail here, not inside tf.data
     spec = tf.TensorSpec((*patch, 1), tf.float32)
     dataset = tf.data.Dataset.from_generator(
         lambda: training_patches(cases, patch, seed, foreground_prob, augment), output_signature=(spec, spec)

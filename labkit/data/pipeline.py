@@ -2,19 +2,21 @@
 
 They stream from disk: without a cache only file paths are held in memory (they are shuffled before decoding), so
 memory does not grow with the number of files; ``cache="auto"`` keeps decoded data in memory only when it fits
-`CACHE_BUDGET_BYTES`. Every stage runs with ``AUTOTUNE`` parallelism. Segmentation batches are augmented by
-`labkit.data.affine.JointAffineAugment`: one composed affine resampling per batch, seeded per batch.
+`CACHE_BUDGET_BYTES`. Every stage runs with ``AUTOTUNE`` parallelism. Every builder's ``augment`` is resolved by
+`labkit.data.augment.make_augmenter`; segmentation batches get `labkit.data.affine.JointAffineAugment` (one
+composed affine resampling per batch, seeded per batch), classification batches an image-only augmenter.
 
 Prefetching to the accelerator needs no option here: `keras.Model.fit` hands every dataset to its distribution
 strategy's ``experimental_distribute_dataset``, which prefetches batches onto each replica's device. The datasets
 shard by data (not by file) under ``MultiWorkerMirroredStrategy``.
 """
 
+import inspect
+
 import numpy as np
 import tensorflow as tf
 
-from labkit.data.affine import JointAffineAugment
-from labkit.data.augment import resolve_augment
+from labkit.data.augment import make_augmenter
 from labkit.errors import require
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -80,21 +82,30 @@ def decode_mask(path, img_size):
     return tf.cast(decode_image(path, img_size, channels=1) > 0.5, tf.float32)
 
 
+def _augmented(dataset, augmenter, seed):
+    """`dataset` of batches mapped through an augmenter ``(images, targets) -> (images, targets)``.
+
+    An augmenter that takes ``seed=`` gets one stateless seed pair per batch, drawn from `seed`: the same seed
+    gives the same batches whatever the parallelism. Others keep their own random state, so they run one batch
+    at a time, in order (a seeded run then repeats its draws)."""
+    if augmenter is None:
+        return dataset
+    if "seed" in inspect.signature(augmenter.__call__).parameters:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        return tf.data.Dataset.zip((dataset, seeds)).map(
+            lambda batch, pair: augmenter(*batch, seed=pair), num_parallel_calls=AUTOTUNE)
+    return dataset.map(lambda images, targets: augmenter(images, targets))
+
+
 def _batched(dataset, batch_size, augment, seed, shuffle, n_items, repeat):
     require(int(batch_size) >= 1, f"batch size must be at least 1, got {batch_size}")
+    augmenter = make_augmenter(augment, "segmentation", seed)
     if shuffle:
         dataset = dataset.shuffle(n_items, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(int(batch_size), num_parallel_calls=AUTOTUNE)
-    options = resolve_augment(augment)
-    if options:
-        joint = JointAffineAugment(options)
-        # One stateless seed pair per batch: the same seed gives the same batches whatever the parallelism.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda batch, pair: joint(*batch, seed=pair), num_parallel_calls=AUTOTUNE)
-    return _shard_by_data(dataset.prefetch(AUTOTUNE))
+    return _shard_by_data(_augmented(dataset, augmenter, seed).prefetch(AUTOTUNE))
 
 
 def segmentation_dataset(
@@ -107,8 +118,10 @@ def segmentation_dataset(
         img_size: int or ``(height, width)``.
         batch_size: images per batch.
         channels: image channels (1 grey, 3 RGB).
-        augment: None, True (the course's Task 4e set) or a dict of `ImageDataGenerator`-style options;
-            applied jointly to image and mask (`JointAffineAugment`). Give it for training data only.
+        augment: None/False, True (the course's Task 4e set), a dict of `ImageDataGenerator`-style options
+            (applied jointly to image and mask by `JointAffineAugment`) or an augmenter ``(images, masks) ->
+            (images, masks)`` such as `labkit.data.augment.LesionAugment`; see `make_augmenter`. Give it for
+            training data only.
         shuffle: reshuffle every epoch (seeded by `seed`).
         seed: seed for shuffling and augmentation.
         cache: False, True (memory), ``"auto"`` (memory if the decoded pairs fit `CACHE_BUDGET_BYTES`, else
@@ -154,7 +167,10 @@ def classification_dataset(
         batch_size: images per batch.
         n_class: number of classes (labels are one-hot encoded to this width).
         channels: 1 or 3.
-        augment: None, or a callable / Keras layer applied to each image batch (e.g. `classification_augmentation`).
+        augment: None/False, True (the course's Lab 3 Tasks 8–9 set: rotation 10°, shifts 0.1, horizontal flip), a
+            dict of `ImageDataGenerator`-style options (plus ``brightness``, ``contrast``), an augmenter
+            ``(images, labels) -> (images, labels)``, or a Keras preprocessing layer applied to the images (e.g.
+            `labkit.data.augment.dermoscopy_augmentation`); see `make_augmenter`. Training data only.
         shuffle, seed, cache, repeat: as in `segmentation_dataset` (``cache="auto"`` included).
 
     Returns:
@@ -164,6 +180,7 @@ def classification_dataset(
     require(len(paths) == len(labels), f"{len(paths)} images but {len(labels)} labels")
     labels = np.asarray(labels, dtype=np.int64)
     require(labels.min() >= 0 and labels.max() < n_class, f"labels must be in [0, {n_class}), got {labels.min()}…{labels.max()}")
+    augmenter = make_augmenter(augment, "classification", seed)
     cache = resolve_cache(cache, len(paths), img_size, channels)
     dataset = tf.data.Dataset.from_tensor_slices((tf.constant([str(p) for p in paths]), labels))
     if shuffle and cache is False:  # streaming: shuffle the names, so the buffer never holds decoded images
@@ -179,10 +196,7 @@ def classification_dataset(
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(int(batch_size), num_parallel_calls=AUTOTUNE)
-    if augment is not None:
-        dataset = dataset.map(lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y),
-                              num_parallel_calls=AUTOTUNE)
-    return _shard_by_data(dataset.prefetch(AUTOTUNE))
+    return _shard_by_data(_augmented(dataset, augmenter, seed).prefetch(AUTOTUNE))
 
 
 def even_replica_batches(dataset, n_items, batch_size, replicas):
