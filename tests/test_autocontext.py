@@ -1,0 +1,127 @@
+"""Auto-context (labkit.autocontext): out-of-fold context maps, the step table, and the Lab 5 run at tiny size."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labkit import autocontext, cli
+from labkit.runs import read_csv
+
+N_TRAIN, N_VAL, SIZE = 8, 2, 4
+#: Step s's validation Dice in the fake lab, so the table can be checked against the children.
+FAKE_DICE = {1: 0.61, 2: 0.74, 3: 0.7}
+
+
+class Memoriser:
+    """A fake model that knows which images it trained on: its map of an image is 1 where it trained on it, 0 where
+    not, plus its identity / 10 (0 the full model, i the model without inner fold i)."""
+
+    def __init__(self, trained_on, identity):
+        self.trained_on, self.identity = set(trained_on), identity
+
+    def predict(self, images, batch_size=None, verbose=0):
+        ids = images[:, 0, 0, 0].round().astype(int)
+        values = [float(i in self.trained_on) + self.identity / 10 for i in ids]
+        return np.stack([np.full((SIZE, SIZE, 1), v, np.float32) for v in values])
+
+
+def fake_lab(argv=None):
+    """A lab with the four auto-context hooks; image i is constant i, the last two are the validation slices."""
+    parser = cli.lab_parser("fake lab", {})
+    autocontext.add_arguments(parser)
+    args = parser.parse_args(argv)
+    if autocontext.run_steps(fake_lab, args, argv):
+        return
+    settings, run = cli.start_run("fake_lab", args, {"epochs": 1}, {})
+    pairs = [(Path(f"Im{i}_0.png"), Path(f"Im{i}_0_mask.png")) for i in range(N_TRAIN + N_VAL)]
+    images = np.arange(N_TRAIN + N_VAL, dtype=np.float32)[:, None, None, None] * np.ones((1, SIZE, SIZE, 1), np.float32)
+    masks = np.zeros_like(images)
+    parts = autocontext.step_parts(settings, {"train": (pairs[:N_TRAIN], images[:N_TRAIN], masks[:N_TRAIN]),
+                                              "val": (pairs[N_TRAIN:], images[N_TRAIN:], masks[N_TRAIN:])})
+    run.write_json("inputs.json", {part: {p[0].name: x[..., 1:].mean() if x.shape[-1] > 1 else None
+                                          for p, x in zip(pairs_, x_)} for part, (pairs_, x_, _) in parts.items()})
+    fold = settings.context_fold
+    model = Memoriser(parts["train"][1][:, 0, 0, 0].round().astype(int), fold[0] if fold else 0)
+    autocontext.save_maps(run, model, parts, settings)
+    step = settings.autocontext_step or 1
+    best = {"epoch": 1, "val_dice_coef": FAKE_DICE[step] - 0.05}
+    run.write_json("metrics.json", {"monitor": "val_dice_coef", "best": best, "final": best, "epochs_run": 1,
+                                    "train_seconds": 2.0, "validation": {"dice": {"mean": FAKE_DICE[step],
+                                                                                  "std": 0.01 * step}}})
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("autocontext") / "run"
+    fake_lab(["--autocontext", "3", "--autocontext-folds", "2", "--out", str(out), "--quiet"])
+    return out
+
+
+def inner_folds():
+    """Inner fold (1 or 2) of each training image, as the children split them."""
+    pairs = [(Path(f"Im{i}_0.png"),) for i in range(N_TRAIN)]
+    return {i: fold for fold in (1, 2) for i in autocontext.inner_fold(pairs, (fold, 2), seed=42)[1]}
+
+
+def test_children_are_the_steps_and_their_fold_models(fake_run):
+    children = sorted(p.name for p in fake_run.iterdir() if p.is_dir())
+    assert children == ["step-1", "step-1-fold-1", "step-1-fold-2", "step-2", "step-2-fold-1", "step-2-fold-2",
+                        "step-3"]
+    assert all((fake_run / c / "metrics.json").is_file() for c in children)
+    assert sorted(p.name for p in fake_run.glob("context-*.npz")) == ["context-2.npz", "context-3.npz"]
+    assert (fake_run / "autocontext.png").stat().st_size > 1000
+
+
+def test_second_channel_is_the_previous_steps_out_of_fold_prediction(fake_run):
+    folds = inner_folds()
+    assert set(folds.values()) == {1, 2}
+    for step in (2, 3):
+        inputs = json.loads((fake_run / f"step-{step}" / "inputs.json").read_text())
+        for i in range(N_TRAIN):
+            # out of fold: made by the model that left image i's fold out (identity = fold, did not train on it);
+            # an in-fold map of the full model would be 1.0
+            assert inputs["train"][f"Im{i}_0.png"] == pytest.approx(folds[i] / 10, abs=1e-3)
+        for i in range(N_TRAIN, N_TRAIN + N_VAL):  # validation: the full previous model (identity 0), not trained on it
+            assert inputs["val"][f"Im{i}_0.png"] == pytest.approx(0.0, abs=1e-3)
+    first = json.loads((fake_run / "step-1" / "inputs.json").read_text())
+    assert set(first["train"].values()) == {None}  # step 1: the image alone
+    held = json.loads((fake_run / "step-2-fold-1" / "inputs.json").read_text())
+    assert sorted(held["predict"]) == sorted(f"Im{i}_0.png" for i, f in folds.items() if f == 1)
+    assert not set(held["train"]) & set(held["predict"])
+
+
+def test_table_rows_are_the_childrens_metrics(fake_run):
+    rows = read_csv(fake_run / "autocontext.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    for row in rows:
+        child = json.loads((fake_run / f"step-{row['step']}" / "metrics.json").read_text())
+        assert float(row["val_dice"]) == child["validation"]["dice"]["mean"]
+        assert float(row["val_dice_std"]) == child["validation"]["dice"]["std"]
+        assert float(row["best_val_dice_coef"]) == child["best"]["val_dice_coef"]
+    metrics = json.loads((fake_run / "metrics.json").read_text())
+    assert metrics["best_step"] == 2 and metrics["train_seconds"] == 7 * 2.0
+    assert metrics["best"] == json.loads((fake_run / "step-3" / "metrics.json").read_text())["best"]
+    assert "| 2 | image + step 1 map |" in (fake_run / "autocontext.md").read_text()
+
+
+def test_resume_keeps_every_finished_child(fake_run, capsys):
+    before = (fake_run / "step-2" / "inputs.json").stat().st_mtime_ns
+    fake_lab(["--resume", "--out", str(fake_run), "--quiet"])
+    assert capsys.readouterr().out.count("finished earlier, kept") == 7
+    assert (fake_run / "step-2" / "inputs.json").stat().st_mtime_ns == before
+
+
+def test_bad_flags():
+    from labkit.errors import LabkitInputError
+
+    with pytest.raises(LabkitInputError, match="at least 2 folds"):
+        fake_lab(["--autocontext", "2", "--autocontext-folds", "1"])
+    pairs = [(Path(f"Im{i}_0.png"),) for i in range(3)]
+    with pytest.raises(LabkitInputError, match="--autocontext-folds 4"):
+        autocontext.inner_fold(pairs, (1, 4), seed=1)
+    with pytest.raises(LabkitInputError, match="holds no map of b.png"):
+        path = Path(autocontext.write_maps(Path(pytest.importorskip("tempfile").mkdtemp()) / "m.npz",
+                                           {"a.png": np.zeros((2, 2, 1))}))
+        autocontext.read_maps(path, ["a.png", "b.png"])
