@@ -484,6 +484,8 @@ def write_comparison(run, summaries, keys=None, table="comparison"):
     histories = {s["name"]: s["history"] for s in summaries if s["history"]}
     metrics = sorted({k for h in histories.values() for k in h if f"val_{k}" in h})
     metrics = (["loss"] if "loss" in metrics else []) + [k for k in metrics if k != "loss"]
+    if not metrics and histories and all("loss" in h for h in histories.values()):
+        metrics = ["loss"]  # runs without validation data (Lab 1's four logic-gate points): their training loss
     if histories and metrics:
         run.save_figure("comparison.png", comparison_curves(histories, metrics, monitor=monitor,
                                                             title=f"{len(histories)} runs (best {monitor} marked)"))
