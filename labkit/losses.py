@@ -172,7 +172,7 @@ def classification_loss(name, gamma=2.0, alpha=0.25, from_logits=False):
 LOSSES = SEGMENTATION_LOSSES + CLASSIFICATION_LOSSES
 
 
-def get_loss(name, from_logits=False, gamma=2.0, alpha=0.25, channels=1):
+def get_loss(name, from_logits=False, gamma=2.0, alpha=0.25, channels=1, pixel_weights=False):
     """The Keras loss for a lab's ``--loss`` name: labs pass the user's name through unchanged, and only this
     function maps it.
 
@@ -185,6 +185,8 @@ def get_loss(name, from_logits=False, gamma=2.0, alpha=0.25, channels=1):
         gamma, alpha: the focal term's focusing parameter and weight.
         channels: output channels of the model; with more than one, ``dice`` is `MultiClassDiceLoss` (the mean of
             the channels' Dice) instead of one Dice over every channel's pixels together.
+        pixel_weights: the batches carry a weight map (``(image, mask, weight)``, e.g. ``--weight-maps``): a
+            segmentation loss (or ``ce``) weighted per pixel, `PixelWeightedLoss` (`pixel_weighted_loss`).
 
     Raises:
         LabkitInputError: an unknown name (the message lists the known ones).
@@ -192,6 +194,8 @@ def get_loss(name, from_logits=False, gamma=2.0, alpha=0.25, channels=1):
     Example:
         >>> model.compile(optimizer="adam", loss=get_loss("bce+dice", from_logits=True))
     """
+    if pixel_weights:
+        return pixel_weighted_loss(name, from_logits=from_logits, channels=channels)
     if name == "dice_coef_loss":
         return dice_coef_loss
     key = {"binary_crossentropy": "bce", "categorical_crossentropy": "ce"}.get(name, name)

@@ -626,7 +626,8 @@ def weight_map_figure(images, masks, weights, title=None, save_to=None):
 
     Args:
         images: ``(n, h, w, c)`` in [0, 1] (the first channel is shown).
-        masks: ``(n, h, w, k)`` binary or one-hot (channel 0 is taken as background when ``k > 1``).
+        masks: ``(n, h, w, k)`` binary, one-hot or one channel per head (several channels: channel c shown at
+            grey level ``(c + 1) / k``).
         weights: ``(n, h, w, 1)`` weights (1 off the boundary, ``1 + strength`` on it), drawn with a colour bar.
     """
     n = len(images)
@@ -637,7 +638,7 @@ def weight_map_figure(images, masks, weights, title=None, save_to=None):
     for i in range(n):
         _show(axes[i, 0], np.asarray(images[i])[..., :1], "image")
         mask = np.asarray(masks[i])
-        _show(axes[i, 1], mask if mask.shape[-1] == 1 else mask.argmax(-1) / (mask.shape[-1] - 1), "mask")
+        _show(axes[i, 1], (mask * np.arange(1, mask.shape[-1] + 1)).max(-1) / mask.shape[-1], "mask")
         shown = axes[i, 2].imshow(weights[i, ..., 0], cmap="viridis", vmin=1.0, vmax=top)
         axes[i, 2].set_title("weight map", fontsize="small")
         axes[i, 2].axis("off")

@@ -150,3 +150,13 @@ def test_weight_map_figure_and_loss_round_trip(tmp_path):
     assert (tmp_path / "w.png").stat().st_size > 1000
     loss = keras.losses.deserialize(keras.losses.serialize(PixelWeightedLoss("bce+dice", per_class=True)))
     assert (loss.kind, loss.per_class) == ("bce+dice", True)
+
+
+def test_get_loss_maps_names_to_pixel_weighted_losses():
+    from labkit.losses import get_loss
+
+    assert get_loss("dice", pixel_weights=True).kind == "dice"
+    assert get_loss("dice", channels=3, pixel_weights=True).per_class
+    assert get_loss("categorical_crossentropy", pixel_weights=True).kind == "ce"
+    with pytest.raises(ValueError, match="no pixel-weighted form of loss 'focal'"):
+        get_loss("focal", pixel_weights=True)
