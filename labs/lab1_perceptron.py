@@ -49,7 +49,8 @@ LOSSES = {"numpy": ("½Σ(output − target)² (sum of squares)", numpy_net.sum_
 NOT_USED = {"data_dir": "the data is the gate's truth table", "batch_size": "the four points are one batch",
             "img_size": "the inputs are two numbers", "epochs": "use --iterations (one epoch is one update here)",
             "distribute": "four points train on one device", "scale_lr": "four points train on one device",
-            "resume": "a run takes seconds: rerun it with --overwrite"}
+            "resume": "a run takes seconds: rerun it with --overwrite",
+            "folds": "four points cannot be split into folds", "fold": "four points cannot be split into folds"}
 
 
 def parse_args(argv=None):
@@ -139,9 +140,9 @@ def main(argv=None):
     # Settings: explicit flags, then the course defaults; with --sweep, labkit.compare runs this main once per value,
     # each into its own child folder, and compares them.
     args = parse_args(argv)
+    check_flags(args)
     if cli.run_many(main, args, argv):
         return
-    check_flags(args)
     settings, run = cli.start_run("lab1_perceptron", args, COURSE, {})
     for key, value in MODEL_DEFAULTS[settings.model].items():
         setattr(settings, key, value if getattr(settings, key) is None else getattr(settings, key))

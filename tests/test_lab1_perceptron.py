@@ -77,6 +77,7 @@ def test_hidden_sweep_one_unit_cannot_learn_xor(lab_runner, tmp_path):
 @pytest.mark.parametrize("flags, pattern", [
     (["--data-dir", "somewhere"], "--data-dir does not apply to lab1_perceptron"),
     (["--epochs", "5"], "use --iterations"),
+    (["--folds", "2"], "--folds does not apply"),
     (["--gate", "nand"], "argument --gate: invalid choice: 'nand'"),
     (["--hidden", "0"], "argument --hidden: 0 is not > 0"),
 ])
