@@ -24,16 +24,18 @@ import argparse
 
 import numpy as np
 
-from labkit import cli, get_unet
-from labkit.data import array_dataset, check_readable, synthetic
+from labkit import autocontext, cli, get_unet
+from labkit.data import COURSE_AUGMENT, array_dataset, check_readable, synthetic
 from labkit.data.layouts.ct_mri import BINARY_LEVELS, CT_LEVELS, find_lab5_pairs, load_class_slices, patient_of
 from labkit.data.split import train_val_split
+from labkit.data.weight_maps import COURSE_STRENGTH, weight_map, with_weight_maps
 from labkit.evaluation import mean_std, per_image_class_scores, per_image_scores
 from labkit.history import summarize
 from labkit.losses import get_loss
 from labkit.metrics import class_dice_metrics, dice_coef
 from labkit.models.heads import with_sigmoid_heads
-from labkit.plots import class_samples, loss_dice_precision_recall_plot, plot_history, segmentation_samples
+from labkit.plots import (class_samples, loss_dice_precision_recall_plot, plot_history, segmentation_samples,
+                          weight_map_figure)
 from labkit.runtime import distribute
 from labkit.training import collect_predictions, compile_model, fit
 
@@ -41,10 +43,11 @@ import keras  # after labkit, which quiets TensorFlow's start-up logging
 
 TASKS = ("ct", "ct-lr", "mri")
 COURSE = {"task": "ct", "loss": "dice", "heads": "softmax", "base": 8, "batchnorm": True, "dropout": 0.2,
-          "augment": False, "epochs": 50, "batch_size": 8, "lr": 1e-4, "img_size": 256, "val_split": 0.2, "seed": 42}
+          "augment": False, "epochs": 50, "batch_size": 8, "lr": 1e-4, "img_size": 256, "val_split": 0.2, "seed": 42,
+          "weight_maps": False, "weight_strength": COURSE_STRENGTH}
 #: What each task changes in the course settings (Task 2: 80 epochs, lr 1e-5, augmentation; MRI: 240×240 slices).
 TASK_COURSE = {"ct": {}, "ct-lr": {"epochs": 80, "lr": 1e-5, "augment": True}, "mri": {"img_size": 240}}
-DEMO = {"img_size": 64, "epochs": 15, "lr": 1e-3, "n_patients": 8, "n_slices": 12}
+DEMO = {"img_size": 64, "epochs": 20, "lr": 1e-3, "n_patients": 16, "n_slices": 12}
 #: The course's reference tumour Dice for the MRI bonus task.
 MRI_REFERENCE_DICE = 0.96
 CLASSES = list(CT_LEVELS)  # ["left", "right"]: the lungs at grey levels ≈ 0.98 and ≈ 0.61
@@ -65,8 +68,14 @@ def parse_args(argv=None):
     parser.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, help="batch normalisation after "
                         "every convolution (course default: on)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, help="rotation 10°, shift 0.1, zoom "
-                        "0.2, horizontal flip on training data (course default: off for ct and mri, on for ct-lr)")
+                        "0.2 and (not for ct-lr) horizontal flip on training data (course default: off for ct and "
+                        "mri, on for ct-lr)")
     parser.add_argument("--val-split", type=cli.open_fraction, help="validation fraction (course default: 0.2)")
+    parser.add_argument("--weight-maps", action="store_true", help="boundary weight maps (2022 option a): pixels "
+                        "within 2 of a mask edge weigh 1 + --weight-strength in the loss")
+    parser.add_argument("--weight-strength", type=cli.nonnegative_float, help="extra loss weight of boundary pixels "
+                        f"with --weight-maps (course: {COURSE_STRENGTH})")
+    autocontext.add_arguments(parser)  # --autocontext S (2022 option b), --autocontext-folds K
     return parser.parse_args(argv)
 
 
@@ -104,6 +113,14 @@ def load_split(settings):
         return images, (masks[..., 1:] if two_class and settings.heads == "sigmoid" else masks)
 
     return data_dir, pairs, train_pairs, val_pairs, arrays(train_pairs), arrays(val_pairs)
+
+
+def augmentation(settings):
+    """The course's augmentation, without the horizontal flip for ct-lr: a mirrored left lung lies where the right
+    one does, with the left lung's label, which would make left and right impossible to tell apart."""
+    if not settings.augment:
+        return None
+    return {**COURSE_AUGMENT, "horizontal_flip": False} if settings.task == "ct-lr" else COURSE_AUGMENT
 
 
 def build_model(settings, channels):
@@ -152,11 +169,11 @@ def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the task's course defaults. With
     # --sweep or --folds, labkit.compare runs this main once per variant/fold, each into its own child folder.
     args = parse_args(argv)
-    if cli.run_many(main, args, argv):
+    if cli.run_many(main, args, argv) or autocontext.run_steps(main, args, argv):
         return
     course = {**COURSE, **TASK_COURSE[args.task or "ct"]}
+    check_choices(argparse.Namespace(**cli.resolve_settings(args, course, DEMO)[0]))  # before any run folder
     settings, run = cli.start_run("lab5_segmentation", args, course, DEMO)
-    check_choices(settings)
     if settings.demo:
         print(f"demo profile: embedded synthetic {'MRI' if settings.task == 'mri' else 'CT'} slices "
               f"({settings.n_patients} patients × {settings.n_slices} slices), {settings.img_size}×"
@@ -167,30 +184,42 @@ def main(argv=None):
     # Data: pairs matched by name, split once with the seed (by patient when the names carry one), masks checked
     # against the task's grey levels; augmentation on training batches only.
     data_dir, pairs, train_pairs, val_pairs, (train_x, train_y), (val_x, val_y) = load_split(settings)
+    # An auto-context step (labkit.autocontext) adds the previous step's maps as input channels; its fold models
+    # leave one inner fold of the training slices out (by patient) and map it.
+    parts = autocontext.step_parts(settings, {"train": (train_pairs, train_x, train_y),
+                                              "val": (val_pairs, val_x, val_y)}, group_of=lambda p: patient_of(p[0]))
+    (train_pairs, train_x, train_y), (val_pairs, val_x, val_y) = parts["train"], parts["val"]
     distribution = distribute(settings)
     batch = distribution.global_batch_size
     cli.save_config(run, settings, data_dir, 2 * len(pairs), splits={"train": train_pairs, "val": val_pairs},
                     distribution=distribution)
     print(f"data: {len(train_pairs)} training and {len(val_pairs)} validation slices from {data_dir}")
-    train = array_dataset(train_x, train_y, batch, augment=settings.augment, shuffle=True, seed=settings.seed)
+    train = array_dataset(train_x, train_y, batch, augment=augmentation(settings), shuffle=True, seed=settings.seed)
     val = array_dataset(val_x, val_y, batch)
+    fit_val = val
+    if settings.weight_maps:  # (image, mask, weight) batches: the loss weighs each pixel (labkit.data.weight_maps)
+        train, fit_val = (with_weight_maps(data, settings.weight_strength) for data in (train, val))
+        run.save_figure("weight_map.png", weight_map_figure(train_x[:3], train_y[:3], weight_map(
+            train_y[:3], settings.weight_strength), title=f"boundary weight maps, strength {settings.weight_strength}"))
 
     # Model: the course U-Net, compiled inside the distribution strategy's scope; the loss name goes to get_loss.
     metrics, monitor = training_metrics(settings)
     with distribution.strategy.scope():
         model = build_model(settings, channels=train_x.shape[-1])
-        compile_model(model, distribution.learning_rate, get_loss(settings.loss, channels=model.output_shape[-1]),
+        compile_model(model, distribution.learning_rate, get_loss(settings.loss, channels=model.output_shape[-1],
+                                                                     pixel_weights=settings.weight_maps),
                       metrics=metrics)
     print(f"model: U-Net base {settings.base}, {model.output_shape[-1]} output channel(s), "
           f"{model.count_params():,} parameters, loss {settings.loss}")
 
     # Training: history.csv every epoch, model.keras at every new best validation Dice.
-    history = fit(model, train, val, settings.epochs, run=run, monitor=monitor, **cli.fit_options(settings))
+    history = fit(model, train, fit_val, settings.epochs, run=run, monitor=monitor, **cli.fit_options(settings))
 
     # Evaluation: the best model on every validation slice (binarised at 0.5, or each pixel's most likely class).
     best = keras.saving.load_model(run.file("model.keras"))
     scores, keys, samples = evaluate(settings, best, val, [p[0].name for p in val_pairs])
     run.write_csv("per_image.csv", scores)
+    autocontext.save_maps(run, best, parts, settings)  # an auto-context step's maps.npz (nothing otherwise)
     metrics_out = {**summarize(history, monitor), "validation": {"images": len(scores), **mean_std(scores, keys)}}
 
     # Figures, then metrics.json last: its presence marks a finished run.

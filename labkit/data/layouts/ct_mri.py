@@ -8,8 +8,8 @@ two classes. Which level is which lung could not be checked against the course d
 **MRI** (``MRI/Image`` + ``MRI/Mask``): 240×240 slices with 0/255 tumour masks. **BraTS** volumes
 (``<case>/<case>_flair.nii.gz``, ``_t1``, ``_t1ce``, ``_t2`` and ``_seg``) are sliced into 2D by `brats_slices`.
 
-A mask whose grey levels match none of the expected ones (e.g. 0/1 masks saved without ×255, or a binary mask
-given to the two-class task) raises one `LabkitInputError` naming the file and the levels found, rather than
+A mask whose grey levels match none of the expected ones (e.g. 0/1 masks saved without ×255, or a 0/255 binary mask
+given to a CT task) raises one `LabkitInputError` naming the file and the levels found, rather than
 turning silently into an empty or one-class mask.
 """
 
@@ -26,8 +26,8 @@ from labkit.errors import LabkitInputError, require
 CT_LEVELS = {"left": 0.98, "right": 0.61}
 #: Grey level of a binary (tumour) mask after /255.
 BINARY_LEVELS = {"foreground": 1.0}
-#: How far (after /255) a mask value may lie from its level.
-LEVEL_TOLERANCE = 0.05
+#: How far (after /255) a mask value may lie from its level: ±4 grey levels, so 255 (1.0) is not taken for 0.98.
+LEVEL_TOLERANCE = 0.015
 #: Share of foreground pixels allowed off every level (anti-aliased edges); they join the nearest level.
 OFF_LEVEL_FRACTION = 0.01
 PATIENT = re.compile(r"^Im(\d+)_\d+$")
@@ -80,10 +80,9 @@ def mask_classes(mask, levels, name="mask", tolerance=LEVEL_TOLERANCE):
         [0, 2, 1]
     """
     mask = np.asarray(mask, dtype=np.float32)
-    targets = np.array([0.0, *levels], dtype=np.float32)
-    distance = np.abs(mask[..., None] - targets)
-    classes = distance.argmin(axis=-1).astype(np.uint8)
-    foreground = mask > tolerance
+    distance = np.abs(mask[..., None] - np.asarray(levels, dtype=np.float32))  # to each structure's level
+    foreground = mask > 0  # every nonzero value: a 0/1 mask saved without ×255 must not pass as empty
+    classes = np.where(foreground, distance.argmin(axis=-1) + 1, 0).astype(np.uint8)
     off = foreground & (distance.min(axis=-1) > tolerance)
     if off.sum() > OFF_LEVEL_FRACTION * max(1, foreground.sum()):
         found = ", ".join(f"{v:.2f}" for v in np.unique(np.round(mask[foreground], 2))[:8])

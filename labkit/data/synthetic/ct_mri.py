@@ -17,6 +17,7 @@ from labkit.data.synthetic.xray import _blob_polygon
 from labkit.progress import progress
 
 GENERATOR_VERSION = 1
+MRI_GENERATOR_VERSION = 2  # 2: larger tumours (radius 6–14 % of the slice), learnable at 64 px
 #: Mask grey levels (0–255) of the lung on the image's left (patient's right) and on its right (patient's left).
 CT_MASK_VALUES = {"image_left": 156, "image_right": 250}
 
@@ -86,7 +87,7 @@ def mri_slice(patient_rng, slice_rng, depth, tumour, size=240):
     image += cv2.GaussianBlur(slice_rng.normal(0, 0.08, image.shape).astype(np.float32), (0, 0), s / 60) * (image > 0)
     mask = np.zeros((s, s), np.uint8)
     if tumour:
-        radius = s * slice_rng.uniform(0.04, 0.12)
+        radius = s * slice_rng.uniform(0.06, 0.14)
         cv2.fillPoly(mask, [_blob_polygon(slice_rng, tumour_center, (radius, radius * slice_rng.uniform(0.7, 1.2)),
                                           wobble=0.3)], 255)
         mask[image < 0.3] = 0  # a tumour lies in brain tissue, not outside the head
@@ -146,5 +147,5 @@ def mri_dataset(n_patients=8, n_slices=12, size=240, seed=0, root=None):
         _write_pairs(folder, "MRI", n_patients, n_slices,
                      lambda prng, srng, depth, p, k: mri_slice(prng, srng, depth, has_tumour(k), size), seed)
 
-    name = f"mri-v{GENERATOR_VERSION}-p{n_patients}-n{n_slices}-s{size}-seed{seed}"
+    name = f"mri-v{MRI_GENERATOR_VERSION}-p{n_patients}-n{n_slices}-s{size}-seed{seed}"
     return write_once(root or default_data_home(), name, write) / "MRI"

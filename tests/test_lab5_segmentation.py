@@ -1,0 +1,169 @@
+"""Lab 5: CT mask grey levels, multi-class Dice, the BraTS slicer, and labs/lab5_segmentation.py end to end."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from labkit.data.layouts.ct_mri import (CT_LEVELS, brats_slices, load_class_slices, mask_classes, patient_of)
+from labkit.data.synthetic import ct_dataset
+from labkit.errors import LabkitInputError
+from labkit.evaluation import per_image_class_scores
+from labkit.losses import MultiClassDiceLoss, get_loss
+from labkit.metrics import class_dice, multiclass_dice
+from labkit.runs import read_csv
+
+TINY = ["--img-size", "32", "--epochs", "1", "--base", "4", "--batch-size", "4", "--quiet"]
+#: The course's two lung levels as 8-bit mask values: ≈ 0.98 and ≈ 0.61 after /255.
+LEFT, RIGHT = 250, 156
+
+
+def write_pair(folder, name, image, mask):
+    for sub, array in (("Image", image), ("Mask", mask)):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / sub / name), np.asarray(array, np.uint8))
+
+
+def test_mask_levels_become_classes_and_the_binary_union():
+    mask = np.array([[0, LEFT, RIGHT, 0], [LEFT, LEFT, RIGHT, RIGHT]]) / 255.0
+    assert mask_classes(mask, list(CT_LEVELS.values())).tolist() == [[0, 1, 2, 0], [1, 1, 2, 2]]
+
+
+def test_load_class_slices_binarises_and_one_hot_codes_both_lungs(tmp_path):
+    mask = np.zeros((8, 8), np.uint8)
+    mask[1:4, 1:3], mask[1:4, 5:7] = RIGHT, LEFT  # 6 pixels each
+    write_pair(tmp_path, "Im0_1.png", np.full((8, 8), 90), mask)
+    pair = [(tmp_path / "Image" / "Im0_1.png", tmp_path / "Mask" / "Im0_1.png")]
+    _, binary = load_class_slices(pair, 8, CT_LEVELS, one_hot=False)
+    assert binary.shape == (1, 8, 8, 1) and binary.sum() == 12
+    np.testing.assert_array_equal(binary[0, ..., 0], (mask > 0).astype(np.float32))
+    _, one_hot = load_class_slices(pair, 8, CT_LEVELS, one_hot=True)
+    assert one_hot.shape == (1, 8, 8, 3)
+    np.testing.assert_array_equal(one_hot[0, ..., 1], mask == LEFT)
+    np.testing.assert_array_equal(one_hot[0, ..., 2], mask == RIGHT)
+    np.testing.assert_array_equal(one_hot.sum(axis=-1), 1)
+
+
+@pytest.mark.parametrize("mask_value, shown", [(1, "0.00"), (255, "1.00"), (200, "0.78")])
+def test_a_mask_off_the_levels_is_named_with_the_levels_found(tmp_path, mask_value, shown):
+    # 0/1 masks (not ×255) would binarise to empty and 0/255 ones would pass as one lung: both are refused
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:5, 2:5] = mask_value
+    write_pair(tmp_path, "Im0_1.png", np.zeros((8, 8)), mask)
+    pair = [(tmp_path / "Image" / "Im0_1.png", tmp_path / "Mask" / "Im0_1.png")]
+    with pytest.raises(LabkitInputError, match=rf"Im0_1.png holds grey levels {shown} .*not the expected 0.98, 0.61"):
+        load_class_slices(pair, 8, CT_LEVELS)
+
+
+def test_patient_of_reads_course_slice_names():
+    assert patient_of("CT/Image/Im12_64.png") == "12" and patient_of("scan_1.png") is None
+
+
+def test_multiclass_dice_against_hand_worked_values():
+    # 1×4 mask, classes [0, 1, 2, 2]; prediction probabilities per pixel (background, class 1, class 2)
+    y_true = np.eye(3, dtype=np.float32)[[0, 1, 2, 2]][None]
+    y_pred = np.array([[[0.8, 0.2, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]], np.float32)
+    # class 0: 2·0.8 / (1 + 1.3) = 0.695652; class 1: 2·0.5 / (1 + 1.7) = 0.370370; class 2: 2·1 / (2 + 1) = 0.666667
+    expected = [1.6 / 2.3, 1.0 / 2.7, 2.0 / 3.0]
+    for c in range(3):
+        assert float(class_dice(y_true, y_pred, channel=c)) == pytest.approx(expected[c], abs=1e-6)
+    assert float(multiclass_dice(y_true, y_pred)) == pytest.approx(np.mean(expected), abs=1e-6)
+    assert float(multiclass_dice(y_true, y_pred, channels=[1, 2])) == pytest.approx(np.mean(expected[1:]), abs=1e-6)
+    loss = get_loss("dice", channels=3)
+    assert isinstance(loss, MultiClassDiceLoss)
+    assert float(loss(y_true, y_pred)) == pytest.approx(1 - np.mean(expected), abs=1e-6)
+
+
+def test_per_image_class_scores_treat_a_class_empty_in_both_as_one():
+    ref = np.zeros((1, 2, 2, 2), bool)
+    pred = ref.copy()
+    ref[0, 0, :, 0] = True  # class "left": 2 pixels, predicted 1 of them → 2·1/(2+1)
+    pred[0, 0, 0, 0] = True
+    (row,) = per_image_class_scores(pred, ref, ["left", "right"], names=["a"])
+    assert row == {"name": "a", "dice_left": pytest.approx(2 / 3), "dice_right": 1.0,
+                   "dice_mean": pytest.approx((2 / 3 + 1) / 2)}
+
+
+def test_brats_slicer_keeps_or_drops_empty_slices(tmp_path):
+    nibabel = pytest.importorskip("nibabel")
+    flair = np.arange(6 * 5 * 4, dtype=np.float32).reshape(6, 5, 4)
+    seg = np.zeros((6, 5, 4), np.uint8)
+    seg[1:3, 1:3, 1], seg[2, 2, 2] = 2, 4  # BraTS labels 1, 2, 4: every one is tumour
+    case = tmp_path / "BraTS20_Training_001"
+    case.mkdir()
+    for name, data in (("flair", flair), ("seg", seg)):
+        nibabel.save(nibabel.Nifti1Image(data, np.eye(4)), str(case / f"{case.name}_{name}.nii.gz"))
+    images, masks, indices = brats_slices(case, "flair")
+    assert indices.tolist() == [1, 2] and images.shape == (2, 6, 5) and masks.dtype == np.uint8
+    assert masks[0].sum() == 4 and masks[1].sum() == 1 and set(np.unique(masks)) == {0, 1}
+    top = np.percentile(flair, 99.5)
+    np.testing.assert_allclose(images[0], np.clip(flair[:, :, 1] / top, 0, 1), rtol=1e-6)
+    assert brats_slices(case, "flair", keep_empty=True)[2].tolist() == [0, 1, 2, 3]
+    with pytest.raises(LabkitInputError, match=r"no \*_t2.nii"):
+        brats_slices(case, "t2")
+
+
+# --- the lab script ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ct_dir(tmp_path_factory):
+    return ct_dataset(n_patients=4, n_slices=3, size=32, root=tmp_path_factory.mktemp("ct"))
+
+
+OUTPUTS = ("config.json", "split.csv", "history.csv", "metrics.json", "curves.png", "samples.png", "per_image.csv",
+           "model.keras")
+
+
+@pytest.mark.parametrize("task, extra, columns", [
+    ("ct", [], {"dice_coef", "precision", "recall", "val_dice_coef", "val_precision", "val_recall"}),
+    ("ct-lr", ["--heads", "sigmoid"], {"dice_left", "dice_right", "val_dice_left", "val_dice_right", "val_dice_mean"}),
+])
+def test_tiny_run_writes_every_documented_file(lab_runner, tmp_path, ct_dir, task, extra, columns):
+    out = tmp_path / "run"
+    code, stdout, stderr = lab_runner("lab5_segmentation", ["--task", task, "--data-dir", ct_dir, "--out", out,
+                                                            *extra, *TINY])
+    assert code == 0, stderr
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+    assert columns <= set(read_csv(out / "history.csv")[0])
+    rows = read_csv(out / "per_image.csv")
+    val = [r["item"] for r in read_csv(out / "split.csv") if r["split"] == "val"]
+    assert sorted(r["name"] for r in rows) == sorted(val)
+    per_class = {"dice_left", "dice_right", "dice_mean"} if task == "ct-lr" else {"dice", "jaccard"}
+    assert per_class <= set(rows[0])
+    config = json.loads((out / "config.json").read_text())["settings"]
+    course = {"ct": (50, 1e-4, False), "ct-lr": (80, 1e-5, True)}[task]  # with a data folder: the course settings
+    assert (config["lr"], config["augment"]) == course[1:] and config["batchnorm"] and config["dropout"] == 0.2
+    assert json.loads((out / "metrics.json").read_text())["validation"]["images"] == len(val)
+
+
+def test_folds_never_split_a_patient(lab_runner, tmp_path, ct_dir):
+    out = tmp_path / "folds"
+    code, _, stderr = lab_runner("lab5_segmentation", ["--task", "ct", "--data-dir", ct_dir, "--out", out,
+                                                       "--folds", "2", *TINY])
+    assert code == 0, stderr
+    seen = []
+    for fold in ("fold-1", "fold-2"):
+        split = read_csv(out / fold / "split.csv")
+        patients = {s: {patient_of(r["item"]) for r in split if r["split"] == s} for s in ("train", "val")}
+        assert patients["train"] and patients["val"] and not patients["train"] & patients["val"]
+        seen += [r["item"] for r in split if r["split"] == "val"]
+    assert sorted(seen) == sorted(p.name for p in (ct_dir / "Image").iterdir())  # every slice validated once
+    assert (out / "metrics.json").is_file() and (out / "folds.csv").is_file()
+
+
+def test_bad_input_is_one_error_line(lab_runner, tmp_path, ct_dir):
+    missing = tmp_path / "nowhere"
+    code, _, stderr = lab_runner("lab5_segmentation", ["--data-dir", missing, "--out", tmp_path / "a", "--quiet"])
+    assert code == 2 and f"error: data folder not found: {missing}" in stderr
+    orphan = tmp_path / "CT"
+    for name in ("Im0_1.png", "Im0_2.png"):
+        write_pair(orphan, name, np.zeros((32, 32)), np.zeros((32, 32)))
+    (orphan / "Image" / "Im0_2.png").unlink()
+    code, _, stderr = lab_runner("lab5_segmentation", ["--data-dir", orphan, "--out", tmp_path / "b", "--quiet"])
+    assert code == 2 and "mask(s) in" in stderr and "without an image: Im0_2.png" in stderr
+    code, _, stderr = lab_runner("lab5_segmentation", ["--task", "ct", "--loss", "ce", "--data-dir", ct_dir,
+                                                       "--out", tmp_path / "c", "--quiet"])
+    assert code == 2 and "--loss ce needs --task ct-lr" in stderr and not (tmp_path / "c").exists()
