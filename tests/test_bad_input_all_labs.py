@@ -6,7 +6,7 @@ import re
 import pytest
 
 LABS = ["lab4_unet", "lab4_transfer", "lab4_activation_map", "mobilenet_segmentation", "resnet50_classification",
-        "unet3d_segmentation", "lab2_cnn", "lab3_cnn"]
+        "unet3d_segmentation", "lab2_cnn", "lab3_cnn", "lab5_segmentation"]
 #: Labs without some of FLAG_CASES' flags (the Lab 1 MLP has no dropout): the data and run-folder cases only.
 DATA_LABS = LABS + ["lab1_mlp"]
 
@@ -31,6 +31,8 @@ CHOICE_CASES = [
     ("lab2_cnn", ["--optimizer", "adagrad"], r"argument --optimizer: invalid choice: 'adagrad'"),
     ("lab3_cnn", ["--dataset", "xray"], r"argument --dataset: invalid choice: 'xray'"),
     ("lab1_mlp", ["--base", "0"], r"argument --base: 0 is not > 0"),
+    ("lab5_segmentation", ["--task", "pet"], r"argument --task: invalid choice: 'pet'"),
+    ("lab5_segmentation", ["--task", "ct-lr", "--heads", "sigmoid", "--loss", "ce"], r"--loss ce needs"),
 ]
 
 
