@@ -34,9 +34,8 @@ COURSE_AUGMENT = {
 #: Lab 3 Tasks 8–9 and Lab 4 Task 3 (classification, training images only).
 CLASSIFICATION_AUGMENT = {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_range": 0.1,
                           "horizontal_flip": True}
-#: Lab 3 Task 7's `ImageDataGenerator` settings (the augmentation preview).
-LAB3_T7_AUGMENT = {"rotation_range": 20, "width_shift_range": 0.2, "height_shift_range": 0.2,
-                   "horizontal_flip": True}
+#: Lab 3 Task 7's `ImageDataGenerator` settings (the augmentation preview; the handout shifts the width only).
+LAB3_T7_AUGMENT = {"rotation_range": 20, "width_shift_range": 0.2, "horizontal_flip": True}
 #: The 3D lab: rotation up to ±20° in the axial plane, flips of both in-plane axes.
 VOLUME_AUGMENT = {"rotation_range": 20, "horizontal_flip": True, "vertical_flip": True}
 #: What ``augment=True`` means for each kind of dataset.
@@ -145,7 +144,8 @@ def make_augmenter(augment, kind, seed=None):
         seed: seed of the augmenter's random draws (for ``"volume"`` also a `numpy.random.Generator` to share).
 
     Returns:
-        None (no augmentation) or an augmenter ``(images, targets) -> (images, targets)``.
+        None (no augmentation, also when every option is off) or an augmenter ``(images, targets) -> (images,
+        targets)``.
 
     Raises:
         LabkitInputError: unknown options, or a Keras layer for masks or volumes (it would move the image alone).
@@ -161,7 +161,7 @@ def make_augmenter(augment, kind, seed=None):
     if callable(augment) and not is_image_data_generator(augment):
         return augment
     options = resolve_augment(augment, kind)
-    if not options:
+    if not options or not any(options.values()):  # every option off: nothing to do
         return None
     if kind == "segmentation":
         from labkit.data.affine import JointAffineAugment  # TensorFlow graph code, only when masks are augmented
