@@ -26,10 +26,11 @@ import numpy as np
 
 from labkit import autocontext, cli, get_unet
 from labkit.data import COURSE_AUGMENT, array_dataset, check_readable, synthetic
-from labkit.data.layouts.ct_mri import BINARY_LEVELS, CT_LEVELS, find_lab5_pairs, load_class_slices, patient_of
+from labkit.data.layouts.ct_mri import (BINARY_LEVELS, BRATS_MODALITIES, CT_LEVELS, brats_as_course_layout,
+                                        find_lab5_pairs, is_brats_folder, load_class_slices, patient_of)
 from labkit.data.split import train_val_split
 from labkit.data.weight_maps import COURSE_STRENGTH, weight_map, with_weight_maps
-from labkit.evaluation import mean_std, per_image_class_scores, per_image_scores
+from labkit.evaluation import class_channels, mean_std, per_image_class_scores, per_image_scores
 from labkit.history import summarize
 from labkit.losses import get_loss
 from labkit.metrics import class_dice_metrics, dice_coef
@@ -43,7 +44,8 @@ import keras  # after labkit, which quiets TensorFlow's start-up logging
 
 TASKS = ("ct", "ct-lr", "mri")
 COURSE = {"task": "ct", "loss": "dice", "heads": "softmax", "base": 8, "batchnorm": True, "dropout": 0.2,
-          "augment": False, "epochs": 50, "batch_size": 8, "lr": 1e-4, "img_size": 256, "val_split": 0.2, "seed": 42,
+          "augment": False, "modality": "flair", "keep_empty": False, "epochs": 50, "batch_size": 8, "lr": 1e-4,
+          "img_size": 256, "val_split": 0.2, "seed": 42,
           "weight_maps": False, "weight_strength": COURSE_STRENGTH}
 #: What each task changes in the course settings (Task 2: 80 epochs, lr 1e-5, augmentation; MRI: 240×240 slices).
 TASK_COURSE = {"ct": {}, "ct-lr": {"epochs": 80, "lr": 1e-5, "augment": True}, "mri": {"img_size": 240}}
@@ -70,6 +72,10 @@ def parse_args(argv=None):
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, help="rotation 10°, shift 0.1, zoom "
                         "0.2 and (not for ct-lr) horizontal flip on training data (course default: off for ct and "
                         "mri, on for ct-lr)")
+    parser.add_argument("--modality", choices=BRATS_MODALITIES, help="mri on a BraTS folder (case folders of NIfTI "
+                        "volumes, sliced once into PNGs): the image volume to use (default: flair)")
+    parser.add_argument("--keep-empty", action="store_true", help="mri on a BraTS folder: keep slices without "
+                        "tumour (default: dropped)")
     parser.add_argument("--val-split", type=cli.open_fraction, help="validation fraction (course default: 0.2)")
     parser.add_argument("--weight-maps", action="store_true", help="boundary weight maps (2022 option a): pixels "
                         "within 2 of a mask edge weigh 1 + --weight-strength in the loss")
@@ -101,6 +107,8 @@ def load_split(settings):
     carry one. Masks: ``(n, s, s, 1)`` for ct and mri; ct-lr: one-hot (background, left, right) for a softmax, or
     (left, right) for sigmoid heads."""
     data_dir = settings.data_dir or embedded_data(settings)
+    if settings.task == "mri" and is_brats_folder(data_dir):
+        data_dir = brats_as_course_layout(data_dir, settings.modality, settings.keep_empty)
     pairs = find_lab5_pairs(data_dir, modality="MRI" if settings.task == "mri" else "CT")
     pairs = check_readable(pairs, skip_bad=settings.skip_bad_files)
     train_pairs, val_pairs = train_val_split(pairs, settings.val_split, settings.seed, kfold=settings.kfold,
@@ -141,24 +149,18 @@ def training_metrics(settings):
     return [dice_coef, keras.metrics.Precision(name="precision"), keras.metrics.Recall(name="recall")], "val_dice_coef"
 
 
-def class_maps(masks, heads):
-    """Class index maps (0 background, 1 left, 2 right) and per-lung binary channels of masks or probabilities."""
-    if heads == "softmax":
-        classes = masks.argmax(axis=-1)
-        return classes, np.stack([classes == c for c in range(1, len(CLASSES) + 1)], axis=-1)
-    binary = masks > 0.5
-    return np.where(binary.any(axis=-1), binary.argmax(axis=-1) + 1, 0), binary
-
-
 def evaluate(settings, model, val, names):
     """Per-image scores of the best model on the validation set, and the first four images for the figure."""
     images, masks, probabilities = collect_predictions(model, val)
+    images = images[..., :1]  # the slice itself (auto-context steps add the previous step's maps as channels)
     if settings.task != "ct-lr":
         scores = per_image_scores(probabilities > 0.5, masks, names=names)
+        for row, mask in zip(scores, masks):  # slices without foreground score 1 when predicted empty
+            row["true_pixels"] = int(mask.sum())
         figure = segmentation_samples(images[:4], masks[:4], probabilities[:4], scores=[s["dice"] for s in scores[:4]])
         return scores, ("dice", "jaccard"), figure
-    true_classes, true_binary = class_maps(masks, settings.heads)
-    pred_classes, pred_binary = class_maps(probabilities, settings.heads)
+    true_classes, true_binary = class_channels(masks, softmax=settings.heads == "softmax")
+    pred_classes, pred_binary = class_channels(probabilities, softmax=settings.heads == "softmax")
     scores = per_image_class_scores(pred_binary, true_binary, CLASSES, names=names)
     text = [" ".join(f"{c} {s[f'dice_{c}']:.2f}" for c in CLASSES) for s in scores[:4]]
     figure = class_samples(images[:4], true_classes[:4], pred_classes[:4], CLASSES, scores=text)
@@ -221,6 +223,9 @@ def main(argv=None):
     run.write_csv("per_image.csv", scores)
     autocontext.save_maps(run, best, parts, settings)  # an auto-context step's maps.npz (nothing otherwise)
     metrics_out = {**summarize(history, monitor), "validation": {"images": len(scores), **mean_std(scores, keys)}}
+    if settings.task != "ct-lr":  # the same over the slices that show a lung or tumour
+        present = [s for s in scores if s["true_pixels"]]
+        metrics_out["validation_with_foreground"] = {"images": len(present), **mean_std(present, keys)}
 
     # Figures, then metrics.json last: its presence marks a finished run.
     title = f"Lab 5 {settings.task}: U-Net base {settings.base}, {settings.loss} loss"
@@ -231,9 +236,11 @@ def main(argv=None):
     run.save_figure("samples.png", samples)
     run.write_json("metrics.json", metrics_out)
     summary = metrics_out["validation"][keys[0] if settings.task != "ct-lr" else "dice_mean"]
+    present = metrics_out.get("validation_with_foreground", {}).get("dice")
+    present = f", {present['mean']:.4f} on the slices with foreground" if present else ""
     reference = f" (course reference: Dice ≈ {MRI_REFERENCE_DICE})" if settings.task == "mri" else ""
     print(f"best epoch {metrics_out['best']['epoch']}: {monitor} {metrics_out['best'][monitor]:.4f}; validation Dice "
-          f"per image {summary['mean']:.4f} ± {summary['std']:.4f}{reference}")
+          f"per image {summary['mean']:.4f} ± {summary['std']:.4f}{present}{reference}")
     print(f"run folder: {run.path}")
 
 

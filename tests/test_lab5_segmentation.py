@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from labkit.data.layouts.ct_mri import (CT_LEVELS, brats_slices, load_class_slices, mask_classes, patient_of)
+from labkit.data.layouts.ct_mri import (CT_LEVELS, brats_as_course_layout, brats_slices, is_brats_folder,
+                                        load_class_slices, mask_classes, patient_of)
 from labkit.data.synthetic import ct_dataset
 from labkit.errors import LabkitInputError
 from labkit.evaluation import per_image_class_scores
@@ -102,6 +103,10 @@ def test_brats_slicer_keeps_or_drops_empty_slices(tmp_path):
     assert brats_slices(case, "flair", keep_empty=True)[2].tolist() == [0, 1, 2, 3]
     with pytest.raises(LabkitInputError, match=r"no \*_t2.nii"):
         brats_slices(case, "t2")
+    assert is_brats_folder(tmp_path) and not is_brats_folder(case)
+    course = brats_as_course_layout(tmp_path, "flair", root=tmp_path / "home")
+    assert sorted(p.name for p in (course / "Mask").iterdir()) == ["Im0_1.png", "Im0_2.png"]
+    assert cv2.imread(str(course / "Mask" / "Im0_1.png"), cv2.IMREAD_UNCHANGED).max() == 255
 
 
 # --- the lab script ------------------------------------------------------------------------------------------------

@@ -3,9 +3,10 @@
 One module per family: `overlap` (Dice, Jaccard on binarised masks, per-image tables).
 """
 
-from labkit.evaluation.overlap import binarise, dice, jaccard, mean_std, per_image_class_scores, per_image_scores
+from labkit.evaluation.overlap import (binarise, class_channels, dice, jaccard, mean_std, per_image_class_scores,
+                                      per_image_scores)
 
-__all__ = ["binarise", "dice", "jaccard", "mean_std", "per_image_class_scores", "per_image_scores"]
+__all__ = ["binarise", "class_channels", "dice", "jaccard", "mean_std", "per_image_class_scores", "per_image_scores"]
 
 # Surface distances (medpy 0.5 definitions) and per-volume tables: `surface`, `volumes`.
 from labkit.evaluation.surface import asd, assd, hd, hd95, surface_distances, surface_metrics  # noqa: E402

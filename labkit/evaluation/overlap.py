@@ -79,3 +79,29 @@ def per_image_class_scores(preds, refs, class_names, names=None):
         scores = {f"dice_{c}": dice(pred[..., i], ref[..., i]) for i, c in enumerate(class_names)}
         rows.append({"name": str(name), **scores, "dice_mean": float(np.mean(list(scores.values())))})
     return rows
+
+
+def class_channels(outputs, softmax=True, threshold=0.5):
+    """Class index maps and one binary channel per class from a multi-class network's outputs (or true masks).
+
+    Args:
+        outputs: ``(…, channels)`` probabilities or one-hot masks.
+        softmax: the channels are a softmax with background first (each pixel gets its most likely class), else
+            independent sigmoid heads without background (each channel at `threshold`; a pixel above it in several
+            channels is shown as the first of them in the index map).
+
+    Returns:
+        ``(classes, binary)``: int maps ``(…)`` with 0 background and ``i`` the i-th structure, and boolean
+        ``(…, structures)`` masks, one per structure.
+
+    Example:
+        >>> classes, binary = class_channels(np.eye(3)[[[0, 2]]])
+        >>> classes.tolist(), binary.shape
+        ([[0, 2]], (1, 2, 2))
+    """
+    outputs = np.asarray(outputs)
+    if softmax:
+        classes = outputs.argmax(axis=-1)
+        return classes, np.stack([classes == c for c in range(1, outputs.shape[-1])], axis=-1)
+    binary = outputs > threshold
+    return np.where(binary.any(axis=-1), binary.argmax(axis=-1) + 1, 0), binary

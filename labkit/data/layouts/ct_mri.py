@@ -175,3 +175,23 @@ def brats_to_course_layout(brats_dir, out_dir, modality="flair", keep_empty=Fals
             cv2.imwrite(str(Path(out_dir) / "Image" / f"Im{number}_{k}.png"), (image * 255).round().astype(np.uint8))
             cv2.imwrite(str(Path(out_dir) / "Mask" / f"Im{number}_{k}.png"), mask * 255)
     return Path(out_dir)
+
+
+def is_brats_folder(data_dir):
+    """True when `data_dir` holds BraTS case folders (each with a ``*_seg.nii[.gz]``)."""
+    root = Path(data_dir)
+    return root.is_dir() and any(p.is_dir() and any(p.glob("*_seg.nii*")) for p in root.iterdir())
+
+
+def brats_as_course_layout(brats_dir, modality="flair", keep_empty=False, root=None):
+    """The BraTS cases under `brats_dir` as course-layout PNG slices (`brats_to_course_layout`), written once under
+    the embedded-data home (`labkit.data.synthetic.default_data_home`, or `root`) and reused while the folder's
+    path, the modality and `keep_empty` stay the same. Returns the folder holding ``Image/`` and ``Mask/``."""
+    import hashlib
+
+    from labkit.data.synthetic.common import default_data_home, write_once
+
+    key = hashlib.sha1(str(Path(brats_dir).resolve()).encode()).hexdigest()[:12]
+    name = f"brats-{key}-{modality}-{'all' if keep_empty else 'tumour'}-slices"
+    return write_once(root or default_data_home(), name,
+                      lambda folder: brats_to_course_layout(brats_dir, folder, modality, keep_empty))
