@@ -10,8 +10,9 @@ Two course layouts hold the same sets (`find_labelled_set` tells them apart by w
 
 The output unit follows the loss (`Head`): one sigmoid unit with binary cross-entropy for two classes, one linear
 unit (the SVM score s) with the hinge loss ``mean(max(0, 1 − y·s))`` on labels y ∈ {−1, 1} (Lab 2 Task 6: a sigmoid
-cannot reach −1), softmax with categorical cross-entropy for more classes (the nine-class X-ray set). Every head logs its accuracy under the key ``accuracy``
-(so sweeps over the loss compare like with like): the fraction of images whose predicted class is the true class.
+cannot reach −1), softmax with categorical cross-entropy for more classes (the nine-class X-ray set). Every head
+logs its accuracy under the key ``accuracy`` (so sweeps over the loss compare like with like): the fraction of images
+whose predicted class is the true class.
 """
 
 import argparse
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from scipy.special import expit
 
 from labkit.data.layouts import subfolders
 from labkit.data.layouts.filename_labels import list_labelled_files
@@ -44,7 +46,7 @@ COURSE_SETS = {
 }
 #: Validation folders of the flat layout, in the order they are looked for.
 FLAT_VALIDATION = ("test", "validation")
-#: Whether a model wants the accuracy to improve: every lab picks its best epoch by validation accuracy.
+#: Every lab keeps the model of the epoch with the best validation accuracy.
 MONITOR = "val_accuracy"
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 LOSSES = ("bce", "hinge")
@@ -100,8 +102,9 @@ def find_labelled_set(data_dir, dataset):
     val_folder = next((f for f in (_child(folder, n) for n in FLAT_VALIDATION) if f is not None), None)
     require(val_folder is not None, f"{folder} has train/ but no test/ (or validation/) folder")
     _, names, patterns = COURSE_SETS[dataset]
-    splits = [ClassFolderSplit(*map(tuple, list_labelled_files(f, patterns)), names) for f in (train_folder, val_folder)]
-    return splits[0], splits[1], "flat"
+    train, val = (ClassFolderSplit(*map(tuple, list_labelled_files(f, patterns)), names)
+                  for f in (train_folder, val_folder))
+    return train, val, "flat"
 
 
 # --- heads: output unit, loss, targets and accuracy ----------------------------------------------------------------
@@ -134,7 +137,7 @@ class Head:
         outputs = np.asarray(outputs, dtype=np.float64)
         if self.name == "softmax":
             return outputs
-        positive = 1.0 / (1.0 + np.exp(-outputs[:, :1])) if self.name == "hinge" else outputs[:, :1]
+        positive = expit(outputs[:, :1]) if self.name == "hinge" else outputs[:, :1]
         return np.concatenate([1.0 - positive, positive], axis=1)
 
     def accuracy(self):
