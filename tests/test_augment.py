@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from labkit.data.augment import (AUGMENT_DEFAULTS, CLASSIFICATION_AUGMENT, COURSE_AUGMENT, VOLUME_AUGMENT, ImageOnly,
-                                 make_augmenter, resolve_augment)
+                                 dermoscopy_augmentation, make_augmenter, resolve_augment)
 from labkit.data.augment3d import VolumeAugment, random_rotate_flip
 from labkit.data.patches import patch_dataset, training_patches
 from labkit.data.pipeline import array_dataset, classification_dataset
@@ -95,6 +95,16 @@ def test_classification_augmentation_keeps_labels_and_range():
                                             seed=1)(images, labels)
     assert out_images.shape == images.shape and float(tf.reduce_min(out_images)) >= 0.0
     assert float(tf.reduce_max(out_images)) <= 1.0 and not np.allclose(out_images.numpy(), images.numpy())
+    np.testing.assert_array_equal(out_labels.numpy(), labels.numpy())
+
+
+def test_named_augmenters_share_the_one_call_signature():
+    images = tf.constant(np.random.default_rng(3).random((2, 32, 32, 3)), tf.float32)
+    labels = tf.one_hot([0, 6], 7)
+    augmenter = dermoscopy_augmentation(32, seed=1)
+    assert make_augmenter(augmenter, "classification") is augmenter
+    out_images, out_labels = augmenter(images, labels)
+    assert out_images.shape == images.shape and float(tf.reduce_max(out_images)) <= 1.0
     np.testing.assert_array_equal(out_labels.numpy(), labels.numpy())
 
 

@@ -373,8 +373,8 @@ def dermoscopy_augmentation(img_size, crop_fraction=0.85, rotation_range=180, br
         seed: seed of the random layers.
 
     Returns:
-        A `keras.Sequential` taking RGB image batches in [0, 1] (pass it as ``augment`` to
-        `labkit.data.pipeline.classification_dataset`).
+        An `ImageOnly` augmenter ``(images, labels) -> (images, labels)`` for RGB image batches in [0, 1] (pass it
+        as ``augment`` to `labkit.data.pipeline.classification_dataset`); its Keras layers are ``.layer``.
 
     Example:
         >>> train = classification_dataset(paths, labels, 224, 32, 7, augment=dermoscopy_augmentation(224, seed=1))
@@ -393,4 +393,4 @@ def dermoscopy_augmentation(img_size, crop_fraction=0.85, rotation_range=180, br
               "hue_factor": hue or None}
     if any(value is not None for value in jitter.values()):
         stack.append(layers.RandomColorJitter((0.0, 1.0), **jitter, seed=next(seeds)))
-    return keras.Sequential(stack, name="dermoscopy_augmentation")
+    return ImageOnly(keras.Sequential(stack, name="dermoscopy_augmentation"))

@@ -169,8 +169,8 @@ def classification_dataset(
         channels: 1 or 3.
         augment: None/False, True (the course's Lab 3 Tasks 8–9 set: rotation 10°, shifts 0.1, horizontal flip), a
             dict of `ImageDataGenerator`-style options (plus ``brightness``, ``contrast``), an augmenter
-            ``(images, labels) -> (images, labels)``, or a Keras preprocessing layer applied to the images (e.g.
-            `labkit.data.augment.dermoscopy_augmentation`); see `make_augmenter`. Training data only.
+            ``(images, labels) -> (images, labels)`` (e.g. `labkit.data.augment.dermoscopy_augmentation`), or a
+            Keras preprocessing layer applied to the images; see `make_augmenter`. Training data only.
         shuffle, seed, cache, repeat: as in `segmentation_dataset` (``cache="auto"`` included).
 
     Returns:
