@@ -10,7 +10,7 @@ from the file-name prefix) with LeNet and AlexNet softmax heads and categorical 
 Tasks 5–6, regularisation (AlexNet, base 8, dense 64 → 64): --dropout 0.4, --batchnorm (before each ReLU),
 --spatial-dropout 0.1 (after each convolution's ReLU), longer training (--epochs 150, 250).
 Tasks 8–9, AlexNet and VGG16 with batch norm, dropout 0.4 and --augment (training images only: rotation 10°, shifts
-0.1, horizontal flip). Task 7's augmentation preview is its own script (see the README, "Labs 1–3").
+0.1, horizontal flip). Task 7's augmentation preview is its own script, ``labs/lab3_augmentation.py``.
 
 Data (--data-dir): Lab 2's class folders (``Skin/{train,validation}/{Mel,Nevi}/``, ``Bone/…/{AFF,NFF}/``) or Lab 1's
 flat folders (``Skin/{train,test}/Mel_…``, ``X_ray/{train,test}/C1_…``), given as the folder holding the set or the
