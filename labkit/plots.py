@@ -34,10 +34,19 @@ def _finish(figure, save_to, title=None):
     return figure
 
 
-def _plot_epochs(axis, values, *style, **options):
-    """Per-epoch `values` against epochs 1, 2, …; a one-epoch history gets a marker (a line needs two points)."""
-    values = list(values)
-    axis.plot(np.arange(1, len(values) + 1), values, *style, marker="o" if len(values) == 1 else None, **options)
+def _epoch_numbers(history):
+    """The x values of a history's rows: its own ``epoch`` column when it has one (Lab 1 records update counts
+    there), else 1, 2, …"""
+    if "epoch" in history:
+        return np.asarray(history["epoch"], dtype=float)
+    return np.arange(1, len(next(iter(history.values()), [])) + 1)
+
+
+def _plot_epochs(axis, history, key, *style, **options):
+    """``history[key]`` against the history's epochs; a one-epoch history gets a marker (a line needs two points)."""
+    values = list(history[key])
+    axis.plot(_epoch_numbers(history)[:len(values)], values, *style, marker="o" if len(values) == 1 else None,
+              **options)
 
 
 def _label_epoch_axis(axis, metric):
@@ -65,14 +74,15 @@ def plot_history(history, metrics=("loss",), title=None, monitor=None, save_to=N
     axes = figure.subplots(1, max(1, len(metrics)), squeeze=False)[0]
     monitor = monitor or next((f"val_{m}" for m in reversed(metrics) if f"val_{m}" in history), None)
     best = best_epoch(history, monitor) if monitor else None
+    epochs = _epoch_numbers(history)
     for axis, metric in zip(axes, metrics):
-        _plot_epochs(axis, history[metric], label="train", color="tab:blue")
+        _plot_epochs(axis, history, metric, label="train", color="tab:blue")
         if f"val_{metric}" in history:
-            _plot_epochs(axis, history[f"val_{metric}"], label="validation", color="tab:orange")
+            _plot_epochs(axis, history, f"val_{metric}", label="validation", color="tab:orange")
         if best is not None:
             value = history.get(f"val_{metric}", history[metric])[best]
-            axis.axvline(best + 1, color="grey", linestyle=":", linewidth=1)
-            axis.plot(best + 1, value, "o", color="tab:red", label=f"best epoch {best + 1} ({monitor})")
+            axis.axvline(epochs[best], color="grey", linestyle=":", linewidth=1)
+            axis.plot(epochs[best], value, "o", color="tab:red", label=f"best epoch {epochs[best]:g} ({monitor})")
         _label_epoch_axis(axis, metric)
     return _finish(figure, save_to, title)
 
@@ -402,11 +412,11 @@ def comparison_curves(histories, metrics=("loss", "iou", "dice"), title=None, sa
         for name, history in histories.items():
             for key, style, split in ((metric, "-", "train"), (f"val_{metric}", "--", "validation")):
                 if key in history:
-                    _plot_epochs(axis, history[key], style, color=colours[name], label=f"{name} {split}")
+                    _plot_epochs(axis, history, key, style, color=colours[name], label=f"{name} {split}")
             marked = f"val_{metric}" if f"val_{metric}" in history else metric
             if monitor in history and marked in history:
                 best = best_epoch(history, monitor)
-                axis.plot(best + 1, history[marked][best], "o", color=colours[name], markersize=6,
+                axis.plot(_epoch_numbers(history)[best], history[marked][best], "o", color=colours[name], markersize=6,
                           markeredgecolor="black", markeredgewidth=0.6)
         _label_epoch_axis(axis, metric)
         if many:

@@ -182,6 +182,16 @@ def test_plot_history_reads_history_csv(side_effects, tmp_path):
     assert figure._suptitle.get_text() == "from csv"
 
 
+@pytest.mark.parametrize("draw", [lambda h: plots.plot_history(h, ("loss",), monitor="loss"),
+                                  lambda h: plots.comparison_curves({"a": h}, ("loss",), monitor="loss")])
+def test_curves_and_best_marker_use_the_historys_own_epoch_column(side_effects, draw):
+    """Lab 1's history.csv numbers its rows by update (one row every 50 updates): the x-axis shows those numbers."""
+    axis = draw({"epoch": [50, 100, 150], "loss": [0.6, 0.3, 0.4]}).axes[0]
+    train = next(line for line in axis.lines if line.get_label().endswith("train"))
+    np.testing.assert_allclose(train.get_xdata(), [50, 100, 150])
+    assert markers(axis)[0] == [(100, 0.3)]  # the best (lowest) loss, at update 100
+
+
 @pytest.mark.parametrize("draw", [lambda h: plots.plot_history(h, ("loss",)),
                                   lambda h: plots.comparison_curves({"a": h, "b": h}, ("loss",))])
 def test_a_one_epoch_history_is_drawn_as_points_longer_ones_as_plain_lines(side_effects, draw):
