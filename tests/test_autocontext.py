@@ -125,3 +125,78 @@ def test_bad_flags():
         path = Path(autocontext.write_maps(Path(pytest.importorskip("tempfile").mkdtemp()) / "m.npz",
                                            {"a.png": np.zeros((2, 2, 1))}))
         autocontext.read_maps(path, ["a.png", "b.png"])
+
+
+# --- Lab 5 end to end ------------------------------------------------------------------------------------------
+
+
+LAB_FILES = ("config.json", "split.csv", "history.csv", "metrics.json", "curves.png", "samples.png", "per_image.csv",
+             "model.keras")
+
+
+@pytest.fixture(scope="module")
+def lab_run(tmp_path_factory):
+    """``--autocontext 2`` with 2 folds on 12 tiny CT slices of 4 patients: 4 models of 1 epoch."""
+    from conftest import load_lab
+    from labkit.data.synthetic import ct_dataset
+
+    import keras
+
+    ct_dir = ct_dataset(n_patients=4, n_slices=3, size=32, root=tmp_path_factory.mktemp("ct"))
+    out = tmp_path_factory.mktemp("lab5") / "autocontext"
+    load_lab("lab5_segmentation").main(["--task", "ct", "--data-dir", str(ct_dir), "--out", str(out), "--autocontext",
+                                        "2", "--autocontext-folds", "2", "--img-size", "32", "--epochs", "1",
+                                        "--base", "4", "--batch-size", "4", "--quiet"])
+    keras.mixed_precision.set_global_policy("float32")
+    return ct_dir, out
+
+
+def test_lab5_autocontext_writes_the_table_the_curve_and_two_steps(lab_run):
+    import keras
+
+    _, out = lab_run
+    for name in ("autocontext.csv", "autocontext.md", "autocontext.png", "metrics.json", "context-2.npz"):
+        assert (out / name).is_file(), name
+    for step in ("step-1", "step-2"):
+        assert all((out / step / name).is_file() for name in LAB_FILES), step
+    rows = read_csv(out / "autocontext.csv")
+    assert [r["input"] for r in rows] == ["image", "image + step 1 map"]
+    assert float(rows[1]["val_dice"]) == json.loads((out / "step-2" / "metrics.json").read_text())[
+        "validation"]["dice"]["mean"]
+    channels = [keras.saving.load_model(out / s / "model.keras").input_shape[-1] for s in ("step-1", "step-2")]
+    assert channels == [1, 2]
+    keras.backend.clear_session()
+
+
+def test_lab5_training_maps_come_from_the_model_that_left_them_out(lab_run):
+    """Step 2's map of a training slice is the step-1 fold model's prediction (it never trained on the slice), not
+    the full step-1 model's (it did); validation slices get the full model's map."""
+    import keras
+    from labkit.data.layouts.ct_mri import CT_LEVELS, load_class_slices
+
+    ct_dir, out = lab_run
+    split = {r["item"]: r["split"] for r in read_csv(out / "step-1-fold-1" / "split.csv")}
+    step1 = {r["item"]: r["split"] for r in read_csv(out / "step-1" / "split.csv")}
+    held_out = sorted(name for name, s in step1.items() if s == "train" and name not in split)
+    val = sorted(name for name, s in step1.items() if s == "val")
+    assert held_out and val
+    with np.load(out / "context-2.npz") as context:
+        assert sorted(context.files) == sorted(step1)  # every slice has exactly one map
+        maps = {name: context[name].astype(np.float32) for name in held_out + val}
+    pairs = [(ct_dir / "Image" / name, ct_dir / "Mask" / name) for name in held_out + val]
+    images, _ = load_class_slices(pairs, 32, CT_LEVELS, one_hot=False)
+    fold_model = keras.saving.load_model(out / "step-1-fold-1" / "model.keras")
+    full_model = keras.saving.load_model(out / "step-1" / "model.keras")
+    out_of_fold, in_fold = (m.predict(images, verbose=0) for m in (fold_model, full_model))
+    n = len(held_out)
+    given = np.stack([maps[name] for name in held_out + val])
+    np.testing.assert_allclose(given[:n], out_of_fold[:n], atol=2e-3)  # float16 storage
+    assert np.abs(given[:n] - in_fold[:n]).max() > 1e-2  # the in-fold map would have been another one
+    np.testing.assert_allclose(given[n:], in_fold[n:], atol=2e-3)
+    keras.backend.clear_session()
+
+
+def test_lab5_autocontext_bad_flag_is_one_error_line(lab_runner, tmp_path):
+    code, _, stderr = lab_runner("lab5_segmentation", ["--autocontext", "2", "--autocontext-folds", "1",
+                                                       "--out", tmp_path / "x", "--quiet"])
+    assert code == 2 and stderr.strip() == "error: --autocontext-folds 1: out-of-fold maps need at least 2 folds"
