@@ -60,6 +60,8 @@ CASES = {  # qualified name → (args, kwargs) of a small valid call
     "labkit.plots.class_gradcam_figure": ((np.concatenate([IMAGES] * 3), np.concatenate([HEATMAPS] * 3), LABELS,
                                            PROBABILITIES.argmax(1), CLASSES), {}),
     "labkit.gradcam.activation_map_figure": ((IMAGES, HEATMAPS), {"titles": ["a", "b"]}),
+    "labkit.plots.augmentation_preview": ((IMAGES[0], {"flip": IMAGES[1], "half size": IMAGES[0, ::2, ::2]}, IMAGES),
+                                         {"augment_title": "t"}),
 }
 
 
