@@ -130,3 +130,19 @@ def test_volume_options_fail_before_any_patch_is_cut():
         patch_dataset([Case], (8, 8, 4), 1, augment={"zoom_range": 0.2})
     with pytest.raises(LabkitInputError, match="zoom_range"):
         training_patches([Case], (8, 8, 4), augment={"zoom_range": 0.2})
+
+
+def test_a_seeded_classification_pipeline_repeats_its_augmented_batches(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = [tmp_path / f"{i}.png" for i in range(8)]
+    for path in paths:
+        cv2.imwrite(str(path), (rng.random((16, 16)) * 255).astype(np.uint8))
+
+    def batches(seed):
+        dataset = classification_dataset(paths, [0, 1] * 4, 16, 4, 2, channels=1, augment=True, shuffle=True,
+                                         seed=seed)
+        return np.concatenate([images.numpy() for images, _ in dataset])
+
+    first = batches(1)
+    np.testing.assert_array_equal(first, batches(1))
+    assert not np.array_equal(first, batches(2))
