@@ -27,7 +27,7 @@ from scipy.special import expit
 from labkit.data.layouts import subfolders
 from labkit.data.layouts.filename_labels import list_labelled_files
 from labkit.data.layouts.lab2 import LAB2_SETS, ClassFolderSplit, find_lab2_set
-from labkit.data.pipeline import classification_dataset
+from labkit.data.pipeline import classification_dataset, even_replica_batches
 from labkit.errors import LabkitInputError, require
 from labkit.evaluation.classification import (classification_report_rows, classification_report_text,
                                               classification_scores)
@@ -159,15 +159,18 @@ def head_for(loss, n_class):
     return Head("hinge", "hinge") if loss == "hinge" else Head("sigmoid", "binary_crossentropy")
 
 
-def datasets(train, val, img_size, batch_size, head, channels=1, augment=None, seed=42):
-    """Training (shuffled, optionally augmented) and validation ``(images, targets)`` datasets, decoded images
-    cached in memory; targets as `head` wants them."""
+def datasets(train, val, img_size, batch_size, head, channels=1, augment=None, seed=42, replicas=1):
+    """Training (shuffled; `augment` as `labkit.data.pipeline.classification_dataset` takes it, e.g. True for
+    `labkit.data.augment.CLASSIFICATION_AUGMENT`) and validation ``(images, targets)`` datasets, decoded images cached
+    in memory when they fit; targets as `head` wants them. Under several `replicas` no batch leaves one empty
+    (`even_replica_batches`)."""
     n_class = len(train.class_names)
     to_targets = lambda x, y: (x, head.targets(y))  # noqa: E731
     train_data = classification_dataset(train.paths, train.labels, img_size, batch_size, n_class, channels,
                                         augment=augment, shuffle=True, seed=seed, cache="auto")
     val_data = classification_dataset(val.paths, val.labels, img_size, batch_size, n_class, channels, cache="auto")
-    return train_data.map(to_targets), val_data.map(to_targets)
+    return tuple(even_replica_batches(data.map(to_targets), len(split), batch_size, replicas)
+                 for data, split in ((train_data, train), (val_data, val)))
 
 
 # --- models ---------------------------------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def main(argv=None):
                     distribution=distribution)
     head = lab.head_for(settings.loss, len(train.class_names))
     train_data, val_data = lab.datasets(train, val, settings.img_size, distribution.global_batch_size, head,
-                                        seed=settings.seed)
+                                        seed=settings.seed, replicas=distribution.replicas)
 
     # Model: Flatten → Dense(base) → Dense(base/2) → Dense(base/4) → one sigmoid unit.
     with distribution.strategy.scope():

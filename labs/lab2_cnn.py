@@ -76,7 +76,7 @@ def main(argv=None):
                     distribution=distribution)
     head = lab.head_for(settings.loss, len(train.class_names))
     train_data, val_data = lab.datasets(train, val, settings.img_size, distribution.global_batch_size, head,
-                                        seed=settings.seed)
+                                        seed=settings.seed, replicas=distribution.replicas)
 
     # Model: the course's LeNet or AlexNet on grey images, with the output the loss needs.
     with distribution.strategy.scope():

@@ -90,7 +90,8 @@ def main(argv=None):
     n_class = len(train.class_names)
     head = lab.head_for(settings.loss, n_class)  # softmax and categorical cross-entropy for the nine classes
     train_data, val_data = lab.datasets(train, val, settings.img_size, distribution.global_batch_size, head,
-                                        augment=settings.augment or None, seed=settings.seed)
+                                        augment=settings.augment or None, seed=settings.seed,
+                                        replicas=distribution.replicas)
 
     # Model: the course's network with the regularisation asked for.
     with distribution.strategy.scope():
