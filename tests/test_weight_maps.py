@@ -1,5 +1,7 @@
 """Boundary weight maps (labkit.data.weight_maps) against SciPy morphology, and the pixel-weighted losses."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -160,3 +162,39 @@ def test_get_loss_maps_names_to_pixel_weighted_losses():
     assert get_loss("categorical_crossentropy", pixel_weights=True).kind == "ce"
     with pytest.raises(ValueError, match="no pixel-weighted form of loss 'focal'"):
         get_loss("focal", pixel_weights=True)
+
+
+# --- Lab 5 end to end ------------------------------------------------------------------------------------------
+
+
+def test_lab5_weight_maps_run_trains_on_the_weighted_loss(lab_runner, tmp_path):
+    """``--weight-maps``: weight_map.png and every lab file; the validation loss Keras logged is the weighted Dice
+    loss of the trained model (one epoch, one validation batch), so the weight maps reached the loss."""
+    from labkit.data.layouts.ct_mri import CT_LEVELS, load_class_slices
+    from labkit.data.synthetic import ct_dataset
+    from labkit.runs import read_csv
+
+    ct_dir = ct_dataset(n_patients=4, n_slices=3, size=32, root=tmp_path / "ct")
+    out = tmp_path / "run"
+    code, _, stderr = lab_runner("lab5_segmentation", [
+        "--task", "ct", "--data-dir", ct_dir, "--out", out, "--weight-maps", "--weight-strength", "1.5",
+        "--img-size", "32", "--epochs", "1", "--base", "4", "--batch-size", "4", "--precision", "float32", "--quiet"])
+    assert code == 0, stderr
+    for name in ("weight_map.png", "config.json", "history.csv", "metrics.json", "curves.png", "samples.png",
+                 "per_image.csv", "model.keras"):
+        assert (out / name).is_file(), name
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert (settings["weight_maps"], settings["weight_strength"]) == (True, 1.5)
+    val = [ct_dir / "Image" / r["item"] for r in read_csv(out / "split.csv") if r["split"] == "val"]
+    assert 0 < len(val) <= 4
+    images, masks = load_class_slices([(p, ct_dir / "Mask" / p.name) for p in val], 32, CT_LEVELS, one_hot=False)
+    predictions = keras.saving.load_model(out / "model.keras").predict(images, verbose=0)
+    weighted = 1.0 - float(weighted_dice_coef(masks, predictions, weight_map(masks, 1.5)))
+    assert float(read_csv(out / "history.csv")[0]["val_loss"]) == pytest.approx(weighted, abs=1e-4)
+    assert abs(weighted - (1.0 - float(dice_coef(masks, predictions)))) > 1e-3  # unweighted would be another value
+
+
+def test_lab5_negative_weight_strength_is_one_error_line(lab_runner, tmp_path):
+    code, _, stderr = lab_runner("lab5_segmentation", ["--weight-maps", "--weight-strength", "-1", "--out",
+                                                       tmp_path / "x", "--quiet"])
+    assert code == 2 and "--weight-strength" in stderr and len(stderr.strip().splitlines()) == 1
