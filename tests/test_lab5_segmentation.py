@@ -121,42 +121,48 @@ OUTPUTS = ("config.json", "split.csv", "history.csv", "metrics.json", "curves.pn
            "model.keras")
 
 
-@pytest.mark.parametrize("task, extra, columns", [
-    ("ct", [], {"dice_coef", "precision", "recall", "val_dice_coef", "val_precision", "val_recall"}),
-    ("ct-lr", ["--heads", "sigmoid"], {"dice_left", "dice_right", "val_dice_left", "val_dice_right", "val_dice_mean"}),
-])
-def test_tiny_run_writes_every_documented_file(lab_runner, tmp_path, ct_dir, task, extra, columns):
-    out = tmp_path / "run"
-    code, stdout, stderr = lab_runner("lab5_segmentation", ["--task", task, "--data-dir", ct_dir, "--out", out,
-                                                            *extra, *TINY])
-    assert code == 0, stderr
+def check_run_folder(out, columns, per_image_columns):
+    """Every documented file, the history's columns, one per-image row per validation slice."""
     for name in OUTPUTS:
         assert (out / name).is_file(), name
     assert columns <= set(read_csv(out / "history.csv")[0])
     rows = read_csv(out / "per_image.csv")
     val = [r["item"] for r in read_csv(out / "split.csv") if r["split"] == "val"]
-    assert sorted(r["name"] for r in rows) == sorted(val)
-    per_class = {"dice_left", "dice_right", "dice_mean"} if task == "ct-lr" else {"dice", "jaccard"}
-    assert per_class <= set(rows[0])
-    config = json.loads((out / "config.json").read_text())["settings"]
-    course = {"ct": (50, 1e-4, False), "ct-lr": (80, 1e-5, True)}[task]  # with a data folder: the course settings
-    assert (config["lr"], config["augment"]) == course[1:] and config["batchnorm"] and config["dropout"] == 0.2
+    assert sorted(r["name"] for r in rows) == sorted(val) and per_image_columns <= set(rows[0])
     assert json.loads((out / "metrics.json").read_text())["validation"]["images"] == len(val)
+    return json.loads((out / "config.json").read_text())["settings"]
 
 
-def test_folds_never_split_a_patient(lab_runner, tmp_path, ct_dir):
+@pytest.mark.slow
+def test_ct_lr_with_sigmoid_heads_writes_every_documented_file(lab_runner, tmp_path, ct_dir):
+    out = tmp_path / "run"
+    code, _, stderr = lab_runner("lab5_segmentation", ["--task", "ct-lr", "--heads", "sigmoid", "--loss", "bce",
+                                                       "--data-dir", ct_dir, "--out", out, *TINY])
+    assert code == 0, stderr
+    settings = check_run_folder(out, {"dice_left", "dice_right", "val_dice_left", "val_dice_right", "val_dice_mean"},
+                                {"dice_left", "dice_right", "dice_mean"})
+    # with a data folder, Task 2's course settings apply to what the flags leave alone
+    assert (settings["lr"], settings["augment"], settings["batchnorm"], settings["dropout"]) == (1e-5, True, True, 0.2)
+
+
+@pytest.mark.slow
+def test_ct_folds_never_split_a_patient_and_each_fold_is_a_full_run(lab_runner, tmp_path, ct_dir):
     out = tmp_path / "folds"
     code, _, stderr = lab_runner("lab5_segmentation", ["--task", "ct", "--data-dir", ct_dir, "--out", out,
                                                        "--folds", "2", *TINY])
     assert code == 0, stderr
     seen = []
     for fold in ("fold-1", "fold-2"):
+        settings = check_run_folder(out / fold, {"dice_coef", "precision", "recall", "val_dice_coef", "val_precision",
+                                                 "val_recall"}, {"dice", "jaccard", "true_pixels"})
+        assert (settings["lr"], settings["augment"], settings["loss"]) == (1e-4, False, "dice")
         split = read_csv(out / fold / "split.csv")
         patients = {s: {patient_of(r["item"]) for r in split if r["split"] == s} for s in ("train", "val")}
         assert patients["train"] and patients["val"] and not patients["train"] & patients["val"]
         seen += [r["item"] for r in split if r["split"] == "val"]
     assert sorted(seen) == sorted(p.name for p in (ct_dir / "Image").iterdir())  # every slice validated once
-    assert (out / "metrics.json").is_file() and (out / "folds.csv").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["folds"] == 2 and "val_dice_coef" in metrics["std"]["best"] and (out / "folds.csv").is_file()
 
 
 def test_bad_input_is_one_error_line(lab_runner, tmp_path, ct_dir):
