@@ -134,47 +134,63 @@ class RunRecorder(keras.callbacks.Callback):
 
 
 class DeadRunWatch(keras.callbacks.Callback):
-    """Stop a run whose network has died: constant predictions and a flat training loss for `patience` epochs.
+    """Stop a run whose network has died: constant or saturated predictions and a flat training loss for `patience`
+    epochs.
 
-    A dead network (every ReLU of a block silent, or a sigmoid saturated at 0) gives the same output for every
-    pixel of every image, so its loss sits at a constant (a Dice loss at 1.0) and no gradient brings it back. After
-    each epoch the watch predicts a fixed probe batch (a few validation images) and calls the epoch dead when every
-    output channel spans less than `spread` over the whole batch (all images and pixels) and the training loss of
-    the last `patience` epochs varies by less than `flat` (relative). Both must hold, so a model that rightly
-    predicts an empty mask for an empty probe image but still learns is not stopped.
+    A dead network gives no gradient that could bring it back: every ReLU of a block is silent, so it gives the same
+    output for every pixel of every image, or its sigmoid/softmax output sits in the flat tail for every pixel (all
+    probabilities within `saturated` of 0 or of 1, the same decision everywhere). Its loss then sits at a constant
+    (a Dice loss at 1.0). After each epoch the watch predicts a fixed probe batch (a few validation images) and calls
+    the epoch dead when every output channel spans less than `spread` over the whole batch, or every channel is
+    saturated at one end. The run stops when that has held for `patience` epochs and the training loss of those
+    epochs varies by less than `flat` (relative). Both must hold, so a model that rightly predicts an empty mask for
+    an empty probe image but still learns is not stopped, nor is a slow learner whose outputs sit near 0.5.
 
     Args:
         probe: model inputs of a few images (a tensor, array or dict of them).
         patience: consecutive dead epochs before stopping.
         spread: largest range of an output channel over the probe batch that counts as constant.
         flat: largest relative range of the training loss over `patience` epochs that counts as flat.
+        saturated: distance from 0 or 1 within which a probability counts as saturated.
     """
 
-    def __init__(self, probe, patience=5, spread=1e-3, flat=1e-2):
+    def __init__(self, probe, patience=5, spread=1e-3, flat=1e-2, saturated=1e-2):
         super().__init__()
         self.probe, self.patience, self.spread, self.flat = probe, int(patience), float(spread), float(flat)
+        self.saturated = float(saturated)
         self.losses, self.dead_epochs, self.died = [], 0, None
 
-    def output_range(self):
-        """Largest range of any output channel over the probe batch (0 for constant predictions)."""
+    def probe_outputs(self):
+        """The model's outputs on the probe batch as float32 ``(pixels or items, channels)``."""
         outputs = self.model(self.probe, training=False)
         outputs = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
         values = np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32")))
-        values = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
-        return float(np.max(np.ptp(values, axis=0)))
+        return values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
+
+    def dead_outputs(self, values):
+        """Why outputs ``(n, channels)`` look dead (constant, or saturated at one end per channel), or None."""
+        span = float(np.max(np.ptp(values, axis=0)))
+        if span < self.spread:
+            return f"constant predictions (output range {span:.1e})"
+        low, high = values.min(axis=0), values.max(axis=0)
+        at_zero, at_one = high <= self.saturated, low >= 1 - self.saturated
+        if np.all(low >= 0) and np.all(high <= 1) and np.all(at_zero | at_one):
+            return (f"saturated predictions (every probability within {self.saturated:g} of "
+                    f"{'0' if at_zero.all() else '1' if at_one.all() else '0 or 1'}, the same decision everywhere)")
+        return None
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is None or not math.isfinite(float(loss)):
             return
         self.losses = (self.losses + [float(loss)])[-self.patience:]
-        span = self.output_range()
-        self.dead_epochs = self.dead_epochs + 1 if span < self.spread else 0
+        why = self.dead_outputs(self.probe_outputs())
+        self.dead_epochs = self.dead_epochs + 1 if why else 0
         loss_flat = max(self.losses) - min(self.losses) <= self.flat * max(1.0, abs(float(np.mean(self.losses))))
         if self.dead_epochs >= self.patience and loss_flat:
             first = epoch + 2 - self.patience
-            self.died = (f"the network died: constant predictions (output range {span:.1e}) and training loss flat at "
-                         f"{self.losses[-1]:.4f} for {self.patience} epochs ({first}–{epoch + 1})")
+            self.died = (f"the network died: {why} and training loss flat at {self.losses[-1]:.4f} for "
+                         f"{self.patience} epochs ({first}–{epoch + 1})")
             self.model.stop_training = True
 
 

@@ -83,25 +83,33 @@ def test_a_learning_network_is_never_stopped(tmp_path):
         (np.linspace(0, 1, 256).reshape(4, 8, 8, 1), [1.0] * 5, False),  # predictions vary with the input
         (np.tile(np.eye(3)[[0]], (4, 1)), [1.1] * 5, True),              # a classifier that always says class 0
         (np.eye(3)[[0, 1, 2, 0]], [1.1] * 5, False),                     # a classifier that tells images apart
+        # The 64-px demo that died at epoch 7: sigmoid outputs between 1e-9 and 5e-3, varying with the input (range
+        # 5e-3, above `spread`) but all in the sigmoid's flat tail, and a Dice loss at 1.0.
+        (np.geomspace(1e-9, 5e-3, 256).reshape(4, 8, 8, 1), [1.0] * 5, True),
+        (1 - np.geomspace(1e-9, 5e-3, 256).reshape(4, 8, 8, 1), [0.64] * 5, True),  # saturated at all-foreground
+        (np.tile([[0.996, 0.002, 0.002]], (64, 1)) + np.linspace(0, 2e-3, 64)[:, None] * [-1, 1, 0],
+         [1.1] * 5, True),                                               # softmax saturated on class 0
+        (np.linspace(0.40, 0.45, 256).reshape(4, 8, 8, 1), [0.69] * 5, False),  # one decision, yet not saturated
+        (np.linspace(-3.0, -1.0, 256).reshape(4, 8, 8, 1), [1.0] * 5, False),   # a linear (hinge) score: not probabilities
     ],
 )
-def test_dead_means_constant_predictions_and_a_flat_loss(outputs, losses, expected_dead):
+def test_dead_means_constant_or_saturated_predictions_and_a_flat_loss(outputs, losses, expected_dead):
     watch = DeadRunWatch(probe=None, patience=5)
     watch.set_model(keras.Sequential([keras.Input((1,))]))
-    watch.output_range = lambda: float(np.max(np.ptp(outputs.reshape(-1, outputs.shape[-1]), axis=0)))
+    watch.probe_outputs = lambda: outputs.reshape(-1, outputs.shape[-1])
     for epoch, loss in enumerate(losses):
         watch.on_epoch_end(epoch, {"loss": loss})
     assert (watch.died is not None) is expected_dead
 
 
-def test_output_range_reads_the_probe_batch():
+def test_probe_outputs_reads_the_probe_batch():
     images, _ = tiny_data(n=4)
     model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Lambda(lambda x: x * 0.0 + 0.25)])
     watch = DeadRunWatch(images)
     watch.set_model(model)
-    assert watch.output_range() == 0.0
+    assert watch.probe_outputs().shape == (4 * 16 * 16, 1) and np.ptp(watch.probe_outputs()) == 0.0
     watch.set_model(keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Identity()]))
-    assert watch.output_range() == pytest.approx(float(images.max() - images.min()))
+    np.testing.assert_array_equal(watch.probe_outputs()[:, 0], images.reshape(-1))
 
 
 @pytest.mark.slow
