@@ -12,10 +12,11 @@ def improved(value, best, mode):
 
 
 def monitor_mode(monitor):
-    """``max`` for accuracy/Dice/IoU/AUC-like metrics, ``min`` for losses and distances."""
+    """``max`` for accuracy/Dice/IoU/AUC/precision/recall-like metrics, ``min`` for losses and distances."""
     if "loss" in monitor:
         return "min"
-    return "max" if any(k in monitor for k in ("acc", "dice", "iou", "auc", "jaccard", "f1")) else "min"
+    higher_is_better = ("acc", "dice", "iou", "auc", "jaccard", "f1", "precision", "recall")
+    return "max" if any(k in monitor for k in higher_is_better) else "min"
 
 
 def best_epoch(history, monitor, mode=None):

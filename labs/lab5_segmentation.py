@@ -35,8 +35,7 @@ from labkit.history import summarize
 from labkit.losses import get_loss
 from labkit.metrics import class_dice_metrics, dice_coef
 from labkit.models.heads import with_sigmoid_heads
-from labkit.plots import (class_samples, loss_dice_precision_recall_plot, plot_history, segmentation_samples,
-                          weight_map_figure)
+from labkit.plots import class_samples, plot_history, segmentation_samples, weight_map_figure
 from labkit.runtime import distribute
 from labkit.training import collect_predictions, compile_model, fit
 
@@ -229,8 +228,8 @@ def main(argv=None):
 
     # Figures, then metrics.json last: its presence marks a finished run.
     title = f"Lab 5 {settings.task}: U-Net base {settings.base}, {settings.loss} loss"
-    curves = (plot_history(history, ("loss", *[k for k in keys if k != "dice_mean"]), title, monitor=monitor)
-              if settings.task == "ct-lr" else loss_dice_precision_recall_plot(history, title))
+    curves = ("dice_left", "dice_right") if settings.task == "ct-lr" else ("dice_coef", "precision", "recall")
+    curves = plot_history(history, ("loss", *curves), title, monitor=monitor)  # best epoch by validation Dice
     run.save_figure("curves.png", curves)
     samples.suptitle(title)
     run.save_figure("samples.png", samples)

@@ -9,10 +9,13 @@ import pytest
 from labkit.data.layouts.ct_mri import (CT_LEVELS, brats_as_course_layout, brats_slices, is_brats_folder,
                                         load_class_slices, mask_classes, patient_of)
 from labkit.data.synthetic import ct_dataset
+from labkit import get_unet
 from labkit.errors import LabkitInputError
-from labkit.evaluation import per_image_class_scores
+from labkit.evaluation import class_channels, per_image_class_scores
+from labkit.history import monitor_mode
 from labkit.losses import MultiClassDiceLoss, get_loss
 from labkit.metrics import class_dice, multiclass_dice
+from labkit.models.heads import with_sigmoid_heads
 from labkit.runs import read_csv
 
 TINY = ["--img-size", "32", "--epochs", "1", "--base", "4", "--batch-size", "4", "--quiet"]
@@ -178,3 +181,27 @@ def test_bad_input_is_one_error_line(lab_runner, tmp_path, ct_dir):
     code, _, stderr = lab_runner("lab5_segmentation", ["--task", "ct", "--loss", "ce", "--data-dir", ct_dir,
                                                        "--out", tmp_path / "c", "--quiet"])
     assert code == 2 and "--loss ce needs --task ct-lr" in stderr and not (tmp_path / "c").exists()
+
+
+def test_precision_and_recall_are_best_when_highest():
+    # the course's loss/Dice/precision/recall plot marks its best epoch by the last curve (recall) by default
+    assert monitor_mode("val_recall") == "max" and monitor_mode("val_precision") == "max"
+    assert monitor_mode("val_loss") == "min" and monitor_mode("hd95") == "min"
+
+
+def test_class_channels_of_a_softmax_and_of_sigmoid_heads():
+    softmax = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]])
+    classes, binary = class_channels(softmax)
+    assert classes.tolist() == [0, 2, 1] and binary.tolist() == [[False, False], [False, True], [True, False]]
+    heads = np.array([[0.2, 0.1], [0.6, 0.9], [0.1, 0.7]])  # overlapping heads show the first in the index map
+    classes, binary = class_channels(heads, softmax=False)
+    assert classes.tolist() == [0, 1, 2] and binary.tolist() == [[False, False], [True, True], [False, True]]
+
+
+def test_sigmoid_heads_replace_only_the_output_convolution():
+    base = get_unet((32, 32, 1), base=4, n_class=3)
+    heads = with_sigmoid_heads(base, 2)
+    assert heads.output_shape == (None, 32, 32, 2)
+    assert heads.layers[-1].activation.__name__ == "sigmoid"
+    # a 1×1 convolution from `base` features: (base + 1) weights per output channel; 3 softmax → 2 sigmoid channels
+    assert heads.count_params() == base.count_params() - (4 + 1) * 3 + (4 + 1) * 2

@@ -50,6 +50,8 @@ CASES = {  # qualified name → (args, kwargs) of a small valid call
     "labkit.plots.loss_dice_precision_recall_plot": (({**HISTORY, "precision": [0.5] * 5, "val_precision": [0.4] * 5,
                                                        "recall": [0.6] * 5, "val_recall": [0.5] * 5}, "U-Net"), {}),
     "labkit.plots.segmentation_samples": ((IMAGES, MASKS, PREDICTIONS), {"scores": [0.9, 0.8], "title": "t"}),
+    "labkit.plots.class_samples": ((IMAGES, MASKS[..., 0].astype(int), 2 * PREDICTIONS[..., 0].round().astype(int),
+                                    ["left", "right"]), {"scores": ["left 0.9", "left 0.8"]}),
     "labkit.plots.volume_slices": (([VOLUME], [LABEL], [PREDICTED]), {"names": ["case"], "n_slices": 2}),
     "labkit.plots.surface_view": ((LABEL, PREDICTED), {"spacing": (1.0, 1.0, 2.0)}),
     "labkit.plots.comparison_curves": (({"frozen": HISTORY, "finetune": HISTORY}, ("loss", "dice_coef")), {}),
