@@ -14,10 +14,17 @@ Tasks (``--task``), each with the course's settings as defaults:
 with a demo-sized profile. The run folder gets config.json, split.csv, history.csv, metrics.json, curves.png,
 samples.png, per_image.csv and model.keras (the best epoch by validation Dice).
 
+The course's 2022 options, on any task: ``--weight-maps`` (a): pixels within 2 of a mask edge weigh 1 +
+``--weight-strength`` (1.5) in the loss, computed per batch (labkit.data.weight_maps); adds weight_map.png.
+``--autocontext S`` (b): S steps, step s on the slice plus step s−1's probability maps, out-of-fold on training
+slices (labkit.autocontext); step-<s>/ child runs, autocontext.csv/.md and autocontext.png (validation Dice per step).
+
 example:
   python labs/lab5_segmentation.py --task ct --augment
   python labs/lab5_segmentation.py --task ct-lr --heads sigmoid --folds 3
   python labs/lab5_segmentation.py --task mri --data-dir /DL_course_data/Lab5/MRI
+  python labs/lab5_segmentation.py --task ct --weight-maps --weight-strength 1.5
+  python labs/lab5_segmentation.py --task ct --autocontext 3 --autocontext-folds 3
 """
 
 import argparse
