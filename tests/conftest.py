@@ -7,6 +7,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share the two cores (setup.cfg's -n 2): one TensorFlow thread each (lab subprocesses inherit it)
+    # instead of each worker's thread pool fighting the other's.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import labkit  # noqa: E402,F401  (first: TensorFlow without its start-up notices)
 import keras  # noqa: E402
