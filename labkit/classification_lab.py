@@ -28,6 +28,7 @@ from labkit.data.layouts import subfolders
 from labkit.data.layouts.filename_labels import list_labelled_files
 from labkit.data.layouts.lab2 import LAB2_SETS, ClassFolderSplit, find_lab2_set
 from labkit.data.pipeline import classification_dataset, even_replica_batches
+from labkit.data.split import refold_class_splits
 from labkit.errors import LabkitInputError, require
 from labkit.evaluation.classification import (classification_report_rows, classification_report_text,
                                               classification_scores)
@@ -105,6 +106,31 @@ def find_labelled_set(data_dir, dataset):
     train, val = (ClassFolderSplit(*map(tuple, list_labelled_files(f, patterns)), names)
                   for f in (train_folder, val_folder))
     return train, val, "flat"
+
+
+def classes_in_turn(split):
+    """The same images reordered so that the classes take turns (first of each class, then second, …)."""
+    order = _spread_over_classes(np.asarray(split.labels), len(split))
+    return type(split)(tuple(split.paths[i] for i in order), tuple(split.labels[i] for i in order), split.class_names)
+
+
+def load_splits(settings, data_dir):
+    """The training and validation images of ``settings.dataset`` in `data_dir` (`find_labelled_set`), with
+    ``--folds`` fold i of both pooled (stratified by class), checked readable (``--skip-bad-files``).
+
+    The validation images take the classes in turn, so every validation batch holds every class it can, and so do
+    the few images the dead-run watch of `labkit.training.fit` probes: sorted by class, they would all be of one
+    class, and a model that classifies them confidently and rightly would look saturated, i.e. dead.
+
+    Returns:
+        ``(train, validation, layout)`` as `find_labelled_set`.
+    """
+    from labkit import cli
+
+    train, val, layout = find_labelled_set(data_dir, settings.dataset)
+    train, val = refold_class_splits(train, val, settings.kfold, settings.seed)
+    train, val = cli.readable(settings, train), cli.readable(settings, val)
+    return train, classes_in_turn(val), layout
 
 
 # --- heads: output unit, loss, targets and accuracy ----------------------------------------------------------------
@@ -280,7 +306,7 @@ def _spread_over_classes(labels, n):
 
 
 __all__ = ["COURSE_SETS", "Head", "MODELS", "MONITOR", "OPTIMIZERS", "build_classifier", "compile_classifier",
-           "datasets", "evaluate_and_report", "find_labelled_set", "head_for"]
+           "classes_in_turn", "datasets", "evaluate_and_report", "find_labelled_set", "head_for", "load_splits"]
 
 
 # --- flags ------------------------------------------------------------------------------------------------------------

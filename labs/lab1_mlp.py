@@ -24,7 +24,6 @@ example:
 
 from labkit import classification_lab as lab
 from labkit import cli
-from labkit.data.split import refold_class_splits
 from labkit.runtime import distribute
 from labkit.training import fit
 
@@ -60,9 +59,7 @@ def main(argv=None):
         from labkit.data.synthetic.lab1 import lab1_dataset
 
         data_dir = lab1_dataset(settings.n_train, settings.n_test, size=max(32, settings.img_size))
-    train, val, layout = lab.find_labelled_set(data_dir, settings.dataset)
-    train, val = refold_class_splits(train, val, settings.kfold, settings.seed)
-    train, val = cli.readable(settings, train), cli.readable(settings, val)
+    train, val, layout = lab.load_splits(settings, data_dir)
     print(f"data: {settings.dataset} ({layout} layout): {train.counts()} training and {val.counts()} validation "
           f"images from {data_dir}")
     distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate

@@ -27,7 +27,6 @@ example:
 
 from labkit import classification_lab as lab
 from labkit import cli
-from labkit.data.split import refold_class_splits
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.runtime import distribute
 from labkit.training import fit
@@ -66,9 +65,7 @@ def main(argv=None):
 
     # Data: the set's train/ and validation/ class folders (with --folds, fold i of both pooled).
     data_dir = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val, size=max(32, settings.img_size))
-    train, val, layout = lab.find_labelled_set(data_dir, settings.dataset)
-    train, val = refold_class_splits(train, val, settings.kfold, settings.seed)
-    train, val = cli.readable(settings, train), cli.readable(settings, val)
+    train, val, layout = lab.load_splits(settings, data_dir)
     print(f"data: {settings.dataset} ({layout}): {train.counts()} training and {val.counts()} validation images "
           f"from {data_dir}")
     distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate

@@ -29,7 +29,6 @@ example:
 
 from labkit import classification_lab as lab
 from labkit import cli
-from labkit.data.split import refold_class_splits
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.data.synthetic.lab1 import lab1_dataset
 from labkit.runtime import distribute
@@ -79,9 +78,7 @@ def main(argv=None):
     # Data: the set's training and validation images (with --folds, fold i of both pooled); augmentation on
     # training batches only.
     data_dir = settings.data_dir or embedded_data(settings)
-    train, val, layout = lab.find_labelled_set(data_dir, settings.dataset)
-    train, val = refold_class_splits(train, val, settings.kfold, settings.seed)
-    train, val = cli.readable(settings, train), cli.readable(settings, val)
+    train, val, layout = lab.load_splits(settings, data_dir)
     print(f"data: {settings.dataset} ({layout}): {train.counts()} training and {val.counts()} validation images "
           f"from {data_dir}")
     distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate

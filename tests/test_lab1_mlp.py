@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from conftest import load_lab
 
-from labkit.classification_lab import find_labelled_set
+from labkit.classification_lab import classes_in_turn, find_labelled_set
 from labkit.cli import run_lab
 from labkit.data.synthetic.lab1 import lab1_dataset
 from labkit.errors import LabkitInputError
 from labkit.runs import read_csv
+from labkit.training import DeadRunWatch
 
 #: Every file the lab documents.
 OUTPUTS = ("config.json", "history.csv", "metrics.json", "model.keras", "curves.png", "confusion_matrix.png",
@@ -56,6 +57,18 @@ def test_flat_layout_labels_come_from_file_names(lab1, tmp_path):
     assert [k for p, k in zip(train.paths, train.labels) if p.name.startswith("Nevi_")] == [1]
 
 
+def test_validation_classes_take_turns_so_a_confident_model_is_not_called_dead(lab1):
+    _, val, _ = find_labelled_set(lab1, "skin")  # sorted by name: every Mel image first
+    turned = classes_in_turn(val)
+    assert list(turned.labels) == [0, 1] * 3 and sorted(turned.paths) == sorted(val.paths)
+    assert all(p.name.startswith(("Mel", "Nev")[k]) for p, k in zip(turned.paths, turned.labels))
+    # fit's dead-run watch probes the first validation images: a confident, right model on one class looks dead
+    right = lambda labels: np.where(np.asarray(labels)[:, None] == 1, 0.999, 0.001)  # noqa: E731
+    watch = DeadRunWatch(probe=None)
+    assert watch.dead_outputs(right(val.labels[:3])) is not None
+    assert watch.dead_outputs(right(turned.labels[:3])) is None
+
+
 def test_a_name_without_a_class_is_named(lab1, tmp_path):
     shutil.copytree(lab1 / "Skin", tmp_path / "Skin")
     sorted((tmp_path / "Skin" / "test").iterdir())[0].rename(tmp_path / "Skin" / "test" / "lesion_17.png")
@@ -73,6 +86,7 @@ def test_tiny_run_writes_every_output(mlp_run):
     # The reported accuracy is the one of the predictions it wrote.
     predictions = read_csv(mlp_run / "predictions.csv")
     assert len(predictions) == metrics["validation"]["images"] == 6
+    assert [p["true"] for p in predictions] == ["Mel", "Nevi"] * 3  # the classes take turns (load_splits)
     right = np.mean([p["true"] == p["predicted"] for p in predictions])
     assert metrics["validation"]["accuracy"] == pytest.approx(right)
     model = keras.saving.load_model(mlp_run / "model.keras")
