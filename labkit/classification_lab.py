@@ -97,7 +97,7 @@ def find_labelled_set(data_dir, dataset):
     require(dataset in COURSE_SETS, f"unknown set {dataset!r}: choose {', '.join(COURSE_SETS)}")
     folder = _set_folder(data_dir, dataset)
     train_folder = _child(folder, "train")
-    if subfolders(train_folder) and dataset in LAB2_SETS:  # Lab 2: one folder per class
+    if any(not name.startswith(".") for name in subfolders(train_folder)) and dataset in LAB2_SETS:  # Lab 2 layout
         train, val = find_lab2_set(folder, dataset)
         return train, val, "class folders"
     val_folder = next((f for f in (_child(folder, n) for n in FLAT_VALIDATION) if f is not None), None)
