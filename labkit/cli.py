@@ -2,6 +2,19 @@
 
 Every lab flag defaults to None in the parser, so `resolve_settings` can tell a flag the user gave from one left
 alone: explicit flags always win, then (on the embedded data) the lab's demo profile, then the course default.
+
+A lab script uses these pieces in one order: `lab_parser` (plus its own flags) in ``parse_args``; `begin` as the first
+lines of ``main`` (flags, --sweep/--folds, run folder, seed, precision, demo notice); `readable` and `save_config`
+once its data is found; `fit_options` for `labkit.training.fit`; `run_lab` under ``if __name__ == "__main__"``:
+
+    def main(argv=None):
+        settings, run = cli.begin(main, argv, "lab4_unet", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND)
+        if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold
+            return
+        ...
+
+    if __name__ == "__main__":
+        cli.run_lab(main)
 """
 
 import argparse
@@ -90,6 +103,44 @@ def lab_parser(description, course):
 
     compare.add_arguments(parser)  # --sweep, --folds, --fold: runs of many models (labkit.compare)
     return parser
+
+
+def begin(main, argv, lab_name, parse_args, course, demo, demo_text=None, course_command=None, preset=None):
+    """The opening of every lab's ``main``: parse the flags, hand several runs to `labkit.compare`, or start this run.
+
+    With ``--sweep``, ``--folds`` or a preset (a lab's ``--compare``), `labkit.compare` calls `main` once per variant
+    and fold, each into a child run folder, compares them, and this returns ``(None, None)``: ``main`` stops there.
+    Otherwise it resolves the settings and opens the run folder (`start_run`) and, when the demo profile applies,
+    prints ``demo profile: `` followed by ``demo_text(settings)`` and the command of a course-sized run.
+
+    Args:
+        main: the lab's ``main(argv)``.
+        argv: the lab's arguments (None: the command line).
+        lab_name: names the default run folder (``runs/<lab_name>-<timestamp>``).
+        parse_args: the lab's ``parse_args(argv)``, built on `lab_parser`.
+        course: the course defaults: a dict, or a function of the parsed flags giving it (defaults that follow from
+            a flag, e.g. the loss; it may also check the flags before any folder is made).
+        demo: the demo profile: a dict, or a function of the parsed flags giving it or None (no demo profile for
+            this run, e.g. when data was given another way than ``--data-dir``).
+        demo_text: ``demo_text(settings)``, what the demo run is (data, size, epochs, ...), one sentence.
+        course_command: the command line of a run with the course's settings on real data, shown after it.
+        preset: the lab's preset function, see `run_many`.
+
+    Returns:
+        ``(settings, run)`` as `start_run` gives them, or ``(None, None)``. ``settings.flags`` holds the parsed
+        flags (None where not given), for choices that depend on whether a flag was typed (e.g. ``--weights``).
+    """
+    args = parse_args(argv)
+    if run_many(main, args, argv, preset=preset):
+        return None, None
+    pick = lambda value: value(args) if callable(value) else value  # noqa: E731
+    course, profile = pick(course), pick(demo)
+    settings, run = start_run(lab_name, args, course, profile or {})
+    settings.demo = settings.demo and profile is not None
+    if settings.demo and demo_text:
+        course_run = f" Course settings on real data: {course_command}" if course_command else ""
+        print(f"demo profile: {demo_text(settings)}{course_run}")
+    return settings, run
 
 
 def run_many(main, args, argv=None, preset=None):
@@ -190,7 +241,8 @@ def start_run(lab_name, args, course, demo):
 
     Returns:
         ``(settings, run)``: an `argparse.Namespace` of resolved settings (``settings.demo`` says whether the demo
-        profile applied; ``settings.precision`` is the resolved policy) and the `labkit.runs.RunFolder`.
+        profile applied; ``settings.precision`` is the resolved policy; ``settings.flags`` is `args`, the flags as
+        given) and the `labkit.runs.RunFolder`.
     """
     from labkit import progress, runs, runtime
 
@@ -204,7 +256,9 @@ def start_run(lab_name, args, course, demo):
                     "quiet": bool(args.quiet)}
         is_demo = stored.get("demo", is_demo)
         print(f"resuming {run.path} from its last completed epoch")
-    settings = argparse.Namespace(**{**settings, "demo": is_demo, "out": str(run.path)})
+    # The parsed flags ride along as a class attribute: not a setting, so not in vars(settings) nor config.json.
+    settings = type("LabSettings", (argparse.Namespace,), {"flags": args})(**{**settings, "demo": is_demo,
+                                                                              "out": str(run.path)})
     # --folds K --fold I: the lab's split validates on fold I (labkit.data.split.kfold_indices)
     fold, folds = getattr(settings, "fold", None), getattr(settings, "folds", None)
     settings.kfold = (fold, folds) if fold else None

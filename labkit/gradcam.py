@@ -240,3 +240,29 @@ def activation_map_figure(images, heatmaps, titles=None, alpha=0.4, title=None, 
     if save_to is not None:
         figure.savefig(save_to, dpi=110, bbox_inches="tight")
     return figure
+
+
+def class_examples(model, paths, labels, predicted, img_size, per_class=2, layer_name=None, seed=42, channels=3):
+    """Grad-CAM of a few images of each class, for a figure such as `labkit.plots.class_gradcam_figure`.
+
+    Args:
+        model: the classifier.
+        paths, labels, predicted: image files with their true and predicted class indices.
+        img_size: side the images are read at (the model's input).
+        per_class: images of each class, chosen at random (seeded) among that class's images.
+        layer_name: the layer explained (default: see `find_layer`).
+        seed: seed of the choice.
+        channels: channels the images are read with.
+
+    Returns:
+        ``(images, heatmaps, true, predicted)`` of the chosen images, class by class: lists of arrays, then two
+        int arrays.
+    """
+    from labkit.data.pipeline import decode_image
+
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    rng = np.random.default_rng(seed)
+    chosen = [i for k in np.unique(labels) for i in rng.permutation(np.flatnonzero(labels == k))[:per_class]]
+    images = [decode_image(str(paths[i]), img_size, channels).numpy() for i in chosen]
+    heatmaps = [grad_cam(model, image, layer_name=layer_name) for image in images]
+    return images, heatmaps, labels[chosen], predicted[chosen]

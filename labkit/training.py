@@ -294,6 +294,16 @@ def _record_death(run, history, monitor, mode, reason):
     return (f"{reason}. Best model kept in {run.file('model.keras')} (epoch {best['epoch']}, {monitor} "
             f"{best.get(monitor, float('nan')):.4f}); {advice}")
 
+def balanced_class_weight(labels):
+    """``{class: weight}`` for `fit`'s ``class_weight``: scikit-learn's balanced weights, ``n / (k · n_c)`` for a
+    class of ``n_c`` of the ``n`` labels, over the ``k`` classes present."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    return {int(k): float(w) for k, w in zip(present, weights)}
+
+
 def collect_predictions(model, dataset, max_items=None):
     """Run `model` over a dataset of ``(inputs, targets)`` batches.
 

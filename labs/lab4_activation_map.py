@@ -86,19 +86,20 @@ def explained_images(images, labels, probabilities, class_names, per_class):
     return chosen
 
 
+def demo_text(settings):
+    """What the demo profile runs, shown on screen."""
+    return (f"embedded synthetic {settings.dataset.capitalize()} set ({settings.n_train} training and "
+            f"{settings.n_val} validation images per class), {settings.img_size}×{settings.img_size}, "
+            f"{settings.epochs} epochs, lr {settings.lr}"
+            f"{', batch normalisation on (the course network has none)' if settings.batchnorm else ''}.")
+
+
 def main(argv=None):
-    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults; --sweep and
-    # --folds run this main once per variant/fold (labkit.compare).
-    args = parse_args(argv)
-    if cli.run_many(main, args, argv):
+    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
+    settings, run = cli.begin(main, argv, "lab4_activation_map", parse_args, COURSE, DEMO, demo_text,
+                              FULL_COURSE_COMMAND)
+    if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
         return
-    settings, run = cli.start_run("lab4_activation_map", args, COURSE, DEMO)
-    if settings.demo:
-        print(f"demo profile: embedded synthetic {settings.dataset.capitalize()} set ({settings.n_train} training "
-              f"and {settings.n_val} validation images per class), {settings.img_size}×{settings.img_size}, "
-              f"{settings.epochs} epochs, lr {settings.lr}"
-              f"{', batch normalisation on (the course network has none)' if settings.batchnorm else ''}. "
-              f"Course settings on real data: {FULL_COURSE_COMMAND}")
     size, channels = settings.img_size, CHANNELS[settings.dataset]
 
     # Data: the class folders of one Lab 2 set; augmentation on training batches only.

@@ -96,22 +96,23 @@ def method_name(method, settings):
     return METHODS[method] + (f", {weights_text(settings.weights)}" if method == "bottleneck" else "")
 
 
+def demo_text(settings):
+    """What the demo profile runs, shown on screen."""
+    return (f"embedded synthetic Bone and Skin sets ({settings.n_train} training and {settings.n_val} validation "
+            f"images per class), {settings.img_size}×{settings.img_size}, {settings.epochs} epochs, lr {settings.lr}, "
+            f"from-scratch VGG16 with n_base {settings.n_base}"
+            f"{' and batch normalisation (the course network has none)' if settings.batchnorm else ''}.")
+
+
 def main(argv=None):
-    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults. Several sets or
-    # methods, --sweep and --folds run this main once per model/variant/fold, each into a child folder.
-    args = parse_args(argv)
-    if cli.run_many(main, args, argv, preset=comparison_preset):
+    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
+    settings, run = cli.begin(main, argv, "lab4_transfer", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND,
+                              preset=comparison_preset)
+    if run is None:  # several sets or methods, --sweep, --folds: labkit.compare ran one child run each
         return
-    settings, run = cli.start_run("lab4_transfer", args, COURSE, DEMO)
-    if settings.demo:
-        print(f"demo profile: embedded synthetic Bone and Skin sets ({settings.n_train} training and "
-              f"{settings.n_val} validation images per class), {settings.img_size}×{settings.img_size}, "
-              f"{settings.epochs} epochs, lr {settings.lr}, from-scratch VGG16 with n_base {settings.n_base}"
-              f"{' and batch normalisation (the course network has none)' if settings.batchnorm else ''}. "
-              f"Course settings on real data: {FULL_COURSE_COMMAND}")
     dataset, method, size = settings.dataset, settings.method, settings.img_size
     channels = CHANNELS[dataset]
-    weights = resolve_weights(settings, args.weights, "vgg16", (size, size, channels)) if method == "bottleneck" \
+    weights = resolve_weights(settings, settings.flags.weights, "vgg16", (size, size, channels)) if method == "bottleneck" \
         else None
 
     # Data: the Lab 2 class folders of the set (with --folds, fold i of both pooled).

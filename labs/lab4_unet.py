@@ -54,19 +54,18 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def demo_text(settings):
+    """What the demo profile runs, shown on screen."""
+    return (f"embedded synthetic chest X-rays ({settings.n_images} images), {settings.img_size}×{settings.img_size}, "
+            f"{settings.epochs} epochs, lr {settings.lr} ({settings.lr_schedule} schedule). The README's demo command "
+            f"ends at validation Dice {DEMO_EXPECTED} at its last epoch, depending on the seed (BENCHMARKS.md).")
+
+
 def main(argv=None):
-    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults. With --sweep or
-    # --folds, labkit.compare runs this main once per variant/fold, each into its own child folder, and compares them.
-    args = parse_args(argv)
-    if cli.run_many(main, args, argv):
+    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
+    settings, run = cli.begin(main, argv, "lab4_unet", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND)
+    if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
         return
-    settings, run = cli.start_run("lab4_unet", args, COURSE, DEMO)
-    if settings.demo:
-        print(f"demo profile: embedded synthetic chest X-rays ({settings.n_images} images), "
-              f"{settings.img_size}×{settings.img_size}, {settings.epochs} epochs, lr {settings.lr} "
-              f"({settings.lr_schedule} schedule). The README's demo command ends at validation Dice "
-              f"{DEMO_EXPECTED} at its last epoch, depending on the seed (BENCHMARKS.md). Course settings on real "
-              f"data: {FULL_COURSE_COMMAND}")
     size = settings.img_size
 
     # Data: pairs matched by name, split once with the seed; augmentation on training batches only.

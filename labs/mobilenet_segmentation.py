@@ -15,20 +15,19 @@ validates; the best epoch (validation Dice) is evaluated on the test split. With
 embedded synthetic dermoscopy set in the official layout, with a demo-sized profile (64×64, 8 epochs, and the U-Net
 decoder, which localises lesions from a 2×2 bottleneck where the course's transpose decoder cannot in so short a run).
 
-Weights: --weights imagenet (default) needs MobileNetV2's ImageNet file in Keras's cache (or the network); when it
-cannot be fetched the lab stops with one line naming the file and the folder. The demo (embedded data, --weights not
-given) never downloads: without the cached file it uses a randomly initialised encoder (--weights none) and says so
-on screen and in config.json / metrics.json: a frozen random encoder is a baseline, not transfer learning. A random
-encoder first gets its BatchNorm statistics from 64 training images: with the initial 0/1 statistics MobileNetV2's
-features vanish (~1e-12) at inference and the model could only predict background.
+Weights: --weights imagenet (default) needs MobileNetV2's ImageNet file in Keras's cache (or the network), else one
+line names the file and the folder. The demo (--weights not given) never downloads: without the cached file it uses
+a random encoder (--weights none), saying so on screen and in config.json / metrics.json (a frozen random encoder is a
+baseline, not transfer learning). A random encoder first gets its BatchNorm statistics from 64 training images: with
+the initial 0/1 statistics its features vanish (~1e-12) at inference and the model could only predict background.
 
 The run folder gets config.json, history.csv, metrics.json (best/final epoch, test Dice/IoU, parameter counts),
-per_image.csv, curves.png, samples.png (and samples.npz, their arrays) and model.keras. --compare is a preset of
-labkit.compare: it trains two models, frozen/ and finetune/ (--compare decoder: transpose/ and unet/), each a
-complete run folder as above, then writes comparison.csv/.md (epoch rows, then a parameter-count row), summary.csv/.md
-(the course report's table), curves.png (both models' loss, IoU, Dice), samples.png (image, true mask, then each
-model's probability and mask at 0.5), per_image.csv and history.csv with both models' rows, model.keras (the model
-with the better validation Dice) and, as every --sweep, comparison.png and variants.csv/.md.
+per_image.csv, curves.png, samples.png (and samples.npz, their arrays) and model.keras. --compare (a preset of
+labkit.compare) trains frozen/ and finetune/ (--compare decoder: transpose/ and unet/), each a run folder as above,
+then writes comparison.csv/.md (epoch rows, then a parameter-count row), summary.csv/.md (the course report's table),
+curves.png (both models' loss, IoU, Dice), samples.png (image, true mask, then each model's probability and mask at
+0.5), per_image.csv and history.csv with both models' rows, model.keras (the better validation Dice) and, as every
+--sweep, comparison.png and variants.csv/.md.
 
 example:
   python labs/mobilenet_segmentation.py --compare
@@ -42,23 +41,19 @@ from pathlib import Path
 from labkit import cli, compare
 from labkit.data import segmentation_dataset
 from labkit.data.augment import LesionAugment
-from labkit.data.layouts.isic2016 import find_isic2016_pairs, isic2016_layout
-from labkit.data.split import train_val_split
+from labkit.data.layouts.isic2016 import isic2016_splits
 from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
 from labkit.errors import require
 from labkit.evaluation import mean_std
-from labkit.evaluation.segmentation import evaluate_segmenter, read_samples, write_samples
+from labkit.evaluation.segmentation import evaluate_segmenter, samples_figure, write_samples
 from labkit.history import summarize
-from labkit.losses import get_loss
-from labkit.metrics import logit_segmentation_metrics
-from labkit.models.mobilenet_seg import (DECODERS, calibrate_batchnorm, encoder_decoder_optimizer, encoder_fingerprint,
-                                        mobilenet_segmenter, parameter_split)
+from labkit.models.mobilenet_seg import DECODERS, compiled_segmenter, encoder_fingerprint, parameter_split
 from labkit.models.transfer import resolve_weights
-from labkit.plots import comparison_curves, comparison_samples
+from labkit.plots import comparison_curves
 from labkit.runs import read_csv
 from labkit.runtime import distribute
 from labkit.tensorboard import SegmentationImages
-from labkit.training import compile_model, fit
+from labkit.training import fit
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 
@@ -116,9 +111,10 @@ def comparison_preset(args):
                           report=report_models, table="variants")
 
 
-def model_variant(settings, encoder_lr_given, lr_factor=1.0):
+def model_variant(settings, lr_factor=1.0):
     """``{strategy, decoder, encoder_lr, decoder_lr}`` of this run's model; an encoder lr of 0 is the frozen strategy.
     Both rates are multiplied by `lr_factor` (``--scale-lr`` with several replicas)."""
+    encoder_lr_given = settings.flags.encoder_lr is not None
     require(not (settings.strategy == "frozen" and encoder_lr_given and settings.encoder_lr > 0),
             f"--encoder-lr {settings.encoder_lr} contradicts --strategy frozen (the encoder does not train)")
     strategy = "frozen" if settings.encoder_lr == 0 else settings.strategy
@@ -131,17 +127,11 @@ def model_variant(settings, encoder_lr_given, lr_factor=1.0):
 def lesion_data(settings, batch):
     """Image/mask pairs matched by ISIC id, a seeded validation split, and the datasets of each split."""
     data_dir = settings.data_dir or dermoscopy_dataset(settings.n_images, max(8, settings.n_images // 4))
-    layout, folders = isic2016_layout(data_dir)
-    pairs = cli.readable(settings, find_isic2016_pairs(data_dir, "train"))
-    train_pairs, val_pairs = train_val_split(pairs, settings.val_split, settings.seed, kfold=settings.kfold)
-    test_pairs, evaluated_on = val_pairs, "validation"
-    if "test" in folders:
-        test_pairs, evaluated_on = cli.readable(settings, find_isic2016_pairs(data_dir, "test")), "test"
-    else:
-        print(f"note: {data_dir} has no test split; the best model is evaluated on the validation images")
+    splits = isic2016_splits(data_dir, settings.val_split, settings.seed, settings.kfold, settings.skip_bad_files)
+    train_pairs, val_pairs, test_pairs, evaluated_on = (splits[k] for k in ("train", "val", "test", "evaluated_on"))
     n_test = len(test_pairs) if evaluated_on == "test" else 0
-    print(f"data: {layout} ISIC 2016 layout in {data_dir}: {len(train_pairs)} training, {len(val_pairs)} validation "
-          f"and {n_test} test pairs")
+    print(f"data: {splits['layout']} ISIC 2016 layout in {data_dir}: {len(train_pairs)} training, {len(val_pairs)} "
+          f"validation and {n_test} test pairs")
     read = lambda p, **kw: segmentation_dataset(p, settings.img_size, batch, channels=settings.channels, **kw)  # noqa: E731
     augment = LesionAugment(seed=settings.seed) if settings.augment else None  # crop, flips, rotation jointly;
     train = read(train_pairs, shuffle=True, seed=settings.seed, cache=True, augment=augment)  # colour on images
@@ -150,45 +140,36 @@ def lesion_data(settings, batch):
     return {"train": train, "val": read(val_pairs, cache=True), "test": read(test_pairs),
             "val_names": [p[0].stem for p in val_pairs], "test_names": [p[0].stem for p in test_pairs],
             "evaluated_on": evaluated_on, "calibration": next(iter(calibration))[0], "dir": data_dir,
-            "files": 2 * (len(pairs) + n_test)}
+            "files": 2 * (len(train_pairs) + len(val_pairs) + n_test)}
 
 
-def build_model(variant, settings, strategy, calibration_images):
-    """The segmenter, compiled with its encoder/decoder learning rates inside the strategy scope; a random encoder
-    first gets BatchNorm statistics from `calibration_images` (see `calibrate_batchnorm`)."""
-    with strategy.scope():
-        model = mobilenet_segmenter((settings.img_size, settings.img_size, settings.channels), variant["decoder"],
-                                    settings.weights, encoder_trainable=variant["encoder_lr"] > 0,
-                                    dropout=settings.dropout)
-        if settings.weights == "none":
-            calibrate_batchnorm(model.get_layer("encoder"), calibration_images)
-        optimizer = encoder_decoder_optimizer(model, variant["encoder_lr"], variant["decoder_lr"])
-        compile_model(model, variant["decoder_lr"], get_loss(settings.loss, from_logits=True),
-                      metrics=logit_segmentation_metrics(), optimizer=optimizer)
-    return model
+def demo_text(settings):
+    """What the demo profile runs, shown on screen."""
+    return (f"embedded synthetic dermoscopy set ({settings.n_images} training images), {settings.img_size}×"
+            f"{settings.img_size}, {settings.epochs} epochs, batch {settings.batch_size}, {settings.decoder} decoder.")
 
 
 def main(argv=None):
-    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults. --compare,
-    # --sweep and --folds run this main once per model/variant/fold, each into a child folder (labkit.compare).
-    args = parse_args(argv)
-    if cli.run_many(main, args, argv, preset=comparison_preset):
+    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
+    settings, run = cli.begin(main, argv, "mobilenet_segmentation", parse_args, COURSE, DEMO, demo_text,
+                              FULL_COURSE_COMMAND, preset=comparison_preset)
+    if run is None:  # --compare, --sweep, --folds: labkit.compare ran one child run per model, variant and fold
         return
-    settings, run = cli.start_run("mobilenet_segmentation", args, COURSE, DEMO)
-    if settings.demo:
-        print(f"demo profile: embedded synthetic dermoscopy set ({settings.n_images} training images), "
-              f"{settings.img_size}×{settings.img_size}, {settings.epochs} epochs, batch {settings.batch_size}, "
-              f"{settings.decoder} decoder. Course settings on real data: {FULL_COURSE_COMMAND}")
-    weights = resolve_weights(settings, args.weights, "mobilenet_v2", (settings.img_size, settings.img_size, 3))
+    size = settings.img_size
+    weights = resolve_weights(settings, settings.flags.weights, "mobilenet_v2", (size, size, 3))  # demo: no download
     distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales both rates
-    variant = model_variant(settings, args.encoder_lr is not None, distribution.lr_scale)
+    variant = model_variant(settings, distribution.lr_scale)
 
     # Data: pairs matched by ISIC id; a seeded validation split of the training images; the test split evaluates.
     data = lesion_data(settings, distribution.global_batch_size)
     cli.save_config(run, settings, data["dir"], data["files"], distribution=distribution)
 
-    # Model: MobileNetV2 encoder (frozen or with its own learning rate) + decoder, on logits.
-    model = build_model(variant, settings, distribution.strategy, data["calibration"])
+    # Model: MobileNetV2 encoder (frozen or with its own learning rate) + decoder, on logits, compiled inside the
+    # strategy's scope; a random encoder first gets BatchNorm statistics from training images.
+    with distribution.strategy.scope():
+        model = compiled_segmenter((size, size, settings.channels), variant["decoder"], settings.weights,
+                                   variant["encoder_lr"], variant["decoder_lr"], settings.loss, settings.dropout,
+                                   calibration_images=data["calibration"])
     counts = parameter_split(model)
     print(f"model: MobileNetV2 encoder ({settings.weights} weights, {variant['strategy']}, lr "
           f"{variant['encoder_lr']:g}) + {variant['decoder']} decoder (lr {variant['decoder_lr']:g}); trainable "
@@ -206,8 +187,7 @@ def main(argv=None):
     # Evaluation: the best epoch on every test image, masks at probability 0.5.
     best = keras.saving.load_model(run.file("model.keras"))
     unchanged = encoder_fingerprint(best) == run.read_json("encoder.json")["sha256_at_start"]
-    print(f"{variant['strategy']}: encoder weights after training "
-          f"{'bit-identical to the start' if unchanged else 'changed'}")
+    print(f"{variant['strategy']}: encoder weights after training", "bit-identical to the start" if unchanged else "changed")
     result = evaluate_segmenter(best, data["test"], data["test_names"], from_logits=True)
     scores = [{"name": s["name"], "dice": s["dice"], "iou": s["jaccard"]} for s in result["scores"]]
     run.write_csv("per_image.csv", scores)
@@ -221,18 +201,9 @@ def main(argv=None):
     title = f"MobileNetV2 {variant['strategy']}, {variant['decoder']} decoder"
     run.save_figure("curves.png", comparison_curves({variant["strategy"]: history}, ("loss", "iou", "dice"), title))
     write_samples(run, result, N_SAMPLES)
-    report_samples(run, {variant["strategy"]: run.path}, f"{data['evaluated_on']} images")
+    run.save_figure("samples.png", samples_figure({variant["strategy"]: run.path}, f"{data['evaluated_on']} images"))
     run.write_json("metrics.json", metrics)
     print(f"run folder: {run.path}")
-
-
-def report_samples(run, children, title):
-    """``samples.png``: a few evaluation images, their true masks and each run's probabilities and masks."""
-    samples = {name: read_samples(path) for name, path in children.items()}
-    scores = {name: [row["dice"] for row in read_csv(Path(path) / "per_image.csv")] for name, path in children.items()}
-    first = next(iter(samples.values()))
-    run.save_figure("samples.png", comparison_samples(first["images"], first["masks"], {
-        name: s["probabilities"] for name, s in samples.items()}, names=first["names"], scores=scores, title=title))
 
 
 def report_models(run, children):
@@ -263,15 +234,14 @@ def report_models(run, children):
     subject = first["variant"]["strategy"] if same_strategy else first["variant"]["decoder"] + " decoder"
     run.save_figure("curves.png", comparison_curves(histories, ("loss", "iou", "dice"), " vs ".join(names) +
                                                     f" ({subject})", monitor=MONITOR))
-    report_samples(run, children, f"{first['test']['split']} images")
+    run.save_figure("samples.png", samples_figure(children, f"{first['test']['split']} images"))
     winner = max(names, key=lambda n: models[n]["best"][MONITOR])
     compare.keep_file(run, Path(children[winner]) / "model.keras")
     return {"compare": names, "winner": winner, "monitor": MONITOR, "best": {"model": winner, **models[winner]["best"]},
             "final": {"model": winner, **models[winner]["final"]}, "epochs_run": models[winner]["epochs_run"],
             "train_seconds": round(sum(m["train_seconds"] for m in models.values()), 2),
-            "test": {n: m["test"] for n, m in models.items()}, "parameters": {n: m["parameters"] for n, m in
-                                                                             models.items()},
-            "models": models, "weights": first["weights"]}
+            "test": {n: m["test"] for n, m in models.items()},
+            "parameters": {n: m["parameters"] for n, m in models.items()}, "models": models, "weights": first["weights"]}
 
 
 if __name__ == "__main__":

@@ -15,10 +15,9 @@ trains on an embedded synthetic seven-class set (HAM10000's imbalance, ISIC 2018
 profile.
 
 Weights: --weights imagenet (default) takes ResNet50's ImageNet file from Keras's cache, downloading it once when
-there is network; when that fails the lab stops with one line naming the file and the folder. The demo (no data
-folder, no --weights flag) never downloads: it uses the cached ImageNet file when there is one and otherwise trains
-from random initialisation (--weights none), saying so on screen and in config.json and metrics.json (the rule of
-every lab: labkit.models.transfer.decide_weights).
+there is network (else one line names the file and the folder). The demo (no data folder, no --weights flag) never
+downloads: without the cached file it trains from random initialisation (--weights none), saying so on screen and in
+config.json and metrics.json (the rule of every lab: labkit.models.transfer.decide_weights).
 
 The run folder gets config.json, history.csv, model.keras (best epoch by validation macro F1), report.txt and
 report.csv (scikit-learn's classification report on the test split), predictions.csv (each test image's true and
@@ -39,25 +38,21 @@ from pathlib import Path
 
 from labkit import cli, compare
 from labkit.data.augment import dermoscopy_augmentation
-from labkit.data.layouts import check_readable
-from labkit.data.layouts.isic2018 import CLASSES, skin_lesion_splits
-from labkit.data.pipeline import classification_dataset, decode_image, even_replica_batches
-from labkit.data.split import grouped_stratified_split
+from labkit.data.layouts.isic2018 import CLASSES, SPLITS, describe_splits, lesion_splits
+from labkit.data.pipeline import classification_dataset, even_replica_batches
 from labkit.data.synthetic.skin_lesions7 import isic2018_task3_dataset
 from labkit.errors import require
-from labkit.evaluation.classification import (classification_report_rows, classification_report_text,
-                                              classification_scores)
-from labkit.gradcam import find_layer, grad_cam
+from labkit.evaluation.classification import write_classification_report
+from labkit.gradcam import class_examples, find_layer
 from labkit.history import summarize
 from labkit.losses import get_loss
 from labkit.models.classifiers import resnet50_classifier, resnet50_gradcam_layer
 from labkit.models.transfer import resolve_weights, weights_text
 from labkit.plots import class_gradcam_figure, confusion_matrix_figure, plot_history, roc_figure
 from labkit.runtime import distribute
-from labkit.training import compile_model, fit
+from labkit.training import balanced_class_weight, compile_model, fit, parameter_counts
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
-import numpy as np
 import tensorflow as tf
 
 COURSE = {"loss": "ce", "focal_gamma": 2.0, "focal_alpha": 0.25, "class_weights": "none", "weights": "imagenet",
@@ -108,13 +103,10 @@ def parse_args(argv=None):
 
 def explicit_inputs(args):
     """``{split: (images, csv)}`` from the --<split>-images / --<split>-csv flags (both or neither per split)."""
-    inputs = {}
-    for split in ("train", "val", "test"):
-        images, csv_path = getattr(args, f"{split}_images"), getattr(args, f"{split}_csv")
+    inputs = {split: (getattr(args, f"{split}_images"), getattr(args, f"{split}_csv")) for split in SPLITS}
+    for split, (images, csv_path) in inputs.items():
         require((images is None) == (csv_path is None), f"--{split}-images and --{split}-csv go together")
-        if images is not None:
-            inputs[split] = (images, csv_path)
-    return inputs
+    return {split: pair for split, pair in inputs.items() if pair[0] is not None}
 
 
 def resolve_model_settings(settings, given):
@@ -129,142 +121,92 @@ def resolve_model_settings(settings, given):
     return weights
 
 
-def load_splits(settings, inputs):
-    """Training, validation and test images: the given splits, the rest carved out by a grouped stratified split."""
-    data_dir = settings.data_dir
-    if data_dir is None and not inputs:
-        data_dir = isic2018_task3_dataset(n_images=settings.n_images, size=settings.image_px)
-    splits, layout = skin_lesion_splits(data_dir, inputs, skip_missing=settings.skip_missing)
-    for split, images in splits.items():
-        readable = set(check_readable(images.paths, skip_bad=settings.skip_bad_files))
-        splits[split] = images.subset([i for i, p in enumerate(images.paths) if p in readable])
-    given = set(splits)
-    train = splits.pop("train")
-    fractions = {"val": 0.0 if "val" in given else settings.val_split,
-                 "test": 0.0 if "test" in given else settings.test_split}
-    if (fractions["val"] or fractions["test"]) and all(g == p.stem for g, p in zip(train.groups, train.paths)):
-        print("warning: no lesion IDs (HAM10000 metadata or ISIC2018_Task3_Training_LesionGroupings.csv in "
-              "--data-dir), so images of one lesion may land in different splits and inflate the test numbers")
-    train_idx, val_idx, test_idx = grouped_stratified_split(train.labels, train.groups, fractions["val"],
-                                                            fractions["test"], settings.seed, CLASSES,
-                                                            kfold=getattr(settings, "kfold", None))
-    carved = {"val": val_idx, "test": test_idx}
-    for split in ("val", "test"):
-        if split not in splits:
-            splits[split] = train.subset(carved[split], f"{split} part of {train.source}")
-    splits["train"] = train.subset(train_idx)
-    origin = {s: "given" if s in given else "carved from training, stratified by class, grouped by lesion"
-              for s in ("train", "val", "test")}
-    return data_dir, layout, splits, origin
-
-
-def describe_splits(splits, origin):
-    """Per-split image counts by class, for the console and metrics.json."""
-    table = {}
-    for split in ("train", "val", "test"):
-        counts = splits[split].class_counts()
-        table[split] = {"images": len(splits[split]), "lesions": len(set(splits[split].groups)),
-                        "origin": origin[split], "per_class": dict(zip(CLASSES, counts.tolist()))}
-        print(f"  {split:5s} {len(splits[split]):6d} images  " + "  ".join(f"{c} {n}" for c, n in zip(CLASSES, counts)))
-        missing = [c for c, n in zip(CLASSES, counts) if n == 0]
-        if missing:
-            print(f"warning: the {split} split has no {', '.join(missing)} images")
-    return table
-
-
-def class_weight(settings, labels):
-    """``{class: weight}`` for Keras's ``class_weight``: scikit-learn's balanced weights, or None."""
-    if settings.class_weights != "balanced":
-        return None
-    from sklearn.utils.class_weight import compute_class_weight
-
-    present = np.unique(labels)
-    weights = compute_class_weight("balanced", classes=present, y=labels)
-    return {int(k): float(w) for k, w in zip(present, weights)}
-
-
 def datasets(settings, splits, batch, replicas):
-    """tf.data pipelines; decoded images are cached in memory when they fit in about a gigabyte.
-
-    Under several replicas the training and validation batches leave none of them empty (`even_replica_batches`);
-    the test set is predicted on one device."""
-    size, n_class = settings.img_size, len(CLASSES)
-    fits = lambda n: n * size * size * 3 * 4 < 1e9  # noqa: E731
+    """tf.data pipelines, decoded images cached in memory when they fit (``cache="auto"``). Under several replicas the
+    training and validation batches leave none of them empty (`even_replica_batches`); test runs on one device."""
+    size = settings.img_size
+    read = lambda split, **kw: classification_dataset(  # noqa: E731
+        splits[split].paths, splits[split].labels, size, batch, len(CLASSES), **kw)
     augment = dermoscopy_augmentation(size, seed=settings.seed) if settings.augment else None
-    train = classification_dataset(splits["train"].paths, splits["train"].labels, size, batch, n_class,
-                                   augment=augment, shuffle=True, seed=settings.seed,
-                                   cache=fits(len(splits["train"])))
-    val = classification_dataset(splits["val"].paths, splits["val"].labels, size, batch, n_class,
-                                 cache=fits(len(splits["val"])))
-    test = classification_dataset(splits["test"].paths, splits["test"].labels, size, batch, n_class)
-    train, val = (even_replica_batches(dataset, len(splits[split]), batch, replicas)
-                  for dataset, split in ((train, "train"), (val, "val")))
-    return train, val, test
+    train = read("train", augment=augment, shuffle=True, seed=settings.seed, cache="auto")
+    return (even_replica_batches(train, len(splits["train"]), batch, replicas),
+            even_replica_batches(read("val", cache="auto"), len(splits["val"]), batch, replicas), read("test"))
 
 
-def gradcam_samples(settings, model, test, predicted):
-    """A few test images of each class (seeded choice), with the Grad-CAM map of the predicted class."""
-    rng = np.random.default_rng(settings.seed)
-    chosen = [i for k in range(len(CLASSES))
-              for i in rng.permutation(np.flatnonzero(test.labels == k))[: settings.gradcam_per_class]]
-    images = [decode_image(str(test.paths[i]), settings.img_size, 3).numpy() for i in chosen]
-    heatmaps = [grad_cam(model, image, layer_name=settings.gradcam_layer_used) for image in images]
-    return images, heatmaps, test.labels[chosen], predicted[chosen]
+def demo_profile(args):
+    """The demo profile, unless images were given per split (--train-images …)."""
+    return None if explicit_inputs(args) else DEMO
 
 
-def train_and_evaluate(settings, loss_name, run, splits, distribution, extra):
-    """Build, train and evaluate one model into `run`; returns its metrics.json content (with `extra` added)."""
-    epochs = settings.epochs or COURSE_EPOCHS[loss_name]
+def demo_text(settings):
+    """What the demo profile runs, shown on screen."""
+    return (f"embedded synthetic seven-class lesions ({settings.n_images} images), {settings.img_size}×"
+            f"{settings.img_size}, {settings.epochs} epochs, batch {settings.batch_size}.")
+
+
+def main(argv=None):
+    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
+    settings, run = cli.begin(main, argv, "resnet50_classification", parse_args, COURSE, demo_profile, demo_text,
+                              FULL_COURSE_COMMAND, preset=comparison_preset)
+    if run is None:  # --compare, --sweep, --folds: labkit.compare ran one child run per variant and fold
+        return
+    inputs = explicit_inputs(settings.flags)
+    weights = resolve_model_settings(settings, settings.flags.weights)
+    epochs, size = settings.epochs or COURSE_EPOCHS[settings.loss], settings.img_size
+
+    # Data: labels matched by image ID; missing splits carved out grouped by lesion, stratified by class.
+    data_dir = settings.data_dir or (None if inputs else isic2018_task3_dataset(settings.n_images, settings.image_px))
+    splits, layout, origin = lesion_splits(data_dir, inputs, settings.val_split, settings.test_split, settings.seed,
+                                           settings.kfold, settings.skip_missing, settings.skip_bad_files)
+    distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
+    cli.save_config(run, settings, data_dir or "given per split", sum(len(s) for s in splits.values()),
+                    distribution=distribution)
+    print(f"data: {layout} from {data_dir or 'the given folders'}")
+    split_table = describe_splits(splits, origin)
     train, val, test = datasets(settings, splits, distribution.global_batch_size, distribution.replicas)
 
     # Model: ResNet50 → global average pooling → dropout → dense softmax, compiled inside the strategy's scope.
     with distribution.strategy.scope():
-        model = resnet50_classifier((settings.img_size, settings.img_size, 3), len(CLASSES), settings.weights,
-                                    dropout=settings.dropout, freeze_backbone=settings.freeze_backbone,
-                                    bn_momentum=settings.bn_momentum_used)
-        loss = get_loss(loss_name, gamma=settings.focal_gamma, alpha=settings.focal_alpha)
+        model = resnet50_classifier((size, size, 3), len(CLASSES), settings.weights, dropout=settings.dropout,
+                                    freeze_backbone=settings.freeze_backbone, bn_momentum=settings.bn_momentum_used)
+        loss = get_loss(settings.loss, gamma=settings.focal_gamma, alpha=settings.focal_alpha)
         compile_model(model, distribution.learning_rate, loss,
                       metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1_macro")])
         if not tf.config.list_physical_devices("GPU"):
             model.jit_compile = False  # XLA made ResNet50 training ~2× slower per epoch on CPU (measured)
     find_layer(model, settings.gradcam_layer_used)  # a wrong --gradcam-layer stops now, not after training
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    print(f"model: ResNet50 ({weights_text(settings.weights)}"
-          f"{', backbone frozen' if settings.freeze_backbone else ''}), {model.count_params():,} parameters "
-          f"({trainable:,} trainable); loss {loss_name}, {epochs} epochs")
+    print(f"model: ResNet50 ({weights_text(settings.weights)}{', backbone frozen' if settings.freeze_backbone else ''}"
+          f"), {model.count_params():,} parameters ({parameter_counts(model)['trainable']:,} trainable); loss "
+          f"{settings.loss}, {epochs} epochs")
 
     # Training: history.csv every epoch, model.keras at every new best validation macro F1.
-    history = fit(model, train, val, epochs, run=run, monitor=MONITOR,
-                  class_weight=class_weight(settings, splits["train"].labels), **cli.fit_options(settings))
+    class_weight = balanced_class_weight(splits["train"].labels) if settings.class_weights == "balanced" else None
+    history = fit(model, train, val, epochs, run=run, monitor=MONITOR, class_weight=class_weight,
+                  **cli.fit_options(settings))
 
     # Evaluation: the best model on the test split.
     best = keras.saving.load_model(run.file("model.keras"))
     probabilities = best.predict(test, verbose=0)
-    truth = splits["test"].labels
-    scores = classification_scores(truth, probabilities, CLASSES)
-    run.write_text("report.txt", classification_report_text(truth, probabilities, CLASSES))
-    run.write_csv("report.csv", classification_report_rows(truth, probabilities, CLASSES))
-    run.write_csv("predictions.csv", [
-        {"image": Path(path).stem, "true": CLASSES[t], "predicted": CLASSES[p.argmax()],
-         **{c: round(float(v), 6) for c, v in zip(CLASSES, p)}}
-        for path, t, p in zip(splits["test"].paths, truth, probabilities)])
+    paths, truth = splits["test"].paths, splits["test"].labels
+    scores = write_classification_report(run, [Path(p).stem for p in paths], truth, probabilities, CLASSES)
 
     # Figures, then metrics.json last: its presence marks a finished run.
-    title = f"ResNet50, {loss_name} loss ({weights_text(settings.weights)})"
+    title = f"ResNet50, {settings.loss} loss ({weights_text(settings.weights)})"
     run.save_figure("curves.png", plot_history(history, ("loss", "accuracy", "f1_macro"), title, monitor=MONITOR))
     run.save_figure("confusion_matrix.png", confusion_matrix_figure(truth, probabilities, CLASSES, title=title))
     run.save_figure("roc.png", roc_figure(truth, probabilities, CLASSES, title=f"{title}: one-vs-rest ROC"))
-    images, heatmaps, true_k, pred_k = gradcam_samples(settings, best, splits["test"], probabilities.argmax(axis=1))
-    run.save_figure("gradcam.png", class_gradcam_figure(images, heatmaps, true_k, pred_k, CLASSES,
-                                                        title=f"{title}: Grad-CAM of {settings.gradcam_layer_used}"))
-    metrics = {**summarize(history, MONITOR), "loss": loss_name,
-               **{k: scores[k] for k in ("accuracy", "balanced_accuracy", "macro_auc", "macro_f1")},
-               "test": scores, **extra}
+    examples = class_examples(best, paths, truth, probabilities.argmax(axis=1), size, settings.gradcam_per_class,
+                              settings.gradcam_layer_used, settings.seed)
+    run.save_figure("gradcam.png", class_gradcam_figure(*examples, CLASSES, title=f"{title}: Grad-CAM of "
+                                                        f"{settings.gradcam_layer_used}"))
+    metrics = {**summarize(history, MONITOR), "loss": settings.loss,
+               **{k: scores[k] for k in ("accuracy", "balanced_accuracy", "macro_auc", "macro_f1")}, "test": scores,
+               "data": {"layout": layout, "splits": split_table}, "weights": weights.record()}
     run.write_json("metrics.json", metrics)
     print(f"test ({scores['images']} images, best epoch {metrics['best']['epoch']}): accuracy "
           f"{scores['accuracy']:.4f}, balanced accuracy {scores['balanced_accuracy']:.4f}, macro AUC "
           f"{scores['macro_auc']:.4f}")
-    return metrics
+    print(f"run folder: {run.path}")
 
 
 def comparison_rows(results):
@@ -303,34 +245,6 @@ def report_losses(run, children):
     return {**{k: results[chosen][k] for k in ("monitor", "best", "final", "epochs_run")},
             "chosen_by_validation": chosen, "compare": rows, "variants": results, "weights": first.get("weights"),
             "train_seconds": round(sum(m["train_seconds"] for m in results.values()), 2), "data": first.get("data")}
-
-
-def main(argv=None):
-    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    args = parse_args(argv)
-    # --compare, --sweep, --folds: one child run per variant and fold, then their comparison (labkit.compare).
-    if cli.run_many(main, args, argv, preset=comparison_preset):
-        return
-    inputs = explicit_inputs(args)
-    settings, run = cli.start_run("resnet50_classification", args, COURSE, {} if inputs else DEMO)
-    settings.demo = settings.demo and not inputs
-    if settings.demo:
-        print(f"demo profile: embedded synthetic seven-class lesions ({settings.n_images} images), "
-              f"{settings.img_size}×{settings.img_size}, {settings.epochs} epochs, batch {settings.batch_size}. "
-              f"Course settings on real data: {FULL_COURSE_COMMAND}")
-    weights = resolve_model_settings(settings, args.weights)
-
-    # Data: labels matched by image ID; missing splits carved out grouped by lesion, stratified by class.
-    data_dir, layout, splits, origin = load_splits(settings, inputs)
-    distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
-    cli.save_config(run, settings, data_dir or "given per split", sum(len(s) for s in splits.values()),
-                    distribution=distribution)
-    print(f"data: {layout} from {data_dir or 'the given folders'}")
-    split_table = describe_splits(splits, origin)
-    data = {"data": {"layout": layout, "splits": split_table}, "weights": weights.record()}
-
-    train_and_evaluate(settings, settings.loss, run, splits, distribution, data)
-    print(f"run folder: {run.path}")
 
 
 if __name__ == "__main__":

@@ -122,18 +122,20 @@ def predict_case(model, case, settings):
     return probabilities[..., 0], case.label
 
 
+def demo_text(settings):
+    """What the demo profile runs, shown on screen."""
+    return (f"{settings.n_volumes} embedded synthetic volumes of about {'×'.join(map(str, settings.volume_shape))}, "
+            f"patches {'×'.join(map(str, settings.patch))}, base {settings.base}, depth {settings.depth}, "
+            f"{settings.epochs} epochs, lr {settings.lr}.")
+
+
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults for the loss.
-    args = parse_args(argv)
-    if cli.run_many(main, args, argv):  # --sweep / --folds: one child run per variant and fold (labkit.compare)
+    settings, run = cli.begin(main, argv, "unet3d_segmentation", parse_args, resolve, DEMO, demo_text,
+                              FULL_COURSE_COMMAND)
+    if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
         return
-    settings, run = cli.start_run("unet3d_segmentation", args, resolve(args), DEMO)
     patch = tuple(settings.patch)
-    if settings.demo:
-        print(f"demo profile: {settings.n_volumes} embedded synthetic volumes of about "
-              f"{'×'.join(map(str, settings.volume_shape))}, patches {'×'.join(map(str, patch))}, base "
-              f"{settings.base}, depth {settings.depth}, {settings.epochs} epochs, lr {settings.lr}. "
-              f"Course settings on real data: {FULL_COURSE_COMMAND}")
 
     # Data: case lists (or a seeded split), a validation share of the training cases, volumes held in memory.
     data_dir = Path(settings.data_dir) if settings.data_dir else atrium_dataset(

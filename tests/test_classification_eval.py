@@ -7,7 +7,8 @@ from matplotlib.figure import Figure
 from sklearn.metrics import classification_report, roc_auc_score
 
 from labkit.evaluation.classification import (classification_report_rows, classification_report_text,
-                                              classification_scores, confusion_counts, per_class_auc)
+                                              classification_scores, confusion_counts, per_class_auc,
+                                              prediction_rows)
 from labkit.plots import class_gradcam_figure, confusion_matrix_figure, roc_figure
 
 NAMES = ("A", "B", "C")
@@ -131,3 +132,9 @@ def test_class_gradcam_figure_has_a_row_per_class_present_and_names_true_and_pre
     assert axes[0, 3].title.get_color() == "red" and axes[0, 1].title.get_color() == "green"
     assert [axes[1, k].get_title() for k in (0, 5)] == ["true C", "pred A"]
     assert axes[0, 4].get_title() == "" and not axes[0, 4].images  # class A has only two samples
+
+
+def test_prediction_rows_name_each_image_with_its_true_and_arg_max_class():
+    rows = prediction_rows(["a", "b"], [1, 0], [[0.25, 0.75, 0.0], [0.2, 0.3, 0.5]], ("x", "y", "z"))
+    assert rows == [{"image": "a", "true": "y", "predicted": "y", "x": 0.25, "y": 0.75, "z": 0.0},
+                    {"image": "b", "true": "x", "predicted": "z", "x": 0.2, "y": 0.3, "z": 0.5}]

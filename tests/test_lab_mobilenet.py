@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import load_lab
 from test_tensorboard import panels, read_events
 
 from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
+from labkit.models.mobilenet_seg import compiled_segmenter
 from labkit.models.transfer import WeightsUnavailableError, resolve_weights
 from labkit.plots import comparison_curves, comparison_samples
 from labkit.tensorboard import IMAGES_RUN
-from labkit.runtime import get_strategy
 
 DECODER_TRAINABLE, ENCODER_TRAINABLE = 13_274_049, 2_223_872
 
@@ -168,14 +167,10 @@ def _settings(**kwargs):
     return argparse.Namespace(**{**defaults, **kwargs})
 
 
-VARIANT = {"strategy": "frozen", "decoder": "transpose", "encoder_lr": 0.0, "decoder_lr": 1e-3}
-
-
 def test_offline_imagenet_is_an_error_when_chosen(monkeypatch):
     _offline(monkeypatch)
-    lab = load_lab("mobilenet_segmentation")
     with pytest.raises(WeightsUnavailableError, match="--weights none"):
-        lab.build_model(VARIANT, _settings(), get_strategy(), None)
+        compiled_segmenter((32, 32, 3), "transpose", "imagenet", 0.0, 1e-3)
 
 
 def test_the_demo_without_cached_weights_uses_random_ones_and_says_so(monkeypatch, tmp_path, capsys):
@@ -183,13 +178,12 @@ def test_the_demo_without_cached_weights_uses_random_ones_and_says_so(monkeypatc
     BatchNorm statistics are set from the images."""
     _offline(monkeypatch)
     monkeypatch.setattr("labkit.models.transfer.keras_cache_dir", lambda: tmp_path)
-    lab = load_lab("mobilenet_segmentation")
     settings = _settings()
     choice = resolve_weights(settings, None, "mobilenet_v2", (32, 32, 3))
     assert settings.weights == choice.used == "none" and settings.weights_requested == "imagenet"
     assert "UNTRAINED MobileNetV2" in settings.weights_note and "UNTRAINED" in capsys.readouterr().out
     images = np.random.default_rng(0).uniform(size=(8, 32, 32, 3)).astype("float32")
-    model = lab.build_model(VARIANT, settings, get_strategy(), images)
+    model = compiled_segmenter((32, 32, 3), "transpose", settings.weights, 0.0, 1e-3, calibration_images=images)
     features = model.get_layer("encoder")(images, training=False).numpy()
     assert features.std(axis=0).mean() > 1e-2  # BatchNorm statistics were set from the images
 

@@ -1,7 +1,6 @@
 """labs/resnet50_classification.py as a user runs it: a tiny run's files and numbers, the comparison table, the
 demo's honest weights, the data splits, and one-line errors for bad input."""
 
-import argparse
 import csv
 import json
 import urllib.error
@@ -11,7 +10,7 @@ import pytest
 from conftest import load_lab
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report
 
-from labkit.data.layouts.isic2018 import CLASSES
+from labkit.data.layouts.isic2018 import CLASSES, lesion_splits
 from labkit.data.pipeline import decode_image
 from labkit.data.synthetic.skin_lesions7 import isic2018_task3_dataset
 from labkit.runs import read_csv
@@ -174,13 +173,7 @@ def test_real_compare_trains_both_losses_and_reports_their_own_numbers(lab_runne
     assert json.loads((out / "config.json").read_text())["settings"]["compare"] is True
 
 
-def settings_for(**overrides):
-    base = {"weights": "imagenet", "img_size": 64, "data_dir": None, "skip_missing": False,
-            "skip_bad_files": False, "val_split": 0.15, "test_split": 0.15, "seed": 42}
-    return argparse.Namespace(**{**base, **overrides})
-
-
-def test_explicit_splits_are_used_and_the_missing_one_is_carved_by_lesion(lab, lesions, tmp_path):
+def test_explicit_splits_are_used_and_the_missing_one_is_carved_by_lesion(lesions, tmp_path):
     rows = list(csv.reader(open(lesions / "ISIC2018_Task3_Training_GroundTruth" /
                                 "ISIC2018_Task3_Training_GroundTruth.csv", newline="")))
     test_csv = tmp_path / "test.csv"
@@ -189,8 +182,8 @@ def test_explicit_splits_are_used_and_the_missing_one_is_carved_by_lesion(lab, l
     inputs = {"train": (lesions / "ISIC2018_Task3_Training_Input",
                         lesions / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv"),
               "test": (lesions / "ISIC2018_Task3_Training_Input", test_csv)}
-    data_dir, layout, splits, origin = lab.load_splits(settings_for(), inputs)
-    assert data_dir is None and layout == "ISIC 2018 Task 3"
+    splits, layout, origin = lesion_splits(None, inputs, val_split=0.15, test_split=0.15, seed=42)
+    assert layout == "ISIC 2018 Task 3"
     assert origin["test"] == "given" and origin["val"].startswith("carved")
     assert [p.stem for p in splits["test"].paths] == [r[0] for r in rows[1:15]]
     assert len(splits["train"]) + len(splits["val"]) == 56

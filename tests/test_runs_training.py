@@ -13,7 +13,7 @@ from labkit.data import array_dataset
 from labkit.history import summarize
 from labkit.runs import MANIFEST, RunFolder, atomic_write, read_csv, record_written, write_json
 from labkit.runtime import resolve_precision
-from labkit.training import TrainingDiverged, compile_model, fit
+from labkit.training import TrainingDiverged, balanced_class_weight, compile_model, fit
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -236,3 +236,8 @@ def test_train_unet_course_api_learns_and_plots():
     assert history.history["loss"][-1] < history.history["loss"][0]  # it learns
     figure = loss_dice_plot(history, "tiny")
     assert [axis.get_ylabel() for axis in figure.axes] == ["loss", "dice_coef"]
+
+
+def test_balanced_class_weights_are_n_over_classes_times_class_count():
+    # 4 labels, 2 classes present: class 0 (3 images) 4 / (2·3), class 2 (1 image) 4 / (2·1); class 1 absent
+    assert balanced_class_weight([0, 0, 2, 0]) == pytest.approx({0: 4 / 6, 2: 2.0})

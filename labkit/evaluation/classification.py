@@ -123,3 +123,25 @@ def classification_report_rows(y_true, probabilities, class_names):
 def confusion_counts(y_true, probabilities, n_class):
     """The ``(n_class, n_class)`` confusion matrix of the arg-max prediction: rows true class, columns predicted."""
     return confusion_matrix(as_labels(y_true), as_labels(probabilities), labels=range(n_class))
+
+
+def prediction_rows(names, y_true, probabilities, class_names):
+    """One row per image for ``predictions.csv``: its name, true and predicted (arg-max) class, and the probability
+    of every class (rounded to 6 decimals)."""
+    y_true, probabilities = _check(y_true, probabilities, class_names)
+    return [{"image": name, "true": class_names[t], "predicted": class_names[int(p.argmax())],
+             **{c: round(float(v), 6) for c, v in zip(class_names, p)}}
+            for name, t, p in zip(names, y_true, probabilities)]
+
+
+def write_classification_report(run, names, y_true, probabilities, class_names):
+    """Write a classifier's evaluation files into a `labkit.runs.RunFolder`: ``report.txt`` and ``report.csv``
+    (scikit-learn's classification report) and ``predictions.csv`` (`prediction_rows`, one row per image of `names`).
+
+    Returns:
+        `classification_scores` of the images.
+    """
+    run.write_text("report.txt", classification_report_text(y_true, probabilities, class_names))
+    run.write_csv("report.csv", classification_report_rows(y_true, probabilities, class_names))
+    run.write_csv("predictions.csv", prediction_rows(names, y_true, probabilities, class_names))
+    return classification_scores(y_true, probabilities, class_names)

@@ -61,3 +61,26 @@ def read_samples(path):
     """``{"images", "masks", "probabilities", "names"}`` kept by `write_samples` in the run folder `path`."""
     with np.load(Path(path) / SAMPLES_FILE) as data:
         return {key: data[key] for key in data.files}
+
+
+def samples_figure(runs, title=None):
+    """The samples of one or several runs side by side (`labkit.plots.comparison_samples`): the images and true
+    masks kept by `write_samples` in the first run, then each run's probabilities and masks with its per-image Dice.
+
+    Args:
+        runs: ``{name: run folder}``, each with ``samples.npz`` and ``per_image.csv`` (a ``dice`` column), all made
+            on the same evaluation images.
+        title: the figure's title.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+    """
+    from labkit.plots import comparison_samples
+    from labkit.runs import read_csv
+
+    samples = {name: read_samples(path) for name, path in runs.items()}
+    scores = {name: [row["dice"] for row in read_csv(Path(path) / "per_image.csv")] for name, path in runs.items()}
+    first = next(iter(samples.values()))
+    probabilities = {name: s["probabilities"] for name, s in samples.items()}
+    return comparison_samples(first["images"], first["masks"], probabilities, names=first["names"], scores=scores,
+                              title=title)

@@ -236,6 +236,34 @@ def encoder_decoder_optimizer(model, encoder_lr, decoder_lr, optimizer="adam"):
     return per_layer_learning_rates(optimizer, model, {ENCODER: float(encoder_lr)})
 
 
+def compiled_segmenter(input_shape, decoder, weights, encoder_lr, decoder_lr, loss="bce", dropout=0.5,
+                       calibration_images=None):
+    """A `mobilenet_segmenter` compiled for training on logits, as the lesion lab trains it.
+
+    The encoder is frozen when `encoder_lr` is 0; a random encoder (`weights` ``"none"``) first gets its BatchNorm
+    statistics from `calibration_images` (`calibrate_batchnorm`). Adam takes the encoder's and the decoder's learning
+    rates (`encoder_decoder_optimizer`), the loss is `labkit.losses.get_loss` of `loss` on logits, and the metrics
+    are pixel accuracy, IoU and Dice at probability 0.5 (`labkit.metrics.logit_segmentation_metrics`). Call it inside
+    a distribution strategy's scope.
+
+    Returns:
+        The compiled `keras.Model`.
+
+    Example:
+        >>> model = compiled_segmenter((128, 128, 3), "transpose", "imagenet", 1e-4, 1e-3, loss="bce+dice")
+    """
+    from labkit.losses import get_loss
+    from labkit.metrics import logit_segmentation_metrics
+    from labkit.training import compile_model
+
+    model = mobilenet_segmenter(input_shape, decoder, weights, encoder_trainable=encoder_lr > 0, dropout=dropout)
+    if weights == "none":
+        calibrate_batchnorm(model.get_layer(ENCODER), calibration_images)
+    optimizer = encoder_decoder_optimizer(model, encoder_lr, decoder_lr)
+    return compile_model(model, decoder_lr, get_loss(loss, from_logits=True), metrics=logit_segmentation_metrics(),
+                         optimizer=optimizer)
+
+
 def parameter_split(model):
     """Trainable and non-trainable parameter counts of the encoder, the decoder and the whole model.
 

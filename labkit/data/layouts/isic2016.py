@@ -142,3 +142,28 @@ def find_isic2016_pairs(data_dir, split="train"):
 def has_split(data_dir, split):
     """True when `data_dir` holds the image folder of `split` (e.g. whether a test split exists)."""
     return split in isic2016_layout(data_dir)[1]
+
+
+def isic2016_splits(data_dir, val_split=0.2, seed=42, kfold=None, skip_bad=False, warn=print):
+    """The image/mask pairs a lab trains, validates and evaluates on: a seeded validation split of the training
+    pairs (`labkit.data.split.train_val_split`; fold `i` of `k` with ``kfold=(i, k)``), and the test pairs, or the
+    validation pairs again when `data_dir` has no test split (with a note to `warn`).
+
+    Unreadable files stop with an error naming them, or with `skip_bad` are left out with a warning
+    (`labkit.data.layouts.check_readable`).
+
+    Returns:
+        ``{"train", "val", "test": pairs, "evaluated_on": "test" or "validation", "layout": "official" or
+        "kaggle"}``.
+    """
+    from labkit.data.layouts import check_readable
+    from labkit.data.split import train_val_split
+
+    layout, folders = isic2016_layout(data_dir)
+    pairs = check_readable(find_isic2016_pairs(data_dir, "train"), skip_bad=skip_bad)
+    train, val = train_val_split(pairs, val_split, seed, kfold=kfold)
+    if "test" not in folders:
+        warn(f"note: {data_dir} has no test split; the best model is evaluated on the validation images")
+        return {"train": train, "val": val, "test": val, "evaluated_on": "validation", "layout": layout}
+    test = check_readable(find_isic2016_pairs(data_dir, "test"), skip_bad=skip_bad)
+    return {"train": train, "val": val, "test": test, "evaluated_on": "test", "layout": layout}

@@ -338,3 +338,59 @@ def skin_lesion_splits(data_dir=None, inputs=None, skip_missing=False, warn=prin
             f"or --train-images with --train-csv; found {', '.join(found) + '/' if found else 'no folders'}"
         )
     return splits, layout
+
+
+def lesion_splits(data_dir=None, inputs=None, val_split=0.15, test_split=0.15, seed=42, kfold=None,
+                  skip_missing=False, skip_bad=False, warn=print):
+    """Training, validation and test images: the splits given (`skin_lesion_splits`), the missing ones carved out of
+    the training images, stratified by class and grouped by lesion (`labkit.data.split.grouped_stratified_split`).
+
+    Args:
+        data_dir, inputs, skip_missing, warn: as in `skin_lesion_splits`.
+        val_split, test_split: fractions of the training images carved out when that split was not given.
+        seed: the carving's seed.
+        kfold: ``(i, k)``: validate on fold `i` of `k` of the training images (``--folds``).
+        skip_bad: leave out unreadable images with a warning (`labkit.data.layouts.check_readable`) instead of
+            stopping at the first.
+
+    Returns:
+        ``(splits, layout, origin)``: ``{"train", "val", "test": LabelledImages}``, the layout's name, and for each
+        split where it came from (``given`` or carved).
+    """
+    from labkit.data.layouts import check_readable
+    from labkit.data.split import grouped_stratified_split
+
+    splits, layout = skin_lesion_splits(data_dir, inputs, skip_missing=skip_missing, warn=warn)
+    for split, images in splits.items():
+        readable = set(check_readable(images.paths, skip_bad=skip_bad))
+        splits[split] = images.subset([i for i, p in enumerate(images.paths) if p in readable])
+    given = set(splits)
+    train = splits.pop("train")
+    fractions = {"val": 0.0 if "val" in given else val_split, "test": 0.0 if "test" in given else test_split}
+    if (fractions["val"] or fractions["test"]) and all(g == p.stem for g, p in zip(train.groups, train.paths)):
+        warn("warning: no lesion IDs (HAM10000 metadata or ISIC2018_Task3_Training_LesionGroupings.csv in "
+             "--data-dir), so images of one lesion may land in different splits and inflate the test numbers")
+    train_idx, val_idx, test_idx = grouped_stratified_split(train.labels, train.groups, fractions["val"],
+                                                            fractions["test"], seed, CLASSES, kfold=kfold)
+    for split, carved in (("val", val_idx), ("test", test_idx)):
+        if split not in splits:
+            splits[split] = train.subset(carved, f"{split} part of {train.source}")
+    splits["train"] = train.subset(train_idx)
+    origin = {s: "given" if s in given else "carved from training, stratified by class, grouped by lesion"
+              for s in SPLITS}
+    return splits, layout, origin
+
+
+def describe_splits(splits, origin, out=print):
+    """Per-split image counts by class: one line each to `out` (and a warning for a split missing a class), and
+    ``{split: {images, lesions, origin, per_class}}`` for ``metrics.json``."""
+    table = {}
+    for split in SPLITS:
+        counts = splits[split].class_counts()
+        table[split] = {"images": len(splits[split]), "lesions": len(set(splits[split].groups)),
+                        "origin": origin[split], "per_class": dict(zip(CLASSES, counts.tolist()))}
+        out(f"  {split:5s} {len(splits[split]):6d} images  " + "  ".join(f"{c} {n}" for c, n in zip(CLASSES, counts)))
+        missing = [c for c, n in zip(CLASSES, counts) if n == 0]
+        if missing:
+            out(f"warning: the {split} split has no {', '.join(missing)} images")
+    return table
