@@ -205,3 +205,48 @@ def test_sigmoid_heads_replace_only_the_output_convolution():
     assert heads.layers[-1].activation.__name__ == "sigmoid"
     # a 1×1 convolution from `base` features: (base + 1) weights per output channel; 3 softmax → 2 sigmoid channels
     assert heads.count_params() == base.count_params() - (4 + 1) * 3 + (4 + 1) * 2
+
+
+def write_brats_case(folder, number, size=32, depth=6):
+    """A BraTS-style case: flair and seg volumes, tumour in slices 2 and 3."""
+    import nibabel
+
+    case = folder / f"BraTS20_Training_{number:03d}"
+    case.mkdir(parents=True)
+    seg = np.zeros((size, size, depth), np.uint8)
+    seg[8:16, 8:16, 2:4] = 1
+    flair = np.random.default_rng(number).random((size, size, depth)).astype(np.float32) + 2 * seg
+    for name, data in (("flair", flair), ("seg", seg)):
+        nibabel.save(nibabel.Nifti1Image(data, np.eye(4)), str(case / f"{case.name}_{name}.nii.gz"))
+
+
+def test_the_mri_task_reads_a_brats_folder_by_case(tmp_path, monkeypatch):
+    pytest.importorskip("nibabel")
+    from argparse import Namespace
+
+    from conftest import load_lab
+
+    for number in range(5):
+        write_brats_case(tmp_path / "brats", number)
+    monkeypatch.setenv("LABKIT_DATA_HOME", str(tmp_path / "home"))
+    lab = load_lab("lab5_segmentation")
+    settings = Namespace(task="mri", data_dir=tmp_path / "brats", modality="flair", keep_empty=False, img_size=16,
+                         skip_bad_files=False, val_split=0.2, seed=42, kfold=None, heads="softmax")
+    data_dir, pairs, train_pairs, val_pairs, (train_x, train_y), (val_x, val_y) = lab.load_split(settings)
+    assert len(pairs) == 10 and data_dir.parent == tmp_path / "home"  # 5 cases × 2 tumour slices, written once
+    assert {patient_of(i) for i, _ in val_pairs}.isdisjoint({patient_of(i) for i, _ in train_pairs})
+    assert train_x.shape == (8, 16, 16, 1) and val_y.shape == (2, 16, 16, 1) and val_y.sum() > 0
+    settings.keep_empty = True
+    assert len(lab.load_split(settings)[1]) == 30
+
+
+def test_help_documents_the_tasks_and_course_defaults(lab_runner):
+    code, stdout, _ = lab_runner("lab5_segmentation", ["--help"])
+    text = " ".join(stdout.split())
+    assert code == 0
+    for flag in ("--task", "--loss", "--heads", "--augment", "--no-augment", "--batchnorm", "--modality",
+                 "--keep-empty", "--folds", "--data-dir"):
+        assert flag in text, flag
+    for default in ("course default: 8", "course default: 0.2", "course default: 256", "course default: 50",
+                    "course default: 0.0001", "course default: dice", "course default: on"):
+        assert default in text, default
