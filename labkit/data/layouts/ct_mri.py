@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.data.io import load_image, load_mask_levels
-from labkit.data.layouts import pair_by_name, subfolders
+from labkit.data.layouts import find_xray_pairs
 from labkit.errors import LabkitInputError, require
 
 #: Grey levels (after /255) of the two lungs in the course's CT masks.
@@ -35,28 +35,14 @@ PATIENT = re.compile(r"^Im(\d+)_\d+$")
 
 def find_lab5_pairs(data_dir, image_dir="Image", mask_dir="Mask", modality="CT"):
     """Image/mask pairs of the course CT or MRI layout: `data_dir` holds `image_dir` and `mask_dir`, or is the folder
-    above ``<modality>/``."""
-    root = Path(data_dir)
-    require(root.is_dir(), f"data folder not found: {root}")
-    if not (root / image_dir).is_dir() and (root / modality / image_dir).is_dir():
-        root = root / modality
-    found = subfolders(root)
-    require((root / image_dir).is_dir() and (root / mask_dir).is_dir(),
-            f"{root} does not have the course {modality} layout: expected folders {image_dir}/ and {mask_dir}/, "
-            f"found {', '.join(found) + '/' if found else 'no folders'}")
-    return pair_by_name(root / image_dir, root / mask_dir)
+    above ``<modality>/`` (`labkit.data.layouts.find_xray_pairs`: pairing by name)."""
+    return find_xray_pairs(data_dir, image_dir, mask_dir, folder=modality, layout=modality)
 
 
 def patient_of(path):
     """The patient of a slice named ``Im<patient>_<slice>`` (e.g. ``Im3_64.png`` → ``"3"``), else None."""
     match = PATIENT.match(Path(path).stem)
     return match.group(1) if match else None
-
-
-def patient_groups(pairs):
-    """One patient per pair when every image name carries one (``Im<patient>_<slice>``), else None."""
-    patients = [patient_of(image) for image, _ in pairs]
-    return None if None in patients else patients
 
 
 def mask_classes(mask, levels, name="mask", tolerance=LEVEL_TOLERANCE):

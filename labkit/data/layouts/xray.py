@@ -10,19 +10,20 @@ from labkit.data.layouts import pair_by_name, subfolders
 from labkit.errors import require
 
 
-def find_xray_pairs(data_dir, image_dir="Image", mask_dir="Mask"):
-    """Image/mask pairs of the course X-ray (or CT) layout under `data_dir`.
+def find_xray_pairs(data_dir, image_dir="Image", mask_dir="Mask", folder="X_ray", layout="X-ray"):
+    """Image/mask pairs of the course X-ray (or CT, MRI) layout under `data_dir`.
 
-    `data_dir` is either the folder holding `image_dir` and `mask_dir`, or its parent holding ``X_ray/``.
+    `data_dir` is either the folder holding `image_dir` and `mask_dir`, or its parent holding `folder` (``X_ray``;
+    Lab 5: ``CT`` or ``MRI``). `layout` names the layout in error messages.
     """
     root = Path(data_dir)
     require(root.is_dir(), f"data folder not found: {root}")
-    if not (root / image_dir).is_dir() and (root / "X_ray" / image_dir).is_dir():
-        root = root / "X_ray"
+    if not (root / image_dir).is_dir() and (root / folder / image_dir).is_dir():
+        root = root / folder
     found = subfolders(root)
     require(
         (root / image_dir).is_dir() and (root / mask_dir).is_dir(),
-        f"{root} does not have the course X-ray layout: expected folders {image_dir}/ and {mask_dir}/, "
+        f"{root} does not have the course {layout} layout: expected folders {image_dir}/ and {mask_dir}/, "
         f"found {', '.join(found) + '/' if found else 'no folders'}",
     )
     return pair_by_name(root / image_dir, root / mask_dir)
