@@ -96,12 +96,14 @@ def mri_slice(patient_rng, slice_rng, depth, tumour, size=240):
 
 
 def _write_pairs(folder, modality, n_patients, n_slices, make, seed):
+    """Write ``make(patient_rng, slice_rng, depth, slice_index) -> (image, mask)`` for every slice of every patient
+    as ``<modality>/Image|Mask/Im<patient>_<slice>.png``."""
     for sub in ("Image", "Mask"):
         (folder / modality / sub).mkdir(parents=True)
     for patient in progress(range(n_patients), desc=f"embedded {modality} set", unit="patient"):
         for k in range(n_slices):
             image, mask = make(np.random.default_rng([seed, patient]), np.random.default_rng([seed, patient, k]),
-                               k / max(1, n_slices - 1), patient, k)
+                               k / max(1, n_slices - 1), k)
             name = f"Im{patient}_{k}.png"
             cv2.imwrite(str(folder / modality / "Image" / name), image)
             cv2.imwrite(str(folder / modality / "Mask" / name), mask)
@@ -125,7 +127,7 @@ def ct_dataset(n_patients=8, n_slices=12, size=256, seed=0, root=None):
     """
     def write(folder):
         _write_pairs(folder, "CT", n_patients, n_slices,
-                     lambda prng, srng, depth, p, k: ct_slice(prng, srng, depth, size), seed)
+                     lambda prng, srng, depth, k: ct_slice(prng, srng, depth, size), seed)
 
     name = f"ct-v{GENERATOR_VERSION}-p{n_patients}-n{n_slices}-s{size}-seed{seed}"
     return write_once(root or default_data_home(), name, write) / "CT"
@@ -145,7 +147,7 @@ def mri_dataset(n_patients=8, n_slices=12, size=240, seed=0, root=None):
 
     def write(folder):
         _write_pairs(folder, "MRI", n_patients, n_slices,
-                     lambda prng, srng, depth, p, k: mri_slice(prng, srng, depth, has_tumour(k), size), seed)
+                     lambda prng, srng, depth, k: mri_slice(prng, srng, depth, has_tumour(k), size), seed)
 
     name = f"mri-v{MRI_GENERATOR_VERSION}-p{n_patients}-n{n_slices}-s{size}-seed{seed}"
     return write_once(root or default_data_home(), name, write) / "MRI"
