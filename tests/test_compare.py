@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ TINY = ["--img-size", "16", "--epochs", "1", "--base", "2", "--batch-size", "4",
 
 @pytest.fixture(scope="module")
 def xray_dir(tmp_path_factory):
-    return xray_dataset(n_images=9, size=32, root=tmp_path_factory.mktemp("xray"))
+    return xray_dataset(n_images=8, size=32, root=tmp_path_factory.mktemp("xray"))
 
 
 @pytest.fixture(scope="module")
@@ -123,28 +124,34 @@ def test_train_val_split_takes_a_fold():
 
 
 def _split(run, part="val"):
-    return {row["item"] for row in read_csv(run / "split.csv") if row["split"] == part}
+    """Items of one part of a run's split.csv, as a list: Lab 2's train/ and validation/ folders reuse file names."""
+    return [row["item"] for row in read_csv(run / "split.csv") if row["split"] == part]
+
+
+# Every child run costs seconds of graph tracing whatever its size, so these tests run the fewest children that still
+# exercise each mechanism: 2 folds × 2 variants, 2 folds of a classifier, and one 2×2 sweep (killed and resumed) whose
+# files three tests read.
 
 
 @pytest.mark.slow
 def test_folds_with_a_sweep_partition_a_segmentation_set(lab_runner, xray_dir, tmp_path):
     out = tmp_path / "cv"
-    code, _, stderr = lab_runner("lab4_unet", ["--data-dir", xray_dir, *TINY, "--folds", "3", "--sweep",
+    code, _, stderr = lab_runner("lab4_unet", ["--data-dir", xray_dir, *TINY, "--folds", "2", "--sweep",
                                                "dropout=none,0.2", "--out", out])
     assert code == 0, stderr
     images = {p.name for p in (xray_dir / "Image").iterdir()}
     for variant in ("dropout=none", "dropout=0.2"):
-        folds = [_split(out / variant / f"fold-{i}") for i in (1, 2, 3)]
+        folds = [_split(out / variant / f"fold-{i}") for i in (1, 2)]
         assert sorted(sum(map(sorted, folds), [])) == sorted(images)  # each image validates exactly once
-        fold_metrics = [json.loads((out / variant / f"fold-{i}" / "metrics.json").read_text()) for i in (1, 2, 3)]
+        fold_metrics = [json.loads((out / variant / f"fold-{i}" / "metrics.json").read_text()) for i in (1, 2)]
         summary = json.loads((out / variant / "metrics.json").read_text())
         best = [m["best"]["val_dice_coef"] for m in fold_metrics]
         assert summary["best"]["val_dice_coef"] == pytest.approx(np.mean(best))
         assert summary["std"]["best"]["val_dice_coef"] == pytest.approx(np.std(best))
-        assert summary["folds"] == 3 and "±" in (out / variant / "comparison.md").read_text()
+        assert summary["folds"] == 2 and "±" in (out / variant / "comparison.md").read_text()
     rows = read_csv(out / "comparison.csv")
     assert [r["variant"] for r in rows] == ["dropout=none", "dropout=0.2"] and "best_val_dice_coef_std" in rows[0]
-    assert len(read_csv(out / "folds.csv")) == 6
+    assert len(read_csv(out / "folds.csv")) == 4
     assert "±" in (out / "comparison.md").read_text() and (out / "comparison.png").is_file()
 
 
@@ -157,29 +164,64 @@ def test_folds_stratify_a_classification_set(lab_runner, tmp_path, monkeypatch):
     out = tmp_path / "cv"
     code, _, stderr = lab_runner("lab4_activation_map", ["--data-dir", data, "--img-size", "32", "--epochs", "1",
                                                          "--n-base", "2", "--maps-per-class", "1", "--quiet",
-                                                         "--folds", "3", "--out", out])
+                                                         "--folds", "2", "--out", out])
     assert code == 0, stderr
     images = sorted(p.name for p in (data / "Bone").rglob("*.png"))
-    folds = [_split(out / f"fold-{i}") for i in (1, 2, 3)]
+    folds = [_split(out / f"fold-{i}") for i in (1, 2)]
     assert sorted(sum(map(sorted, folds), [])) == images
     for fold in folds:  # stratified: both classes validate in every fold
         assert {name[:3] for name in fold} == {"AFF", "NFF"}, fold
-    assert [r["fold"] for r in read_csv(out / "folds.csv")] == [1, 2, 3]
-    assert json.loads((out / "metrics.json").read_text())["folds"] == 3
+    assert [r["fold"] for r in read_csv(out / "folds.csv")] == [1, 2]
+    assert json.loads((out / "metrics.json").read_text())["folds"] == 2
 
 
-# --- a sweep end to end, `labkit compare`, and resume after SIGKILL ---------------------------------------------
+# --- one 2×2 sweep, killed in its second variant and resumed: the resume, its table, `labkit compare` -------------
+
+VARIANTS = ["base=2,batch_size=2", "base=2,batch_size=4", "base=3,batch_size=2", "base=3,batch_size=4"]
+EPOCHS = 6  # a kill after two epochs of the second variant leaves four of them (and its evaluation) undone
+
+
+@pytest.fixture(scope="module")
+def resumed_sweep(xray_dir, tmp_path_factory):
+    """A ``--sweep base=2,3 --sweep batch_size=2,4`` run, SIGKILLed once its second variant has two epochs, then
+    resumed with ``--resume``: the sweep folder, what the kill left, and the resumed process."""
+    out = tmp_path_factory.mktemp("resumed") / "sweep"
+    command = [sys.executable, str(ROOT / "labs" / "lab4_unet.py"), "--out", str(out)]
+    process = subprocess.Popen([*command, "--data-dir", str(xray_dir), *TINY, "--epochs", str(EPOCHS), "--sweep",
+                                "base=2,3", "--sweep", "batch_size=2,4"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = out / VARIANTS[1] / "history.csv"
+    deadline = time.time() + 400
+    while time.time() < deadline and process.poll() is None:
+        if second.is_file() and len(read_csv(second)) >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed = {name: (out / name / "metrics.json").is_file() for name in VARIANTS}
+    first_metrics = (out / VARIANTS[0] / "metrics.json").read_bytes() if killed[VARIANTS[0]] else None
+    resumed = subprocess.run([*command, "--resume", "--quiet"], capture_output=True, text=True, timeout=900)
+    return SimpleNamespace(out=out, finished_when_killed=killed, first_metrics=first_metrics, resumed=resumed)
 
 
 @pytest.mark.slow
-def test_a_two_by_two_sweep_writes_four_runs_and_labkit_compare_rebuilds_the_table(lab_runner, xray_dir, tmp_path):
-    out = tmp_path / "sweep"
-    code, _, stderr = lab_runner("lab4_unet", ["--data-dir", xray_dir, *TINY, "--sweep", "base=2,3", "--sweep",
-                                               "batch_size=2,4", "--out", out])
-    assert code == 0, stderr
-    names = ["base=2,batch_size=2", "base=2,batch_size=4", "base=3,batch_size=2", "base=3,batch_size=4"]
+def test_a_sweep_killed_in_its_second_variant_resumes_to_one_row_per_variant(resumed_sweep):
+    out, resumed = resumed_sweep.out, resumed_sweep.resumed
+    assert resumed_sweep.finished_when_killed == {name: name == VARIANTS[0] for name in VARIANTS}
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{VARIANTS[0]}: finished earlier, kept" in resumed.stdout and "resuming" in resumed.stdout
+    assert (out / VARIANTS[0] / "metrics.json").read_bytes() == resumed_sweep.first_metrics
+    for variant in VARIANTS:
+        assert [r["epoch"] for r in read_csv(out / variant / "history.csv")] == list(range(1, EPOCHS + 1))
+    assert [r["variant"] for r in read_csv(out / "comparison.csv")] == VARIANTS
+
+
+@pytest.mark.slow
+def test_a_two_by_two_sweep_writes_four_runs_and_a_table_of_their_metrics(resumed_sweep):
+    out = resumed_sweep.out
+    assert resumed_sweep.resumed.returncode == 0, resumed_sweep.resumed.stderr
     rows = read_csv(out / "comparison.csv")
-    assert [r["variant"] for r in rows] == names
+    assert [r["variant"] for r in rows] == VARIANTS
     for row in rows:
         child = json.loads((out / row["variant"] / "metrics.json").read_text())
         settings = json.loads((out / row["variant"] / "config.json").read_text())["settings"]
@@ -191,40 +233,21 @@ def test_a_two_by_two_sweep_writes_four_runs_and_labkit_compare_rebuilds_the_tab
     assert rows[0]["parameters"] == rows[1]["parameters"] < rows[2]["parameters"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["winner"] == max(rows, key=lambda r: r["best_val_dice_coef"])["variant"]
-    assert set(metrics["variants"]) == set(names)
+    assert set(metrics["variants"]) == set(VARIANTS)
     assert (out / "comparison.png").stat().st_size > 10_000 and (out / "comparison.md").read_text().count("\n") == 6
-
-    labkit = Path(sys.executable).with_name("labkit")  # the console script installed with the package
-    result = subprocess.run([str(labkit), "compare", *(out / n for n in names), "--out", tmp_path / "again"],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert read_csv(tmp_path / "again" / "comparison.csv") == rows
-    assert json.loads((tmp_path / "again" / "metrics.json").read_text())["winner"] == metrics["winner"]
-    result = subprocess.run([str(labkit), "compare", tmp_path / "nothing"], capture_output=True, text=True)
-    assert result.returncode == 2 and result.stderr.startswith("error: ") and "no finished run" in result.stderr
 
 
 @pytest.mark.slow
-def test_a_sweep_killed_in_its_second_variant_resumes_to_one_row_per_variant(xray_dir, tmp_path):
-    out = tmp_path / "sweep"
-    command = [sys.executable, str(ROOT / "labs" / "lab4_unet.py"), "--out", str(out)]
-    process = subprocess.Popen([*command, "--data-dir", str(xray_dir), *TINY, "--epochs", "12", "--sweep",
-                                "base=2,3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    second = out / "base=3" / "history.csv"
-    deadline = time.time() + 400
-    while time.time() < deadline and process.poll() is None:
-        if second.is_file() and len(read_csv(second)) >= 2:
-            break
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert (out / "base=2" / "metrics.json").is_file() and not (out / "base=3" / "metrics.json").exists()
-    finished_before = (out / "base=2" / "metrics.json").read_bytes()
+def test_labkit_compare_rebuilds_the_table_from_the_run_folders(resumed_sweep, tmp_path, capsys):
+    out = resumed_sweep.out
+    labkit = Path(sys.executable).with_name("labkit")  # the console script installed with the package
+    result = subprocess.run([str(labkit), "compare", *(out / n for n in VARIANTS), "--out", tmp_path / "again"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert read_csv(tmp_path / "again" / "comparison.csv") == read_csv(out / "comparison.csv")
+    winner = json.loads((out / "metrics.json").read_text())["winner"]
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text())["winner"] == winner
 
-    resumed = subprocess.run([*command, "--resume", "--quiet"], capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "base=2: finished earlier, kept" in resumed.stdout and "resuming" in resumed.stdout
-    assert (out / "base=2" / "metrics.json").read_bytes() == finished_before
-    for variant in ("base=2", "base=3"):
-        assert [r["epoch"] for r in read_csv(out / variant / "history.csv")] == list(range(1, 13))
-    assert [r["variant"] for r in read_csv(out / "comparison.csv")] == ["base=2", "base=3"]
+    assert compare.main(["compare", str(tmp_path / "nothing")]) == 2  # the console script's function, in-process
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("error: ") and "no finished run" in stderr and stderr.count("\n") == 1
