@@ -8,7 +8,7 @@ import pytest
 
 from labkit.data.layouts.ct_mri import (CT_LEVELS, brats_as_course_layout, brats_slices, is_brats_folder,
                                         load_class_slices, mask_classes, patient_of)
-from labkit.data.synthetic import ct_dataset
+from labkit.data.synthetic import ct_dataset, mri_dataset
 from labkit import get_unet
 from labkit.errors import LabkitInputError
 from labkit.evaluation import class_channels, per_image_class_scores
@@ -250,3 +250,16 @@ def test_help_documents_the_tasks_and_course_defaults(lab_runner):
     for default in ("course default: 8", "course default: 0.2", "course default: 256", "course default: 50",
                     "course default: 0.0001", "course default: dice", "course default: on"):
         assert default in text, default
+
+
+def test_embedded_sets_hold_the_course_levels_and_empty_tumour_slices(tmp_path):
+    ct = ct_dataset(n_patients=2, n_slices=3, size=64, root=tmp_path / "a")
+    levels = {int(v) for p in (ct / "Mask").iterdir() for v in np.unique(cv2.imread(str(p), cv2.IMREAD_UNCHANGED))}
+    assert levels == {0, RIGHT, LEFT}
+    left = cv2.imread(str(ct / "Mask" / "Im0_1.png"), cv2.IMREAD_UNCHANGED) == LEFT
+    assert np.argwhere(left)[:, 1].mean() > 32  # the 0.98 ("left") lung lies on the image's right
+    again = ct_dataset(n_patients=2, n_slices=3, size=64, root=tmp_path / "b")
+    assert (again / "Image" / "Im1_2.png").read_bytes() == (ct / "Image" / "Im1_2.png").read_bytes()
+    mri = mri_dataset(n_patients=1, n_slices=8, size=64, root=tmp_path / "c")
+    tumour = [cv2.imread(str(mri / "Mask" / f"Im0_{k}.png"), cv2.IMREAD_UNCHANGED).max() for k in range(8)]
+    assert tumour == [0, 0, 255, 255, 255, 255, 0, 0]
