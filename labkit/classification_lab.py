@@ -30,8 +30,7 @@ from labkit.data.layouts.lab2 import LAB2_SETS, ClassFolderSplit, find_lab2_set
 from labkit.data.pipeline import classification_dataset, even_replica_batches
 from labkit.data.split import refold_class_splits
 from labkit.errors import LabkitInputError, require
-from labkit.evaluation.classification import (classification_report_rows, classification_report_text,
-                                              classification_scores)
+from labkit.evaluation.classification import write_classification_report
 from labkit.history import summarize
 from labkit.metrics import sign_accuracy
 from labkit.models.classic import lab1_mlp_model, vgg16_model
@@ -277,12 +276,7 @@ def evaluate_and_report(run, history, model_path, val, val_data, head, title, n_
     images, _, outputs = collect_predictions(best, val_data)
     probabilities = head.probabilities(outputs)
     truth, names = np.asarray(val.labels), val.class_names
-    scores = classification_scores(truth, probabilities, names)
-    run.write_text("report.txt", classification_report_text(truth, probabilities, names))
-    run.write_csv("report.csv", classification_report_rows(truth, probabilities, names))
-    run.write_csv("predictions.csv", [
-        {"image": Path(p).name, "true": names[t], "predicted": names[int(s.argmax())],
-         **{c: round(float(v), 6) for c, v in zip(names, s)}} for p, t, s in zip(val.paths, truth, probabilities)])
+    scores = write_classification_report(run, [Path(p).name for p in val.paths], truth, probabilities, names)
     run.save_figure("curves.png", plot_history(history, ("loss", "accuracy"), title, monitor=MONITOR))
     run.save_figure("confusion_matrix.png", confusion_matrix_figure(truth, probabilities, names, title=title))
     shown = _spread_over_classes(truth, n_samples)
