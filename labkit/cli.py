@@ -4,11 +4,12 @@ Every lab flag defaults to None in the parser, so `resolve_settings` can tell a 
 alone: explicit flags always win, then (on the embedded data) the lab's demo profile, then the course default.
 
 A lab script uses these pieces in one order: `lab_parser` (plus its own flags) in ``parse_args``; `begin` as the first
-lines of ``main`` (flags, --sweep/--folds, run folder, seed, precision, demo notice); `readable` and `save_config`
-once its data is found; `fit_options` for `labkit.training.fit`; `run_lab` under ``if __name__ == "__main__"``:
+lines of ``main`` (flags, --sweep/--folds, run folder, seed, precision, demo notice); `readable`,
+`labkit.runtime.distribute` and `save_config` (with that distribution) once its data is found; `fit_options` for
+`labkit.training.fit`; `run_lab` under ``if __name__ == "__main__"``:
 
     def main(argv=None):
-        settings, run = cli.begin(main, argv, "lab4_unet", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND)
+        settings, run = cli.begin(main, argv, "lab4_unet", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
         if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold
             return
         ...
@@ -111,7 +112,7 @@ def begin(main, argv, lab_name, parse_args, course, demo, demo_text=None, course
     With ``--sweep``, ``--folds`` or a preset (a lab's ``--compare``), `labkit.compare` calls `main` once per variant
     and fold, each into a child run folder, compares them, and this returns ``(None, None)``: ``main`` stops there.
     Otherwise it resolves the settings and opens the run folder (`start_run`) and, when the demo profile applies,
-    prints ``demo profile: `` followed by ``demo_text(settings)`` and the command of a course-sized run.
+    prints ``demo profile: `` followed by `demo_text` and the command of a course-sized run.
 
     Args:
         main: the lab's ``main(argv)``.
@@ -122,7 +123,8 @@ def begin(main, argv, lab_name, parse_args, course, demo, demo_text=None, course
             a flag, e.g. the loss; it may also check the flags before any folder is made).
         demo: the demo profile: a dict, or a function of the parsed flags giving it or None (no demo profile for
             this run, e.g. when data was given another way than ``--data-dir``).
-        demo_text: ``demo_text(settings)``, what the demo run is (data, size, epochs, ...), one sentence.
+        demo_text: what the demo run is (data, size, epochs, ...), one sentence: a `str.format` template of the
+            settings (``"{epochs} epochs at {img_size} px."``) or a function of the settings giving the text.
         course_command: the command line of a run with the course's settings on real data, shown after it.
         preset: the lab's preset function, see `run_many`.
 
@@ -139,7 +141,8 @@ def begin(main, argv, lab_name, parse_args, course, demo, demo_text=None, course
     settings.demo = settings.demo and profile is not None
     if settings.demo and demo_text:
         course_run = f" Course settings on real data: {course_command}" if course_command else ""
-        print(f"demo profile: {demo_text(settings)}{course_run}")
+        text = demo_text(settings) if callable(demo_text) else demo_text.format(**vars(settings))
+        print(f"demo profile: {text}{course_run}")
     return settings, run
 
 

@@ -32,6 +32,9 @@ DEMO = {"img_size": 128, "epochs": 12, "lr": 5e-4, "lr_schedule": "cosine", "n_i
 #: Where the README's demo command (--loss dice --base 32 --dropout 0.2) ends: validation Dice at the last epoch, the
 #: range over the seeds and precisions benchmarks/quality.py measured (BENCHMARKS.md).
 DEMO_EXPECTED = "0.85–0.94"
+DEMO_TEXT = ("embedded synthetic chest X-rays ({n_images} images), {img_size}×{img_size}, {epochs} epochs, lr {lr} "
+             "({lr_schedule} schedule). The README's demo command ends at validation Dice " + DEMO_EXPECTED +
+             " at its last epoch, depending on the seed (BENCHMARKS.md).")
 FULL_COURSE_COMMAND = "python labs/lab4_unet.py --data-dir /path/to/X_ray --img-size 256 --epochs 150 --lr 1e-4"
 
 
@@ -54,16 +57,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def demo_text(settings):
-    """What the demo profile runs, shown on screen."""
-    return (f"embedded synthetic chest X-rays ({settings.n_images} images), {settings.img_size}×{settings.img_size}, "
-            f"{settings.epochs} epochs, lr {settings.lr} ({settings.lr_schedule} schedule). The README's demo command "
-            f"ends at validation Dice {DEMO_EXPECTED} at its last epoch, depending on the seed (BENCHMARKS.md).")
-
-
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = cli.begin(main, argv, "lab4_unet", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND)
+    settings, run = cli.begin(main, argv, "lab4_unet", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
     if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
         return
     size = settings.img_size

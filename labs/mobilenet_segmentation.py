@@ -63,6 +63,8 @@ COURSE = {"decoder": "transpose", "strategy": "finetune", "loss": "bce", "weight
 # The demo trains the U-Net decoder: at 64×64 the transpose decoder starts from a 2×2 feature map and, with a random
 # encoder, learns little more than a central blob in a few minutes.
 DEMO = {"img_size": 64, "epochs": 8, "batch_size": 16, "n_images": 96, "decoder": "unet"}
+DEMO_TEXT = ("embedded synthetic dermoscopy set ({n_images} training images), {img_size}×{img_size}, {epochs} epochs, "
+             "batch {batch_size}, {decoder} decoder.")
 FULL_COURSE_COMMAND = ("python labs/mobilenet_segmentation.py --data-dir /path/to/ISIC2016 --compare --decoder transpose "
                        "--img-size 128 --epochs 25")
 MONITOR = "val_dice"
@@ -143,15 +145,9 @@ def lesion_data(settings, batch):
             "files": 2 * (len(train_pairs) + len(val_pairs) + n_test)}
 
 
-def demo_text(settings):
-    """What the demo profile runs, shown on screen."""
-    return (f"embedded synthetic dermoscopy set ({settings.n_images} training images), {settings.img_size}×"
-            f"{settings.img_size}, {settings.epochs} epochs, batch {settings.batch_size}, {settings.decoder} decoder.")
-
-
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = cli.begin(main, argv, "mobilenet_segmentation", parse_args, COURSE, DEMO, demo_text,
+    settings, run = cli.begin(main, argv, "mobilenet_segmentation", parse_args, COURSE, DEMO, DEMO_TEXT,
                               FULL_COURSE_COMMAND, preset=comparison_preset)
     if run is None:  # --compare, --sweep, --folds: labkit.compare ran one child run per model, variant and fold
         return

@@ -61,6 +61,8 @@ COURSE = {"loss": "ce", "focal_gamma": 2.0, "focal_alpha": 0.25, "class_weights"
 #: Course epochs depend on the loss: 15 for cross-entropy, 10 for focal (and CE+focal).
 COURSE_EPOCHS = {"ce": 15, "focal": 10, "ce+focal": 10}
 DEMO = {"img_size": 64, "epochs": 6, "batch_size": 16, "n_images": 320, "image_px": 96}
+DEMO_TEXT = ("embedded synthetic seven-class lesions ({n_images} images), {img_size}×{img_size}, {epochs} epochs, "
+             "batch {batch_size}.")
 FULL_COURSE_COMMAND = ("python labs/resnet50_classification.py --data-dir /path/to/HAM10000 --compare "
                        "(224×224, batch 32, Adam 1e-3, 15 epochs CE / 10 epochs CE+focal, ImageNet weights)")
 COMPARED = ("ce", "ce+focal")
@@ -138,15 +140,9 @@ def demo_profile(args):
     return None if explicit_inputs(args) else DEMO
 
 
-def demo_text(settings):
-    """What the demo profile runs, shown on screen."""
-    return (f"embedded synthetic seven-class lesions ({settings.n_images} images), {settings.img_size}×"
-            f"{settings.img_size}, {settings.epochs} epochs, batch {settings.batch_size}.")
-
-
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = cli.begin(main, argv, "resnet50_classification", parse_args, COURSE, demo_profile, demo_text,
+    settings, run = cli.begin(main, argv, "resnet50_classification", parse_args, COURSE, demo_profile, DEMO_TEXT,
                               FULL_COURSE_COMMAND, preset=comparison_preset)
     if run is None:  # --compare, --sweep, --folds: labkit.compare ran one child run per variant and fold
         return

@@ -43,3 +43,9 @@ def test_begin_hands_a_sweep_to_labkit_compare_and_returns_nothing(tmp_path, mon
     argv = ["--out", str(tmp_path / "sweep"), "--sweep", "lr=0.1,0.2"]
     assert cli.begin(not_called, argv, "a_lab", parse_args, COURSE, DEMO) == (None, None)
     assert calls == [argv] and not (tmp_path / "sweep").exists()
+
+
+def test_a_demo_text_template_is_filled_from_the_settings(tmp_path, capsys):
+    cli.begin(not_called, ["--out", str(tmp_path / "run")], "a_lab", parse_args, COURSE, DEMO,
+              "{epochs} epochs at lr {lr}.")
+    assert "demo profile: 2 epochs at lr 0.0001.\n" in capsys.readouterr().out
