@@ -31,6 +31,8 @@ COURSE = {"dataset": "skin", "model": "mlp", "base": 64, "optimizer": "sgd", "lo
           "batch_size": 16, "epochs": 50, "img_size": 128, "seed": 42}
 #: The demo: smaller images and a larger SGD step, so that the MLP learns within its few epochs.
 DEMO = {"img_size": 64, "epochs": 40, "lr": 0.02, "n_train": 100, "n_test": 25}
+DEMO_TEXT = ("embedded synthetic Lab 1 set ({n_train} training and {n_test} test images per class), "
+             "{img_size}×{img_size} grey, {epochs} epochs, SGD lr {lr:g}.")
 FULL_COURSE_COMMAND = "python labs/lab1_mlp.py --data-dir /path/to/Lab1 (then --lr 0.1 --epochs 150 --base 256)"
 
 
@@ -41,16 +43,10 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults. With --sweep or
-    # --folds, labkit.compare runs this main once per variant/fold, each into its own child folder, and compares them.
-    args = parse_args(argv)
-    if cli.run_many(main, args, argv):
+    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
+    settings, run = cli.begin(main, argv, "lab1_mlp", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
+    if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
         return
-    settings, run = cli.start_run("lab1_mlp", args, COURSE, DEMO)
-    if settings.demo:
-        print(f"demo profile: embedded synthetic Lab 1 set ({settings.n_train} training and {settings.n_test} test "
-              f"images per class), {settings.img_size}×{settings.img_size} grey, {settings.epochs} epochs, SGD lr "
-              f"{settings.lr}. Course settings on real data: {FULL_COURSE_COMMAND}")
 
     # Data: the flat train/ and test/ folders, class from the file name (with --folds, fold i of both pooled).
     if settings.data_dir:

@@ -39,6 +39,8 @@ COURSE_BY_MODEL = {"lenet": {"epochs": 20, "lr": 1e-5}, "alexnet": {"epochs": 50
 DENSE = (128, 64)
 #: The demo: 64×64 images, base 16 and a larger learning rate, so that the networks learn within its few epochs.
 DEMO = {"img_size": 64, "base": 16, "epochs": 15, "lr": 3e-4, "n_train": 60, "n_val": 20}
+DEMO_TEXT = ("embedded synthetic {dataset} set ({n_train} training and {n_val} validation images per class), "
+             "{img_size}×{img_size} grey, base {base}, {epochs} epochs, lr {lr:g}.")
 FULL_COURSE_COMMAND = "python labs/lab2_cnn.py --data-dir /path/to/Lab2 --model lenet (or --model alexnet)"
 
 
@@ -49,19 +51,17 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def course_defaults(args):
+    """The course settings of the task the chosen model belongs to (Task 5 LeNet, Task 6 AlexNet)."""
+    return {**COURSE, **COURSE_BY_MODEL[args.model or COURSE["model"]]}
+
+
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults of the model.
-    # With --sweep or --folds, labkit.compare runs this main once per variant/fold, each into its own child folder.
-    args = parse_args(argv)
-    if cli.run_many(main, args, argv):
+    settings, run = cli.begin(main, argv, "lab2_cnn", parse_args, course_defaults, DEMO, DEMO_TEXT,
+                              FULL_COURSE_COMMAND)
+    if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
         return
-    course = {**COURSE, **COURSE_BY_MODEL[args.model or COURSE["model"]]}
-    settings, run = cli.start_run("lab2_cnn", args, course, DEMO)
-    if settings.demo:
-        print(f"demo profile: embedded synthetic {settings.dataset} set ({settings.n_train} training and "
-              f"{settings.n_val} validation images per class), {settings.img_size}×{settings.img_size} grey, base "
-              f"{settings.base}, {settings.epochs} epochs, lr {settings.lr:g}. Course settings on real data: "
-              f"{FULL_COURSE_COMMAND}")
 
     # Data: the set's train/ and validation/ class folders (with --folds, fold i of both pooled).
     data_dir = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val, size=max(32, settings.img_size))

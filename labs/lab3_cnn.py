@@ -53,6 +53,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def demo_text(settings):
+    """What the demo run is, for the screen."""
+    return (f"embedded synthetic {settings.dataset} set ({settings.n_train} training and {settings.n_val} validation "
+            f"images per class), {settings.img_size}×{settings.img_size} grey, {settings.epochs} epochs, lr "
+            f"{settings.lr:g}{', batch normalisation (Tasks 1–4 have none)' if settings.batchnorm else ''}.")
+
+
 def embedded_data(settings):
     """The embedded set: Lab 2's class folders for Skin and Bone, Lab 1's flat X_ray folder for the nine classes."""
     size = max(32, settings.img_size)
@@ -62,18 +69,10 @@ def embedded_data(settings):
 
 
 def main(argv=None):
-    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults. With --sweep or
-    # --folds, labkit.compare runs this main once per variant/fold, each into its own child folder, and compares them.
-    args = parse_args(argv)
-    if cli.run_many(main, args, argv):
+    # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
+    settings, run = cli.begin(main, argv, "lab3_cnn", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND)
+    if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
         return
-    settings, run = cli.start_run("lab3_cnn", args, COURSE, DEMO)
-    if settings.demo:
-        print(f"demo profile: embedded synthetic {settings.dataset} set ({settings.n_train} training and "
-              f"{settings.n_val} validation images per class), {settings.img_size}×{settings.img_size} grey, "
-              f"{settings.epochs} epochs, lr {settings.lr:g}"
-              f"{', batch normalisation (Tasks 1–4 have none)' if settings.batchnorm else ''}. Course settings on "
-              f"real data: {FULL_COURSE_COMMAND}")
 
     # Data: the set's training and validation images (with --folds, fold i of both pooled); augmentation on
     # training batches only.
