@@ -142,9 +142,11 @@ class DeadRunWatch(keras.callbacks.Callback):
     probabilities within `saturated` of 0 or of 1, the same decision everywhere). Its loss then sits at a constant
     (a Dice loss at 1.0). After each epoch the watch predicts a fixed probe batch (a few validation images) and calls
     the epoch dead when every output channel spans less than `spread` over the whole batch, or every channel is
-    saturated at one end. The run stops when that has held for `patience` epochs and the training loss of those
-    epochs varies by less than `flat` (relative). Both must hold, so a model that rightly predicts an empty mask for
-    an empty probe image but still learns is not stopped, nor is a slow learner whose outputs sit near 0.5.
+    saturated at one end. The run stops when that has held for `patience` epochs, the training loss of those epochs
+    varies by less than `flat` (relative) and it never fell below `progress` times the first epoch's loss. All three
+    must hold, so none of these is stopped: a model that rightly predicts an empty mask for an empty probe image
+    but still learns, a slow learner whose outputs sit near 0.5, and a trained classifier that is rightly sure of
+    a probe whose images happen to share one class (its loss is far below where it started).
 
     Args:
         probe: model inputs of a few images (a tensor, array or dict of them).
@@ -152,13 +154,15 @@ class DeadRunWatch(keras.callbacks.Callback):
         spread: largest range of an output channel over the probe batch that counts as constant.
         flat: largest relative range of the training loss over `patience` epochs that counts as flat.
         saturated: distance from 0 or 1 within which a probability counts as saturated.
+        progress: a run whose training loss fell below this fraction of its first epoch's loss has learnt something
+            and is not called dead.
     """
 
-    def __init__(self, probe, patience=5, spread=1e-3, flat=1e-2, saturated=1e-2):
+    def __init__(self, probe, patience=5, spread=1e-3, flat=1e-2, saturated=1e-2, progress=0.5):
         super().__init__()
         self.probe, self.patience, self.spread, self.flat = probe, int(patience), float(spread), float(flat)
-        self.saturated = float(saturated)
-        self.losses, self.dead_epochs, self.died = [], 0, None
+        self.saturated, self.progress = float(saturated), float(progress)
+        self.losses, self.lowest, self.first_loss, self.dead_epochs, self.died = [], math.inf, None, 0, None
 
     def probe_outputs(self):
         """The model's outputs on the probe batch as float32 ``(pixels or items, channels)``."""
@@ -184,10 +188,13 @@ class DeadRunWatch(keras.callbacks.Callback):
         if loss is None or not math.isfinite(float(loss)):
             return
         self.losses = (self.losses + [float(loss)])[-self.patience:]
+        self.first_loss = float(loss) if self.first_loss is None else self.first_loss
+        self.lowest = min(self.lowest, float(loss))
         why = self.dead_outputs(self.probe_outputs())
         self.dead_epochs = self.dead_epochs + 1 if why else 0
         loss_flat = max(self.losses) - min(self.losses) <= self.flat * max(1.0, abs(float(np.mean(self.losses))))
-        if self.dead_epochs >= self.patience and loss_flat:
+        learnt = self.lowest < self.progress * self.first_loss
+        if self.dead_epochs >= self.patience and loss_flat and not learnt:
             first = epoch + 2 - self.patience
             self.died = (f"the network died: {why} and training loss flat at {self.losses[-1]:.4f} for "
                          f"{self.patience} epochs ({first}–{epoch + 1})")

@@ -91,6 +91,10 @@ def test_a_learning_network_is_never_stopped(tmp_path):
          [1.1] * 5, True),                                               # softmax saturated on class 0
         (np.linspace(0.40, 0.45, 256).reshape(4, 8, 8, 1), [0.69] * 5, False),  # one decision, yet not saturated
         (np.linspace(-3.0, -1.0, 256).reshape(4, 8, 8, 1), [1.0] * 5, False),   # a linear (hinge) score: not probabilities
+        # A trained classifier, rightly sure that every probe image (all one class) is class 0: saturated and flat,
+        # but its loss fell from 0.69 to 0.02, so it learnt; stopping it would lose a good run.
+        (np.geomspace(1e-6, 5e-3, 8).reshape(8, 1), [0.69, 0.3, 0.05, 0.02, 0.02, 0.02, 0.02, 0.02], False),
+        (np.geomspace(1e-6, 5e-3, 8).reshape(8, 1), [0.69, 0.5, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0], True),  # learnt nothing
     ],
 )
 def test_dead_means_constant_or_saturated_predictions_and_a_flat_loss(outputs, losses, expected_dead):
