@@ -62,6 +62,10 @@ CASES = {  # qualified name → (args, kwargs) of a small valid call
     "labkit.plots.class_gradcam_figure": ((np.concatenate([IMAGES] * 3), np.concatenate([HEATMAPS] * 3), LABELS,
                                            PROBABILITIES.argmax(1), CLASSES), {}),
     "labkit.gradcam.activation_map_figure": ((IMAGES, HEATMAPS), {"titles": ["a", "b"]}),
+    "labkit.plots.classification_samples": ((IMAGES, [0, 1], [0, 0], ["Mel", "Nevi"]), {"title": "t"}),
+    "labkit.plots.weight_map_figure": ((IMAGES, MASKS, 1 + 1.5 * MASKS), {"title": "t"}),
+    "labkit.plots.autocontext_curve": (([{"step": 1, "val_dice": 0.8, "val_dice_std": 0.05},
+                                         {"step": 2, "val_dice": 0.85}],), {}),
     "labkit.plots.augmentation_preview": ((IMAGES[0], {"flip": IMAGES[1], "half size": IMAGES[0, ::2, ::2]}, IMAGES),
                                          {"augment_title": "t"}),
 }
