@@ -132,6 +132,51 @@ def load_splits(settings, data_dir):
     return train, classes_in_turn(val), layout
 
 
+@dataclass(frozen=True)
+class LabData:
+    """What a Labs 1–3 run trains on: the splits, the output head, the datasets and the distribution decision."""
+
+    train: object
+    val: object
+    head: "Head"
+    train_data: object
+    val_data: object
+    distribution: object
+
+    @property
+    def n_class(self):
+        return len(self.train.class_names)
+
+
+def prepare_data(settings, run, data_dir, augment=None):
+    """Splits, head and datasets of a Labs 1–3 run, announced on screen and recorded in ``config.json``.
+
+    Args:
+        settings: the run's settings (``dataset``, ``loss``, ``img_size``, ``seed``, ``--folds``, batch and
+            distribution flags).
+        run: the run folder.
+        data_dir: the course folder (either layout, `find_labelled_set`).
+        augment: training-only augmentation, as `labkit.data.pipeline.classification_dataset` takes it.
+
+    Returns:
+        A `LabData`; its ``distribution`` is `labkit.runtime.distribute`'s decision (``--batch-size`` per replica,
+        ``--scale-lr``).
+    """
+    from labkit import cli
+    from labkit.runtime import distribute
+
+    train, val, layout = load_splits(settings, data_dir)
+    print(f"data: {settings.dataset} ({layout} layout): {train.counts()} training and {val.counts()} validation "
+          f"images from {data_dir}")
+    distribution = distribute(settings)
+    cli.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths},
+                    distribution=distribution)
+    head = head_for(settings.loss, len(train.class_names))
+    train_data, val_data = datasets(train, val, settings.img_size, distribution.global_batch_size, head,
+                                    augment=augment, seed=settings.seed, replicas=distribution.replicas)
+    return LabData(train, val, head, train_data, val_data, distribution)
+
+
 # --- heads: output unit, loss, targets and accuracy ----------------------------------------------------------------
 
 
@@ -299,8 +344,9 @@ def _spread_over_classes(labels, n):
     return np.asarray(chosen, dtype=int)
 
 
-__all__ = ["COURSE_SETS", "Head", "MODELS", "MONITOR", "OPTIMIZERS", "build_classifier", "compile_classifier",
-           "classes_in_turn", "datasets", "evaluate_and_report", "find_labelled_set", "head_for", "load_splits"]
+__all__ = ["COURSE_SETS", "Head", "LabData", "MODELS", "MONITOR", "OPTIMIZERS", "build_classifier", "compile_classifier",
+           "classes_in_turn", "datasets", "evaluate_and_report", "find_labelled_set", "head_for", "load_splits",
+           "prepare_data"]
 
 
 # --- flags ------------------------------------------------------------------------------------------------------------

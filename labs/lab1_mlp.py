@@ -24,7 +24,6 @@ example:
 
 from labkit import classification_lab as lab
 from labkit import cli
-from labkit.runtime import distribute
 from labkit.training import fit
 
 COURSE = {"dataset": "skin", "model": "mlp", "base": 64, "optimizer": "sgd", "loss": "bce", "lr": 1e-4,
@@ -55,30 +54,23 @@ def main(argv=None):
         from labkit.data.synthetic.lab1 import lab1_dataset
 
         data_dir = lab1_dataset(settings.n_train, settings.n_test, size=max(32, settings.img_size))
-    train, val, layout = lab.load_splits(settings, data_dir)
-    print(f"data: {settings.dataset} ({layout} layout): {train.counts()} training and {val.counts()} validation "
-          f"images from {data_dir}")
-    distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
-    cli.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths},
-                    distribution=distribution)
-    head = lab.head_for(settings.loss, len(train.class_names))
-    train_data, val_data = lab.datasets(train, val, settings.img_size, distribution.global_batch_size, head,
-                                        seed=settings.seed, replicas=distribution.replicas)
+    data = lab.prepare_data(settings, run, data_dir)
+    distribution = data.distribution  # --batch-size per replica; --scale-lr scales the learning rate
 
     # Model: Flatten → Dense(base) → Dense(base/2) → Dense(base/4) → one sigmoid unit.
     with distribution.strategy.scope():
-        model = lab.build_classifier("mlp", settings.img_size, 1, len(train.class_names), head, settings.base)
-        lab.compile_classifier(model, head, settings.optimizer, distribution.learning_rate)
+        model = lab.build_classifier("mlp", settings.img_size, 1, data.n_class, data.head, settings.base)
+        lab.compile_classifier(model, data.head, settings.optimizer, distribution.learning_rate)
     print(f"model: Lab 1 MLP, base {settings.base}, {model.count_params():,} parameters; {settings.optimizer} "
           f"lr {distribution.learning_rate:g}, batch {settings.batch_size}, {settings.epochs} epochs")
 
     # Training: history.csv every epoch, model.keras at every new best validation accuracy.
-    history = fit(model, train_data, val_data, settings.epochs, run=run, monitor=lab.MONITOR,
+    history = fit(model, data.train_data, data.val_data, settings.epochs, run=run, monitor=lab.MONITOR,
                   **cli.fit_options(settings))
 
     # Evaluation and figures (metrics.json last: its presence marks a finished run).
     title = f"Lab 1 MLP on {settings.dataset}: base {settings.base}, lr {settings.lr:g}"
-    lab.evaluate_and_report(run, history, run.file("model.keras"), val, val_data, head, title)
+    lab.evaluate_and_report(run, history, run.file("model.keras"), data.val, data.val_data, data.head, title)
     print(f"run folder: {run.path}")
 
 

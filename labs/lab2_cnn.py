@@ -28,7 +28,6 @@ example:
 from labkit import classification_lab as lab
 from labkit import cli
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
-from labkit.runtime import distribute
 from labkit.training import fit
 
 COURSE = {"dataset": "skin", "model": "lenet", "base": 32, "optimizer": "adam", "loss": "bce", "dropout": None,
@@ -65,19 +64,12 @@ def main(argv=None):
 
     # Data: the set's train/ and validation/ class folders (with --folds, fold i of both pooled).
     data_dir = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val, size=max(32, settings.img_size))
-    train, val, layout = lab.load_splits(settings, data_dir)
-    print(f"data: {settings.dataset} ({layout}): {train.counts()} training and {val.counts()} validation images "
-          f"from {data_dir}")
-    distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
-    cli.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths},
-                    distribution=distribution)
-    head = lab.head_for(settings.loss, len(train.class_names))
-    train_data, val_data = lab.datasets(train, val, settings.img_size, distribution.global_batch_size, head,
-                                        seed=settings.seed, replicas=distribution.replicas)
+    data = lab.prepare_data(settings, run, data_dir)
+    distribution, head = data.distribution, data.head  # --batch-size per replica; --scale-lr scales the lr
 
     # Model: the course's LeNet or AlexNet on grey images, with the output the loss needs.
     with distribution.strategy.scope():
-        model = lab.build_classifier(settings.model, settings.img_size, 1, len(train.class_names), head,
+        model = lab.build_classifier(settings.model, settings.img_size, 1, data.n_class, head,
                                      settings.base, dropout=settings.dropout, dense=DENSE)
         lab.compile_classifier(model, head, settings.optimizer, distribution.learning_rate)
     print(f"model: {settings.model}, base {settings.base}, {model.count_params():,} parameters; loss {head.loss}, "
@@ -85,13 +77,13 @@ def main(argv=None):
           f"{settings.epochs} epochs")
 
     # Training: history.csv every epoch, model.keras at every new best validation accuracy.
-    history = fit(model, train_data, val_data, settings.epochs, run=run, monitor=lab.MONITOR,
+    history = fit(model, data.train_data, data.val_data, settings.epochs, run=run, monitor=lab.MONITOR,
                   **cli.fit_options(settings))
 
     # Evaluation and figures (metrics.json last: its presence marks a finished run).
     title = (f"{settings.model} on {settings.dataset}: base {settings.base}, {settings.optimizer} lr "
              f"{settings.lr:g}, {head.loss} loss")
-    lab.evaluate_and_report(run, history, run.file("model.keras"), val, val_data, head, title)
+    lab.evaluate_and_report(run, history, run.file("model.keras"), data.val, data.val_data, head, title)
     print(f"run folder: {run.path}")
 
 

@@ -31,7 +31,6 @@ from labkit import classification_lab as lab
 from labkit import cli
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.data.synthetic.lab1 import lab1_dataset
-from labkit.runtime import distribute
 from labkit.training import fit
 
 COURSE = {"dataset": "skin", "model": "vgg16", "base": 8, "optimizer": "adam", "loss": "bce", "dropout": None,
@@ -77,17 +76,9 @@ def main(argv=None):
     # Data: the set's training and validation images (with --folds, fold i of both pooled); augmentation on
     # training batches only.
     data_dir = settings.data_dir or embedded_data(settings)
-    train, val, layout = lab.load_splits(settings, data_dir)
-    print(f"data: {settings.dataset} ({layout}): {train.counts()} training and {val.counts()} validation images "
-          f"from {data_dir}")
-    distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
-    cli.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths},
-                    distribution=distribution)
-    n_class = len(train.class_names)
-    head = lab.head_for(settings.loss, n_class)  # softmax and categorical cross-entropy for the nine classes
-    train_data, val_data = lab.datasets(train, val, settings.img_size, distribution.global_batch_size, head,
-                                        augment=settings.augment or None, seed=settings.seed,
-                                        replicas=distribution.replicas)
+    data = lab.prepare_data(settings, run, data_dir, augment=settings.augment or None)
+    # softmax and categorical cross-entropy for the nine classes; --batch-size per replica, --scale-lr scales the lr
+    n_class, head, distribution = data.n_class, data.head, data.distribution
 
     # Model: the course's network with the regularisation asked for.
     with distribution.strategy.scope():
@@ -103,13 +94,13 @@ def main(argv=None):
           f"{distribution.learning_rate:g}, batch {settings.batch_size}, {settings.epochs} epochs")
 
     # Training: history.csv every epoch, model.keras at every new best validation accuracy.
-    history = fit(model, train_data, val_data, settings.epochs, run=run, monitor=lab.MONITOR,
+    history = fit(model, data.train_data, data.val_data, settings.epochs, run=run, monitor=lab.MONITOR,
                   **cli.fit_options(settings))
 
     # Evaluation and figures (metrics.json last: its presence marks a finished run).
     title = f"{settings.model} on {settings.dataset}: base {settings.base}, lr {settings.lr:g}" + \
         "".join(f", {e}" for e in extras)
-    lab.evaluate_and_report(run, history, run.file("model.keras"), val, val_data, head, title)
+    lab.evaluate_and_report(run, history, run.file("model.keras"), data.val, data.val_data, head, title)
     print(f"run folder: {run.path}")
 
 
