@@ -17,12 +17,13 @@ from labkit.data import check_readable
 from labkit.data.synthetic import xray_dataset
 from labkit.runs import MANIFEST, read_csv
 
-TINY = ["--img-size", "32", "--base", "4", "--batch-size", "4", "--quiet"]
+TINY = ["--img-size", "16", "--base", "2", "--batch-size", "4", "--quiet"]
+EPOCHS = 8  # a kill after two epochs leaves six of them (and the evaluation) undone
 
 
 @pytest.fixture(scope="module")
 def xray_dir(tmp_path_factory):
-    return xray_dataset(n_images=12, size=64, root=tmp_path_factory.mktemp("xray"))
+    return xray_dataset(n_images=8, size=32, root=tmp_path_factory.mktemp("xray"))
 
 
 def history_without_time(path):
@@ -33,7 +34,7 @@ def history_without_time(path):
 def test_a_run_killed_after_its_second_epoch_resumes_to_a_complete_record(xray_dir, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, str(ROOT / "labs" / "lab4_unet.py"), "--data-dir", str(xray_dir), "--out", str(out)]
-    process = subprocess.Popen([*command, *TINY, "--epochs", "20"], stdout=subprocess.DEVNULL,
+    process = subprocess.Popen([*command, *TINY, "--epochs", str(EPOCHS)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
@@ -42,28 +43,28 @@ def test_a_run_killed_after_its_second_epoch_resumes_to_a_complete_record(xray_d
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (out / "metrics.json").exists()  # killed mid-run (20 epochs cannot finish within one poll)
-    assert 2 <= len(read_csv(out / "history.csv")) < 20
+    assert not (out / "metrics.json").exists()  # killed mid-run (six epochs cannot finish within one poll)
+    assert 2 <= len(read_csv(out / "history.csv")) < EPOCHS
 
     resumed = subprocess.run([*command, "--resume", "--quiet"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
     rows = read_csv(out / "history.csv")
-    assert [row["epoch"] for row in rows] == list(range(1, 21))
+    assert [row["epoch"] for row in rows] == list(range(1, EPOCHS + 1))
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 20
+    assert metrics["epochs_run"] == EPOCHS
     assert metrics["train_seconds"] == pytest.approx(sum(row["seconds"] for row in rows), abs=0.05)
     assert not [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != MANIFEST]  # no temporaries left
 
 
 @pytest.mark.slow
 def test_same_seed_gives_the_same_history_and_config_repeats_the_run(lab_runner, xray_dir, tmp_path):
+    """Run c repeats run a through --config: the same settings (seed included), so the same history. That second
+    run with the same seed is also the same-seed check (a third run with the flags again would repeat it)."""
     args = ["--data-dir", xray_dir, *TINY, "--epochs", "2", "--augment", "--deterministic", "--seed", "3"]
     assert lab_runner("lab4_unet", [*args, "--out", tmp_path / "a"])[0] == 0
-    assert lab_runner("lab4_unet", [*args, "--out", tmp_path / "b"])[0] == 0
     first = history_without_time(tmp_path / "a" / "history.csv")
-    for row_a, row_b in zip(first, history_without_time(tmp_path / "b" / "history.csv")):
-        assert row_a == pytest.approx(row_b, abs=1e-5)
+    assert len(first) == 2
 
     code, _, stderr = lab_runner("lab4_unet", ["--config", tmp_path / "a" / "config.json", "--out", tmp_path / "c"])
     assert code == 0, stderr
@@ -71,7 +72,9 @@ def test_same_seed_gives_the_same_history_and_config_repeats_the_run(lab_runner,
     original = json.loads((tmp_path / "a" / "config.json").read_text())["settings"]
     assert {k: v for k, v in repeated.items() if k not in ("out", "config")} == \
         {k: v for k, v in original.items() if k not in ("out", "config")}
-    for row_a, row_c in zip(first, history_without_time(tmp_path / "c" / "history.csv")):
+    repeated_history = history_without_time(tmp_path / "c" / "history.csv")
+    assert len(repeated_history) == len(first)
+    for row_a, row_c in zip(first, repeated_history):
         assert row_a == pytest.approx(row_c, abs=1e-5)
 
 
