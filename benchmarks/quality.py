@@ -37,6 +37,15 @@ DEMOS = {
     "mobilenet_segmentation": [],
     "resnet50_classification": [],
     "unet3d_segmentation": ["--loss", "dice", "--augment"],
+    "lab1_mlp": [],
+    "lab2_cnn": [],
+    "lab3_cnn": [],
+    "lab5_segmentation": [],
+}
+#: Lab scripts without a demo to measure here, and why.
+NOT_MEASURED = {
+    "lab1_perceptron": "four points, a loss to minimise rather than a validation score; trains in seconds",
+    "lab3_augmentation": "draws a figure, trains nothing",
 }
 
 #: A run "fell back" when its last epoch ends more than this below its best.

@@ -124,3 +124,12 @@ def test_demo_range_in_the_lab_and_readme_is_the_one_benchmarks_md_recorded():
     last = [float(v) for v in runs]
     assert low == math.floor(min(last) * 100) / 100 and high == math.ceil(max(last) * 100) / 100
     assert f"validation Dice of {expected}" in (root / "README.md").read_text()
+
+
+def test_quality_benchmark_knows_every_lab_script():
+    sys.path.insert(0, str(BENCHMARKS))
+    import quality
+
+    scripts = {path.stem for path in (BENCHMARKS.parent / "labs").glob("*.py")}
+    assert set(quality.DEMOS) | set(quality.NOT_MEASURED) == scripts
+    assert not set(quality.DEMOS) & set(quality.NOT_MEASURED)
