@@ -416,8 +416,8 @@ def comparison_curves(histories, metrics=("loss", "iou", "dice"), title=None, sa
             marked = f"val_{metric}" if f"val_{metric}" in history else metric
             if monitor in history and marked in history:
                 best = best_epoch(history, monitor)
-                axis.plot(_epoch_numbers(history)[best], history[marked][best], "o", color=colours[name], markersize=6,
-                          markeredgecolor="black", markeredgewidth=0.6)
+                axis.plot(_epoch_numbers(history)[best], history[marked][best], "o", color=colours[name],
+                          markersize=6, markeredgecolor="black", markeredgewidth=0.6)
         _label_epoch_axis(axis, metric)
         if many:
             axis.get_legend().remove()
