@@ -263,3 +263,22 @@ def test_embedded_sets_hold_the_course_levels_and_empty_tumour_slices(tmp_path):
     mri = mri_dataset(n_patients=1, n_slices=8, size=64, root=tmp_path / "c")
     tumour = [cv2.imread(str(mri / "Mask" / f"Im0_{k}.png"), cv2.IMREAD_UNCHANGED).max() for k in range(8)]
     assert tumour == [0, 0, 255, 255, 255, 255, 0, 0]
+
+
+@pytest.mark.slow
+def test_mri_task_end_to_end_reports_the_tumour_slices_beside_the_course_reference(lab_runner, tmp_path):
+    mri_dir = mri_dataset(n_patients=4, n_slices=4, size=32, root=tmp_path / "data")
+    out = tmp_path / "mri"
+    code, stdout, stderr = lab_runner("lab5_segmentation", ["--task", "mri", "--data-dir", mri_dir, "--out", out,
+                                                            *TINY])
+    assert code == 0, stderr
+    settings = check_run_folder(out, {"dice_coef", "precision", "recall", "val_dice_coef"}, {"dice", "true_pixels"})
+    assert settings["task"] == "mri"
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = read_csv(out / "per_image.csv")
+    with_tumour = [r for r in rows if int(r["true_pixels"]) > 0]
+    assert 0 < len(with_tumour) < len(rows)  # the end slices of each patient have no tumour
+    assert metrics["validation_with_foreground"]["images"] == len(with_tumour)
+    assert metrics["validation_with_foreground"]["dice"]["mean"] == pytest.approx(
+        np.mean([float(r["dice"]) for r in with_tumour]), abs=1e-4)
+    assert "course reference: Dice ≈ 0.96" in stdout
