@@ -145,15 +145,16 @@ class CEFocalLoss(keras.losses.Loss):
                 "focal_weight": self.focal_weight, "from_logits": self.from_logits}
 
 
-CLASSIFICATION_LOSSES = ("ce", "focal", "ce+focal")
+CLASSIFICATION_LOSSES = ("ce", "focal", "ce+focal", "hinge")
 
 
 def classification_loss(name, gamma=2.0, alpha=0.25, from_logits=False):
     """The loss object for a classification lab's ``--loss`` name, on one-hot targets.
 
     Args:
-        name: ``ce`` (`keras.losses.CategoricalCrossentropy`), ``focal`` (`keras.losses.CategoricalFocalCrossentropy`)
-            or ``ce+focal`` (`CEFocalLoss`, the sum of both).
+        name: ``ce`` (`keras.losses.CategoricalCrossentropy`), ``focal`` (`keras.losses.CategoricalFocalCrossentropy`),
+            ``ce+focal`` (`CEFocalLoss`, the sum of both), or ``hinge`` (`keras.losses.Hinge`: one score per image,
+            labels in {−1, 1}; Lab 2 Task 6).
         gamma, alpha: the focal term's focusing parameter and weight (Keras's defaults 2.0 and 0.25).
         from_logits: the model outputs logits instead of probabilities.
 
@@ -165,6 +166,8 @@ def classification_loss(name, gamma=2.0, alpha=0.25, from_logits=False):
         return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
     if name == "focal":
         return keras.losses.CategoricalFocalCrossentropy(alpha=alpha, gamma=gamma, from_logits=from_logits)
+    if name == "hinge":
+        return keras.losses.Hinge()
     return CEFocalLoss(gamma=gamma, alpha=alpha, from_logits=from_logits)
 
 
@@ -178,7 +181,7 @@ def get_loss(name, from_logits=False, gamma=2.0, alpha=0.25, channels=1, pixel_w
 
     Args:
         name: ``bce``, ``dice``, ``bce+dice`` (segmentation: `keras.losses.BinaryCrossentropy`, `DiceLoss`,
-            `BCEDiceLoss`), ``ce``, ``focal``, ``ce+focal`` (one-hot classification: see `classification_loss`), or
+            `BCEDiceLoss`), ``ce``, ``focal``, ``ce+focal``, ``hinge`` (classification: see `classification_loss`), or
             the course's spellings ``binary_crossentropy``, ``categorical_crossentropy`` and ``dice_coef_loss``
             (the course's function itself).
         from_logits: the model outputs logits instead of probabilities.

@@ -93,3 +93,11 @@ def test_saved_model_reloads_with_plain_load_model(tmp_path, loss):
     reloaded = keras.saving.load_model(tmp_path / "m.keras")  # no custom_objects
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     np.testing.assert_allclose(reloaded.evaluate(x, y, verbose=0), model.evaluate(x, y, verbose=0), rtol=1e-5)
+
+
+def test_hinge_is_a_lab_loss_name_with_the_svm_value():
+    from labkit.losses import get_loss
+
+    labels, scores = np.array([[1.0], [-1.0], [1.0]]), np.array([[0.5], [0.5], [2.0]])
+    # mean of max(0, 1 − y·s): (0.5 + 1.5 + 0) / 3
+    assert float(get_loss("hinge")(labels, scores)) == pytest.approx(2.0 / 3.0, abs=1e-6)

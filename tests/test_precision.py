@@ -153,6 +153,11 @@ def _shipped_losses_and_metrics():
         ("ce", losses.classification_loss("ce"), "onehot"),
         ("focal", losses.classification_loss("focal"), "onehot"),
         ("ce+focal", losses.classification_loss("ce+focal"), "onehot"),
+        ("hinge", losses.classification_loss("hinge"), "onehot"),
+        ("sign_accuracy", metrics.sign_accuracy, "logits"),
+        ("MultiClassDiceLoss", losses.MultiClassDiceLoss(), "onehot"),
+        ("multiclass_dice", metrics.multiclass_dice, "onehot"),
+        ("class_dice", metrics.class_dice, "onehot"),
     ]
 
 
