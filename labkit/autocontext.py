@@ -104,7 +104,7 @@ def run_steps(main, args, argv=None):
         plan = {"steps": args.autocontext, "folds": folds,
                 "argv": compare.without_flags(args.parser, argv, PARENT_FLAGS)}
         run = RunFolder.create(args.out or default_run_dir(lab), overwrite=bool(args.overwrite))
-        run.write_json("config.json", {"settings": {k: compare._jsonable(v) for k, v in vars(args).items()},
+        run.write_json("config.json", {"settings": {k: compare.jsonable(v) for k, v in vars(args).items()},
                                        "autocontext": plan, "command": " ".join([lab, *argv])})
     report(run, train_steps(main, run, plan))
     print(run.file("autocontext.md").read_text())
@@ -114,7 +114,7 @@ def run_steps(main, args, argv=None):
 
 def train_steps(main, run, plan):
     """Train every step (and, before the last, its fold models) as child runs; returns ``{step: child path}``."""
-    from labkit.compare import _run_child
+    from labkit.compare import run_child
 
     steps, k, base = plan["steps"], plan["folds"], plan["argv"]
     children = {}
@@ -123,14 +123,14 @@ def train_steps(main, run, plan):
         context += ["--context-maps", str(run.file(f"context-{step}.npz"))] if step > 1 else []
         print(f"=== auto-context step {step}/{steps}" + (f" (input: image + step {step - 1} map)" if step > 1 else ""))
         children[step] = run.path / f"step-{step}"
-        _run_child(main, children[step], [*base, *context])
+        run_child(main, children[step], [*base, *context])
         if step == steps:
             break
         folds = []
         for i in range(1, k + 1):
             print(f"--- step {step}, fold model {i}/{k}: out-of-fold maps of training fold {i}")
             folds.append(run.path / f"step-{step}-fold-{i}")
-            _run_child(main, folds[-1], [*base, *context, "--context-fold", f"{i}/{k}"])
+            run_child(main, folds[-1], [*base, *context, "--context-fold", f"{i}/{k}"])
         write_maps(run.file(f"context-{step + 1}.npz"), merge_maps([children[step], *folds]))
     return children
 

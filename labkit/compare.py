@@ -202,8 +202,9 @@ def without_flags(parser, argv, dests):
     return kept
 
 
-def _jsonable(value):
-    return [_jsonable(v) for v in value] if isinstance(value, (list, tuple)) else (
+def jsonable(value):
+    """`value` as JSON can store it: paths as strings, tuples as lists (recursively)."""
+    return [jsonable(v) for v in value] if isinstance(value, (list, tuple)) else (
         str(value) if isinstance(value, Path) else value)
 
 
@@ -218,7 +219,7 @@ def plan(parser, args, argv, preset=None):
         settings = {k: v for _, values in combination for k, v in values.items()}
         tokens = [t for key, value in settings.items() for t in flag_tokens(parser, key, value)]
         variants.append({"name": ",".join(name for name, _ in combination) or "all",
-                         "settings": _jsonable(settings), "argv": tokens})
+                         "settings": jsonable(settings), "argv": tokens})
     names = [v["name"] for v in variants]
     require(len(set(names)) == len(names), f"--sweep gives two variants the same name: {', '.join(names)}")
     return variants
@@ -259,7 +260,7 @@ def run_many(main, parser, args, argv=None, preset=None):
                 "keys": list(dict.fromkeys(k for v in variants for k in v["settings"])),
                 "table": chosen.table if alone else "comparison", "report": bool(alone and chosen.report)}
         run = RunFolder.create(args.out or default_run_dir(lab), overwrite=bool(args.overwrite))
-        run.write_json("config.json", {"settings": {k: _jsonable(v) for k, v in vars(args).items()},
+        run.write_json("config.json", {"settings": {k: jsonable(v) for k, v in vars(args).items()},
                                        "multirun": spec, "command": " ".join([lab, *argv])})
     if spec["folds"] and [v["name"] for v in spec["variants"]] == ["all"]:
         return _run_folds(main, run, spec["argv"], spec["folds"])  # --folds alone: this folder is the fold parent
@@ -272,7 +273,7 @@ def run_many(main, parser, args, argv=None, preset=None):
             path.mkdir(exist_ok=True)
             _run_folds(main, RunFolder(path), child_argv, spec["folds"])
         else:
-            _run_child(main, path, child_argv, variant["settings"])
+            run_child(main, path, child_argv, variant["settings"])
         children[variant["name"]] = path
     summaries = [summarize_run(p) for p in children.values()]
     _record_skipped(run)
@@ -295,8 +296,9 @@ def _record_skipped(run):
                                                       "skipped_files": list(dict.fromkeys(skipped))}})
 
 
-def _run_child(main, path, argv, expected=None):
-    """One child run: skipped when finished, resumed when started, else trained from the start."""
+def run_child(main, path, argv, expected=None):
+    """One child run of `main` in `path` with `argv`: skipped when finished (``metrics.json``), resumed when started,
+    else trained from the start; a started child whose settings differ from `expected` stops the run."""
     config = path / "config.json"
     if config.is_file():
         _check_settings(path, expected or {})
@@ -313,7 +315,7 @@ def _check_settings(path, expected):
     """A kept or resumed child must have been made with its variant's settings: no table mixes others in."""
     settings = json.loads((path / "config.json").read_text()).get("settings", {})
     for key, value in expected.items():
-        if value is not None and key in settings and _jsonable(settings[key]) != value:
+        if value is not None and key in settings and jsonable(settings[key]) != value:
             raise LabkitInputError(f"{path} was made with {key}={settings[key]}, not {value}: move it away or "
                                    "start afresh with --overwrite")
 
@@ -327,7 +329,7 @@ def _run_folds(main, run, argv, k):
             {"name": f"fold-{i}", "settings": {"fold": i}, "argv": []} for i in range(1, k + 1)]}})
     for i in range(1, k + 1):
         print(f"--- fold {i}/{k} ({run.path / f'fold-{i}'})")
-        _run_child(main, run.path / f"fold-{i}", [*argv, "--folds", str(k), "--fold", str(i)], {"fold": i})
+        run_child(main, run.path / f"fold-{i}", [*argv, "--folds", str(k), "--fold", str(i)], {"fold": i})
     folds = [summarize_run(run.path / f"fold-{i}") for i in range(1, k + 1)]
     metrics = write_comparison(run, folds, ["fold"])
     metrics.update(fold_summary(folds))
