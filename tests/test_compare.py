@@ -164,15 +164,15 @@ def test_folds_stratify_a_classification_set(lab_runner, tmp_path, monkeypatch):
     out = tmp_path / "cv"
     code, _, stderr = lab_runner("lab4_activation_map", ["--data-dir", data, "--img-size", "32", "--epochs", "1",
                                                          "--n-base", "2", "--maps-per-class", "1", "--quiet",
-                                                         "--folds", "2", "--out", out])
+                                                         "--folds", "3", "--out", out])
     assert code == 0, stderr
     images = sorted(p.name for p in (data / "Bone").rglob("*.png"))
-    folds = [_split(out / f"fold-{i}") for i in (1, 2)]
+    folds = [_split(out / f"fold-{i}") for i in (1, 2, 3)]
     assert sorted(sum(map(sorted, folds), [])) == images
     for fold in folds:  # stratified: both classes validate in every fold
         assert {name[:3] for name in fold} == {"AFF", "NFF"}, fold
-    assert [r["fold"] for r in read_csv(out / "folds.csv")] == [1, 2]
-    assert json.loads((out / "metrics.json").read_text())["folds"] == 2
+    assert [r["fold"] for r in read_csv(out / "folds.csv")] == [1, 2, 3]
+    assert json.loads((out / "metrics.json").read_text())["folds"] == 3
 
 
 # --- one 2×2 sweep, killed in its second variant and resumed: the resume, its table, `labkit compare` -------------
