@@ -79,7 +79,7 @@ def lab_parser(description, course):
     add("--out", type=Path, help="run folder (default: runs/<lab>-<timestamp>)")
     add("--epochs", type=positive_int, help="training epochs" + default("epochs"))
     add("--batch-size", type=positive_int, help="images per batch" + default("batch_size"))
-    add("--lr", type=positive_float, help="Adam learning rate" + default("lr"))
+    add("--lr", type=positive_float, help="learning rate of the optimizer" + default("lr"))
     add("--img-size", type=positive_int, help="side of the square network input in pixels" + default("img_size"))
     add("--seed", type=int, help="seed of the split, augmentation and weight initialisation" + default("seed"))
     add("--precision", choices=PRECISIONS, help="Keras dtype policy; auto picks mixed_bfloat16 on CPUs/GPUs with "

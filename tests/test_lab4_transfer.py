@@ -242,7 +242,7 @@ def test_bad_input_is_one_line_and_exit_code_2(lab_runner, isolated, name, argv,
 
 
 @pytest.mark.parametrize("name, defaults", [
-    ("lab4_transfer", ["--lr LR Adam learning rate (course default: 1e-05)", "(course default: 224)"]),
+    ("lab4_transfer", ["--lr LR learning rate of the optimizer (course default: 1e-05)", "(course default: 224)"]),
     ("lab4_activation_map", ["(course default: 128)", "(course Task 3: 64,64,64)", "(course Task 3: 0.4)"]),
 ])
 def test_help_states_the_course_defaults(name, defaults, capsys):
