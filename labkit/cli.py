@@ -106,7 +106,8 @@ def lab_parser(description, course):
     return parser
 
 
-def begin(main, argv, lab_name, parse_args, course, demo, demo_text=None, course_command=None, preset=None):
+def begin(main, argv, lab_name, parse_args, course, demo, demo_text=None, course_command=None, preset=None,
+          multirun=None):
     """The opening of every lab's ``main``: parse the flags, hand several runs to `labkit.compare`, or start this run.
 
     With ``--sweep``, ``--folds`` or a preset (a lab's ``--compare``), `labkit.compare` calls `main` once per variant
@@ -127,13 +128,15 @@ def begin(main, argv, lab_name, parse_args, course, demo, demo_text=None, course
             settings (``"{epochs} epochs at {img_size} px."``) or a function of the settings giving the text.
         course_command: the command line of a run with the course's settings on real data, shown after it.
         preset: the lab's preset function, see `run_many`.
+        multirun: another multi-run mechanism of the lab, called as ``multirun(main, args, argv)`` after `run_many`
+            and returning True when it ran (e.g. `labkit.autocontext.run_steps`).
 
     Returns:
         ``(settings, run)`` as `start_run` gives them, or ``(None, None)``. ``settings.flags`` holds the parsed
         flags (None where not given), for choices that depend on whether a flag was typed (e.g. ``--weights``).
     """
     args = parse_args(argv)
-    if run_many(main, args, argv, preset=preset):
+    if run_many(main, args, argv, preset=preset) or (multirun is not None and multirun(main, args, argv)):
         return None, None
     pick = lambda value: value(args) if callable(value) else value  # noqa: E731
     course, profile = pick(course), pick(demo)

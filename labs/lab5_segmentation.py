@@ -29,8 +29,6 @@ example:
 
 import argparse
 
-import numpy as np
-
 from labkit import autocontext, cli, get_unet
 from labkit.data import COURSE_AUGMENT, array_dataset, check_readable, synthetic
 from labkit.data.layouts.ct_mri import (BINARY_LEVELS, BRATS_MODALITIES, CT_LEVELS, brats_as_course_layout,
@@ -173,21 +171,28 @@ def evaluate(settings, model, val, names):
     return scores, [f"dice_{c}" for c in CLASSES] + ["dice_mean"], figure
 
 
-def main(argv=None):
-    # Settings: explicit flags, then the demo profile (embedded data only), then the task's course defaults. With
-    # --sweep or --folds, labkit.compare runs this main once per variant/fold, each into its own child folder.
-    args = parse_args(argv)
-    if cli.run_many(main, args, argv) or autocontext.run_steps(main, args, argv):
-        return
+def course_defaults(args):
+    """The task's course settings; the loss and heads are checked against the task before any run folder exists."""
     course = {**COURSE, **TASK_COURSE[args.task or "ct"]}
-    check_choices(argparse.Namespace(**cli.resolve_settings(args, course, DEMO)[0]))  # before any run folder
-    settings, run = cli.start_run("lab5_segmentation", args, course, DEMO)
-    if settings.demo:
-        print(f"demo profile: embedded synthetic {'MRI' if settings.task == 'mri' else 'CT'} slices "
-              f"({settings.n_patients} patients × {settings.n_slices} slices), {settings.img_size}×"
-              f"{settings.img_size}, {settings.epochs} epochs, lr {settings.lr}. Course settings on real data: "
-              f"--data-dir <course {'MRI' if settings.task == 'mri' else 'CT'} folder> (--img-size "
-              f"{course['img_size']}, {course['epochs']} epochs, lr {course['lr']})")
+    check_choices(argparse.Namespace(**cli.resolve_settings(args, course, DEMO)[0]))
+    return course
+
+
+def demo_text(settings):
+    course = {**COURSE, **TASK_COURSE[settings.task]}
+    scan = "MRI" if settings.task == "mri" else "CT"
+    return (f"embedded synthetic {scan} slices ({settings.n_patients} patients × {settings.n_slices} slices), "
+            f"{settings.img_size}×{settings.img_size}, {settings.epochs} epochs, lr {settings.lr}. Course settings on "
+            f"real data: --data-dir <course {scan} folder> (--img-size {course['img_size']}, {course['epochs']} "
+            f"epochs, lr {course['lr']})")
+
+
+def main(argv=None):
+    # Settings: explicit flags, then the demo profile (embedded data only), then the task's course defaults.
+    settings, run = cli.begin(main, argv, "lab5_segmentation", parse_args, course_defaults, DEMO, demo_text,
+                              multirun=autocontext.run_steps)
+    if run is None:  # --sweep / --folds / --autocontext: this main ran once per variant, fold or step
+        return
 
     # Data: pairs matched by name, split once with the seed (by patient when the names carry one), masks checked
     # against the task's grey levels; augmentation on training batches only.
