@@ -35,6 +35,7 @@ from labkit.history import summarize
 from labkit.metrics import sign_accuracy
 from labkit.models.classic import lab1_mlp_model, vgg16_model
 from labkit.models.lenet_alexnet import alexnet_model, lenet_model
+from labkit.optimizers import OPTIMIZERS, optimizer_by_name
 from labkit.plots import classification_samples, confusion_matrix_figure, plot_history
 from labkit.training import collect_predictions, compile_model
 
@@ -48,7 +49,6 @@ COURSE_SETS = {
 FLAT_VALIDATION = ("test", "validation")
 #: Every lab keeps the model of the epoch with the best validation accuracy.
 MONITOR = "val_accuracy"
-OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 LOSSES = ("bce", "hinge")
 
 
@@ -297,9 +297,8 @@ def build_classifier(model_name, img_size, channels, n_class, head, base, dropou
 def compile_classifier(model, head, optimizer, learning_rate):
     """Compile with `optimizer` (``adam``, ``sgd`` or ``rmsprop``, Keras's defaults but the learning rate), the
     head's loss and accuracy."""
-    require(optimizer in OPTIMIZERS, f"unknown optimizer {optimizer!r}: choose {', '.join(OPTIMIZERS)}")
     return compile_model(model, learning_rate, head.loss, metrics=[head.accuracy()],
-                         optimizer=OPTIMIZERS[optimizer](learning_rate=float(learning_rate)))
+                         optimizer=optimizer_by_name(optimizer, learning_rate))
 
 
 # --- evaluation and figures -------------------------------------------------------------------------------------------

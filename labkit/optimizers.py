@@ -18,6 +18,19 @@ import numpy as np
 
 from labkit.errors import LabkitInputError, require
 
+#: The optimizers a lab or a builder can name, with Keras's defaults but the learning rate.
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+
+
+def optimizer_by_name(name, learning_rate):
+    """A new Keras optimizer from its name in `OPTIMIZERS` (``adam``, ``sgd``, ``rmsprop``) and a learning rate.
+
+    Raises:
+        LabkitInputError: an unknown name (the message lists the known ones).
+    """
+    require(name in OPTIMIZERS, f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](learning_rate=float(learning_rate))
+
 
 def _as_float(value):
     """A learning rate as a Python float, written as its float32 value prints (1e-3, not 0.0010000000474974513)."""

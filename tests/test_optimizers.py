@@ -159,3 +159,15 @@ def test_layers_whose_variable_paths_clash_are_refused():
     model = keras.Model(inputs, outputs)
     with pytest.raises(LabkitInputError, match="shared/kernel"):
         per_layer_learning_rates(keras.optimizers.SGD(0.1), model, {"inner": 0.01})
+
+
+def test_optimizer_by_name_gives_the_named_optimizer_at_the_learning_rate():
+    from labkit.errors import LabkitInputError
+    from labkit.optimizers import optimizer_by_name
+
+    for name, kind in (("adam", keras.optimizers.Adam), ("sgd", keras.optimizers.SGD),
+                       ("rmsprop", keras.optimizers.RMSprop)):
+        optimizer = optimizer_by_name(name, 3e-4)
+        assert type(optimizer) is kind and float(optimizer.learning_rate) == pytest.approx(3e-4)
+    with pytest.raises(LabkitInputError, match="unknown optimizer 'adagrad': choose one of adam, sgd, rmsprop"):
+        optimizer_by_name("adagrad", 1e-3)

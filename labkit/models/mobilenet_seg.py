@@ -30,7 +30,7 @@ from keras import layers
 
 from labkit.errors import require
 from labkit.models.transfer import backbone_features, imagenet_backbone
-from labkit.optimizers import per_layer_learning_rates
+from labkit.optimizers import optimizer_by_name, per_layer_learning_rates
 from labkit.training import parameter_counts
 
 ENCODER = "encoder"
@@ -219,7 +219,7 @@ def encoder_decoder_optimizer(model, encoder_lr, decoder_lr, optimizer="adam"):
         model: a `mobilenet_segmenter` (any model with an ``"encoder"`` layer).
         encoder_lr: encoder learning rate; 0 leaves the encoder's weights untouched.
         decoder_lr: learning rate of every other variable.
-        optimizer: ``"adam"`` or ``"sgd"``, or a Keras optimizer whose learning rate is replaced by `decoder_lr`.
+        optimizer: a name of `labkit.optimizers.OPTIMIZERS` (``"adam"``, ``"sgd"``, ``"rmsprop"``), or a Keras optimizer whose learning rate is replaced by `decoder_lr`.
 
     Returns:
         A `labkit.optimizers.GroupedOptimizer`.
@@ -228,9 +228,7 @@ def encoder_decoder_optimizer(model, encoder_lr, decoder_lr, optimizer="adam"):
         >>> model.compile(optimizer=encoder_decoder_optimizer(model, 1e-4, 1e-3), loss=...)
     """
     if isinstance(optimizer, str):
-        optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
-        require(optimizer in optimizers, f"unknown optimizer {optimizer!r}: choose one of {', '.join(optimizers)}")
-        optimizer = optimizers[optimizer](learning_rate=float(decoder_lr))
+        optimizer = optimizer_by_name(optimizer, decoder_lr)
     else:
         optimizer = type(optimizer).from_config({**optimizer.get_config(), "learning_rate": float(decoder_lr)})
     return per_layer_learning_rates(optimizer, model, {ENCODER: float(encoder_lr)})
