@@ -183,6 +183,21 @@ def test_every_loss_and_metric_gives_the_float32_value_on_low_precision_inputs(n
     assert low == pytest.approx(reference, rel=1e-6, abs=1e-7), name
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("kind", ["bce", "dice", "bce+dice"])
+def test_pixel_weighted_losses_give_the_float32_value_on_low_precision_inputs(kind, dtype):
+    from labkit.losses import PixelWeightedLoss
+
+    truth, prediction = _exact_inputs("probabilities")
+    weights = np.random.default_rng(5).choice([1.0, 1.5, 2.5], truth.shape[:-1]).astype(np.float32)  # exact in both
+    loss = PixelWeightedLoss(kind)
+    reference = float(loss(truth, prediction, sample_weight=weights))
+    truth_low, prediction_low, weights_low = (keras.ops.cast(v, dtype) for v in (truth, prediction, weights))
+    low = float(loss(truth_low, prediction_low, sample_weight=weights_low))
+    assert np.isfinite(reference) and reference > 0
+    assert low == pytest.approx(reference, rel=1e-6, abs=1e-7), kind
+
+
 def test_dice_of_an_all_background_batch_is_one_whatever_the_precision():
     truth = np.zeros((4, 32, 32, 1), np.float32)
     for dtype in ("float32", "bfloat16", "float16"):
