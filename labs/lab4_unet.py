@@ -28,7 +28,7 @@ import keras  # after labkit, which quiets TensorFlow's start-up logging
 
 COURSE = {"loss": "bce", "base": 8, "dropout": None, "batchnorm": False, "augment": False, "epochs": 150,
           "batch_size": 8, "lr": 1e-4, "lr_schedule": "constant", "img_size": 256, "val_split": 0.2, "seed": 42}
-DEMO = {"img_size": 128, "epochs": 12, "lr": 5e-4, "lr_schedule": "cosine", "n_images": 240}
+DEMO = {"img_size": 128, "epochs": 16, "lr": 3e-4, "lr_schedule": "cosine", "n_images": 240}
 #: Where the README's demo command (--loss dice --base 32 --dropout 0.2) ends: validation Dice at the last epoch, the
 #: range over the seeds and precisions benchmarks/quality.py measured (BENCHMARKS.md).
 DEMO_EXPECTED = "0.85–0.94"

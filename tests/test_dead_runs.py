@@ -150,7 +150,7 @@ def test_lab_exits_1_and_says_the_network_died(lab_runner, tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_demo_profile_at_tiny_size_ends_at_its_best(lab_runner, tmp_path):
-    # The demo's recipe (He-initialised U-Net, lr 5e-4 warmed up then decayed along a cosine, 240 embedded X-rays),
+    # The demo's recipe (He-initialised U-Net, lr 3e-4 warmed up then decayed along a cosine, 240 embedded X-rays),
     # shrunk to 32 px and base 4: it learns, and its last epoch is within 0.02 of its best (no collapse).
     out = tmp_path / "run"
     code, stdout, stderr = lab_runner("lab4_unet", ["--loss", "dice", "--dropout", "0.2", "--base", "4", "--img-size",
