@@ -26,7 +26,7 @@ from pathlib import Path
 from labkit.data.layouts import forget_skipped, skipped_files
 from labkit.errors import LabkitInputError
 from labkit.runtime import PRECISIONS, STRATEGIES
-from labkit.training import TrainingDiverged, TrainingStopped
+from labkit.training import LR_SCHEDULES, TrainingDiverged, TrainingStopped
 
 
 class LabArgumentParser(argparse.ArgumentParser):
@@ -317,6 +317,14 @@ def save_config(run, settings, data_dir, n_files, splits=None, distribution=None
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         },
     )
+
+
+def add_lr_schedule_argument(parser):
+    """``--lr-schedule constant|cosine`` (`labkit.training.learning_rate_schedule`) for labs whose demo decays
+    its learning rate."""
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant, or cosine: warm up to the learning "
+                        "rate over the first 10%% of the steps, then decay to 0 (course default: constant; demo: "
+                        "cosine)")
 
 
 def add_weights_argument(parser, default="imagenet"):

@@ -5,6 +5,8 @@ learning rate, e.g. a pretrained encoder at 1e-4 and a fresh decoder at 1e-3. Ea
 optimizer that differs only in its learning rate, with its own slots (Adam's moments) and step counter, as PyTorch
 keeps per-parameter state; the variables in no group use the wrapped optimizer itself. A group whose learning rate
 is 0 is frozen: its variables are never touched, so they stay bit-identical (no decay, no momentum, no NaN leak).
+A group's learning rate may also be a Keras `LearningRateSchedule` (e.g. `labkit.training.learning_rate_schedule`'s
+warm-up + cosine), which its copy follows step by step.
 
 Variables are matched to groups by `keras.Variable.path` (e.g. ``"block_1_expand/kernel"``), which a model rebuilt
 from its config reproduces, so a saved ``model.keras`` reloads with its optimizer state through plain
@@ -29,7 +31,21 @@ def optimizer_by_name(name, learning_rate):
         LabkitInputError: an unknown name (the message lists the known ones).
     """
     require(name in OPTIMIZERS, f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](learning_rate=float(learning_rate))
+    return OPTIMIZERS[name](learning_rate=learning_rate if _is_schedule(learning_rate) else float(learning_rate))
+
+
+def _is_schedule(rate):
+    return isinstance(rate, keras.optimizers.schedules.LearningRateSchedule)
+
+
+def _group_rate(rate, group_name):
+    """A group's learning rate: a float >= 0, or a schedule (given as the object or as its serialized dict)."""
+    if isinstance(rate, dict):
+        rate = keras.optimizers.schedules.deserialize(rate)
+    if _is_schedule(rate):
+        return rate
+    require(float(rate) >= 0, f"learning rate of group {group_name!r} must be >= 0, got {rate}")
+    return float(rate)
 
 
 def _as_float(value):
@@ -44,8 +60,8 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
     Args:
         inner_optimizer: the optimizer (e.g. ``keras.optimizers.Adam(1e-3)``) used for every variable in no group;
             each group uses a copy of it with the group's learning rate.
-        groups: a list of dicts ``{"name": str, "learning_rate": float >= 0, "paths": [variable paths]}``.
-            A path may belong to one group only. Learning rate 0 freezes the group.
+        groups: a list of dicts ``{"name": str, "learning_rate": float >= 0 or a LearningRateSchedule, "paths":
+            [variable paths]}``. A path may belong to one group only. Learning rate 0 freezes the group.
         name: optimizer name.
 
     The ``learning_rate`` property is the inner optimizer's; setting it (e.g. by ``ReduceLROnPlateau``) scales every
@@ -65,8 +81,7 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
         self.inner_optimizer = inner_optimizer
         specs, owner = [], {}
         for group in groups:
-            rate = float(group["learning_rate"])
-            require(rate >= 0, f"learning rate of group {group['name']!r} must be >= 0, got {rate}")
+            rate = _group_rate(group["learning_rate"], group["name"])
             for path in group["paths"]:
                 require(path not in owner, f"variable {path!r} is in two groups: {owner.get(path)!r} and "
                         f"{group['name']!r}")
@@ -74,11 +89,11 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
             specs.append((str(group["name"]), rate, tuple(str(p) for p in group["paths"])))
         self._group_specs = tuple(specs)
         self._path_to_group = {path: index for index, (_, _, paths) in enumerate(specs) for path in paths}
-        self._group_optimizers = [self._copy_with_rate(rate, group_name) if rate > 0 else None
+        self._group_optimizers = [self._copy_with_rate(rate, group_name) if _is_schedule(rate) or rate > 0 else None
                                   for group_name, rate, _ in specs]
 
     def _copy_with_rate(self, learning_rate, group_name):
-        config = {**self.inner_optimizer.get_config(), "learning_rate": float(learning_rate),
+        config = {**self.inner_optimizer.get_config(), "learning_rate": learning_rate,
                   "name": f"{group_name}_{self.inner_optimizer.name}"}
         return type(self.inner_optimizer).from_config(config)
 
@@ -92,6 +107,13 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
         index = self.group_names.index(name)
         optimizer = self._group_optimizers[index]
         return 0.0 if optimizer is None else _as_float(optimizer.learning_rate)
+
+    def _rate_config(self, name):
+        """Group `name`'s rate for `get_config`: its schedule, serialized, or its current float rate."""
+        optimizer = self._group_optimizers[self.group_names.index(name)]
+        schedule = getattr(optimizer, "_learning_rate", None)
+        return keras.optimizers.schedules.serialize(schedule) if _is_schedule(schedule) else \
+            self.group_learning_rate(name)
 
     def group_of(self, variable):
         """Name of the group `variable` trains in, or None when it uses the inner optimizer."""
@@ -192,7 +214,7 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
                     optimizer.learning_rate = _as_float(optimizer.learning_rate) * ratio
 
     def get_config(self):
-        groups = [{"name": name, "learning_rate": self.group_learning_rate(name), "paths": list(paths)}
+        groups = [{"name": name, "learning_rate": self._rate_config(name), "paths": list(paths)}
                   for name, _, paths in self._group_specs]
         return {
             "name": self.name,
@@ -215,7 +237,7 @@ def per_layer_learning_rates(optimizer, model, learning_rates):
     Args:
         optimizer: a Keras optimizer, e.g. ``keras.optimizers.Adam(1e-3)`` (the rate of every other variable).
         model: the model that will be trained (its variable paths must tell the groups apart).
-        learning_rates: ``{layer or layer name: learning rate}``; 0 freezes the layer's variables.
+        learning_rates: ``{layer or layer name: learning rate or schedule}``; 0 freezes the layer's variables.
 
     Returns:
         A `GroupedOptimizer` with one group per layer, named after it.
@@ -238,5 +260,5 @@ def per_layer_learning_rates(optimizer, model, learning_rates):
         if clashes:
             raise LabkitInputError(f"variable path(s) {', '.join(clashes[:3])} of layer {layer.name!r} are also used "
                                    "outside it: rename the layers so paths are unique")
-        groups.append({"name": layer.name, "learning_rate": float(rate), "paths": paths})
+        groups.append({"name": layer.name, "learning_rate": _group_rate(rate, layer.name), "paths": paths})
     return GroupedOptimizer(optimizer, groups)

@@ -22,7 +22,7 @@ from labkit.history import summarize
 from labkit.plots import segmentation_samples
 from labkit.runtime import distribute
 from labkit.tensorboard import SegmentationImages
-from labkit.training import LR_SCHEDULES, collect_predictions, compile_model, fit, learning_rate_schedule
+from labkit.training import collect_predictions, compile_model, fit, learning_rate_schedule
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 
@@ -49,8 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--batchnorm", action="store_true", help="batch normalisation after every convolution")
     parser.add_argument("--augment", action="store_true", help="Task 4e augmentation on training data: rotation "
                         "10°, shift 0.1, zoom 0.2, horizontal flip")
-    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant, or cosine: warm up to --lr over the "
-                        "first 10%% of the steps, then decay to 0 (course default: constant; demo: cosine)")
+    cli.add_lr_schedule_argument(parser)
     parser.add_argument("--val-split", type=cli.open_fraction, help="validation fraction (course default: 0.2)")
     parser.add_argument("--image-dir", default="Image", help="image subfolder of --data-dir (default: Image)")
     parser.add_argument("--mask-dir", default="Mask", help="mask subfolder of --data-dir (default: Mask)")

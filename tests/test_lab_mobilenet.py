@@ -102,15 +102,27 @@ def test_tiny_compare_run_writes_the_course_tables_and_figures(tiny_isic, tmp_pa
 
 
 @pytest.mark.slow
-def test_real_decoder_compare_trains_both_decoders_and_reports_their_own_numbers(tiny_isic, tmp_path, lab_runner):
+def test_real_decoder_compare_trains_both_decoders_and_reports_their_own_numbers(tiny_isic, tmp_path, lab_runner,
+                                                                                  monkeypatch):
     """--compare decoder for real at the tiny size: transpose/ and unet/ are finished runs of one strategy, and every
     number of the parent's files is read from their metrics.json, history.csv and per_image.csv."""
+    import labkit.models.mobilenet_seg as mobilenet_seg
+
+    optimizers, make = [], mobilenet_seg.encoder_decoder_optimizer  # the real function, watched
+    monkeypatch.setattr(mobilenet_seg, "encoder_decoder_optimizer", lambda *a, **k: optimizers.append(make(*a, **k))
+                        or optimizers[-1])
     out = tmp_path / "run"
     code, _, stderr = lab_runner("mobilenet_segmentation", [
         "--data-dir", tiny_isic, "--compare", "decoder", "--img-size", 32, "--epochs", 1, "--batch-size", 4,
-        "--weights", "none", "--quiet", "--out", out])
+        "--weights", "none", "--lr-schedule", "cosine", "--quiet", "--out", out])
     assert code == 0, stderr
     names = ("transpose", "unet")
+    # 8 training images, batch 4: the one epoch is the whole cosine (2 steps), so both rates end at 0
+    assert len(optimizers) == 2
+    for optimizer in optimizers:
+        assert int(optimizer.iterations) == 2 and float(optimizer.learning_rate) == 0.0
+        assert optimizer.group_learning_rate("encoder") == 0.0
+        assert optimizer.get_config()["groups"][0]["learning_rate"]["config"]["warmup_target"] == pytest.approx(1e-4)
     for name in ("comparison.csv", "comparison.md", "summary.md", "per_image.csv", "history.csv", "curves.png",
                  "samples.png", "model.keras", "metrics.json", "comparison.png", "variants.csv",
                  *(f"{n}/{f}" for n in names for f in ("metrics.json", "history.csv", "per_image.csv", "model.keras",

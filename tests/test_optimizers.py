@@ -171,3 +171,45 @@ def test_optimizer_by_name_gives_the_named_optimizer_at_the_learning_rate():
         assert type(optimizer) is kind and float(optimizer.learning_rate) == pytest.approx(3e-4)
     with pytest.raises(LabkitInputError, match="unknown optimizer 'adagrad': choose one of adam, sgd, rmsprop"):
         optimizer_by_name("adagrad", 1e-3)
+
+
+def test_groups_with_schedules_follow_them_and_reload_where_they_stopped(tmp_path):
+    from labkit.training import learning_rate_schedule
+
+    model = _two_layer_model()
+    decoder, encoder = (learning_rate_schedule(rate, "cosine", total_steps=20) for rate in (1e-2, 1e-3))
+    optimizer = per_layer_learning_rates(keras.optimizers.Adam(decoder), model, {"encoder_dense": encoder})
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(*_data(), epochs=2, batch_size=8, verbose=0)  # 8 of the 20 steps
+    assert int(optimizer.iterations) == 8
+    assert optimizer.group_learning_rate("encoder_dense") == pytest.approx(float(encoder(8)), rel=1e-6)
+    assert float(optimizer.learning_rate) == pytest.approx(float(decoder(8)), rel=1e-6)
+    assert float(encoder(8)) / float(decoder(8)) == pytest.approx(0.1)  # one curve, each group to its own peak
+
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras").optimizer
+    assert reloaded.get_config()["groups"] == optimizer.get_config()["groups"]
+    assert reloaded.get_config()["groups"][0]["learning_rate"]["class_name"] == "CosineDecay"  # not a frozen number
+    assert reloaded.group_learning_rate("encoder_dense") == pytest.approx(float(encoder(8)), rel=1e-6)
+
+
+def test_encoder_decoder_optimizer_decays_both_rates_along_the_cosine():
+    from labkit.models.mobilenet_seg import encoder_decoder_optimizer
+
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(1, name="head")(keras.layers.Dense(8, name="encoder")(inputs))
+    model = keras.Model(inputs, outputs)
+    optimizer = encoder_decoder_optimizer(model, 1e-4, 1e-3, lr_schedule="cosine", total_steps=10)
+    model.compile(optimizer=optimizer, loss="mse")
+    x, y = _data()
+    rates = []
+    for _ in range(10):
+        model.train_on_batch(x[:8], y[:8])
+        rates.append((optimizer.group_learning_rate("encoder"), float(optimizer.learning_rate)))
+    # warm-up over the first step to the peaks (1e-4, 1e-3), then half a cosine down to 0 at step 10
+    assert rates[0] == pytest.approx((1e-4, 1e-3), rel=1e-5)
+    assert rates[4] == pytest.approx((0.5e-4 * (1 + np.cos(np.pi * 4 / 9)), 0.5e-3 * (1 + np.cos(np.pi * 4 / 9))),
+                                     rel=1e-4)
+    assert rates[-1] == pytest.approx((0.0, 0.0), abs=1e-12)
+    frozen = encoder_decoder_optimizer(model, 0.0, 1e-3, lr_schedule="cosine", total_steps=10)
+    assert frozen.group_learning_rate("encoder") == 0.0  # a frozen encoder stays frozen

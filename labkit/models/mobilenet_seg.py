@@ -212,14 +212,19 @@ def mobilenet_segmenter(input_shape=(128, 128, 3), decoder="transpose", weights=
     return keras.Model(inputs, logits, name=f"mobilenet_v2_{decoder}")
 
 
-def encoder_decoder_optimizer(model, encoder_lr, decoder_lr, optimizer="adam"):
+def encoder_decoder_optimizer(model, encoder_lr, decoder_lr, optimizer="adam", lr_schedule="constant",
+                              total_steps=None):
     """An optimizer with one learning rate for the encoder and another for the decoder.
 
     Args:
         model: a `mobilenet_segmenter` (any model with an ``"encoder"`` layer).
         encoder_lr: encoder learning rate; 0 leaves the encoder's weights untouched.
         decoder_lr: learning rate of every other variable.
-        optimizer: a name of `labkit.optimizers.OPTIMIZERS` (``"adam"``, ``"sgd"``, ``"rmsprop"``), or a Keras optimizer whose learning rate is replaced by `decoder_lr`.
+        optimizer: a name of `labkit.optimizers.OPTIMIZERS` (``"adam"``, ``"sgd"``, ``"rmsprop"``), or a Keras
+            optimizer whose learning rate is replaced by `decoder_lr`.
+        lr_schedule: ``constant``, or ``cosine``: both rates warm up and decay along the same curve
+            (`labkit.training.learning_rate_schedule`), each to its own peak.
+        total_steps: optimizer steps of the whole run; needed for ``cosine``.
 
     Returns:
         A `labkit.optimizers.GroupedOptimizer`.
@@ -227,20 +232,24 @@ def encoder_decoder_optimizer(model, encoder_lr, decoder_lr, optimizer="adam"):
     Example:
         >>> model.compile(optimizer=encoder_decoder_optimizer(model, 1e-4, 1e-3), loss=...)
     """
+    from labkit.training import learning_rate_schedule
+
+    decoder_rate = learning_rate_schedule(decoder_lr, lr_schedule, total_steps)
+    encoder_rate = learning_rate_schedule(encoder_lr, lr_schedule, total_steps) if encoder_lr > 0 else 0.0
     if isinstance(optimizer, str):
-        optimizer = optimizer_by_name(optimizer, decoder_lr)
+        optimizer = optimizer_by_name(optimizer, decoder_rate)
     else:
-        optimizer = type(optimizer).from_config({**optimizer.get_config(), "learning_rate": float(decoder_lr)})
-    return per_layer_learning_rates(optimizer, model, {ENCODER: float(encoder_lr)})
+        optimizer = type(optimizer).from_config({**optimizer.get_config(), "learning_rate": decoder_rate})
+    return per_layer_learning_rates(optimizer, model, {ENCODER: encoder_rate})
 
 
 def compiled_segmenter(input_shape, decoder, weights, encoder_lr, decoder_lr, loss="bce", dropout=0.5,
-                       calibration_images=None):
+                       calibration_images=None, lr_schedule="constant", total_steps=None):
     """A `mobilenet_segmenter` compiled for training on logits, as the lesion lab trains it.
 
     The encoder is frozen when `encoder_lr` is 0; a random encoder (`weights` ``"none"``) first gets its BatchNorm
     statistics from `calibration_images` (`calibrate_batchnorm`). Adam takes the encoder's and the decoder's learning
-    rates (`encoder_decoder_optimizer`), the loss is `labkit.losses.get_loss` of `loss` on logits, and the metrics
+    rates (`encoder_decoder_optimizer`, constant or along `lr_schedule` over `total_steps`), the loss is `labkit.losses.get_loss` of `loss` on logits, and the metrics
     are pixel accuracy, IoU and Dice at probability 0.5 (`labkit.metrics.logit_segmentation_metrics`). Call it inside
     a distribution strategy's scope.
 
@@ -257,7 +266,8 @@ def compiled_segmenter(input_shape, decoder, weights, encoder_lr, decoder_lr, lo
     model = mobilenet_segmenter(input_shape, decoder, weights, encoder_trainable=encoder_lr > 0, dropout=dropout)
     if weights == "none":
         calibrate_batchnorm(model.get_layer(ENCODER), calibration_images)
-    optimizer = encoder_decoder_optimizer(model, encoder_lr, decoder_lr)
+    optimizer = encoder_decoder_optimizer(model, encoder_lr, decoder_lr, lr_schedule=lr_schedule,
+                                          total_steps=total_steps)
     return compile_model(model, decoder_lr, get_loss(loss, from_logits=True), metrics=logit_segmentation_metrics(),
                          optimizer=optimizer)
 
