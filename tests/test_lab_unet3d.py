@@ -26,10 +26,23 @@ def read_rows(path):
 
 
 @pytest.mark.slow
-def test_embedded_run_writes_every_file(tmp_path, lab_runner):
+def test_embedded_run_writes_every_file(tmp_path, lab_runner, monkeypatch):
+    optimizers = []
+
+    class WatchedAdam(keras.optimizers.Adam):  # the real Adam; remembers the instances the lab makes
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            optimizers.append(self)
+
+    monkeypatch.setattr(keras.optimizers, "Adam", WatchedAdam)
     code, out, err = lab_runner(LAB, ["--out", tmp_path / "run", "--patch", 32, 32, 16, *TINY, "--tensorboard"])
     assert code == 0, err
-    assert "demo profile" in out and "--data-dir" in out
+    assert "demo profile" in out and "--data-dir" in out and "(cosine schedule)" in out
+    # the demo's warm-up + cosine spans the whole run: 2 epochs of the steps the lab printed
+    steps = int(out.split(" steps of ")[0].rsplit(" ", 1)[-1])
+    schedule = optimizers[-1]._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert schedule.warmup_steps + schedule.decay_steps == 2 * steps and schedule.warmup_target == 1e-3
     run = tmp_path / "run"
     for name in RUN_FILES:
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
@@ -44,6 +57,7 @@ def test_embedded_run_writes_every_file(tmp_path, lab_runner):
     assert metrics["test"]["cases"] == 3 and metrics["test"]["inference"] == "sliding"
     config = json.loads((run / "config.json").read_text())["settings"]
     assert config["patch"] == [32, 32, 16] and config["lr"] == 1e-3 and config["demo"] is True
+    assert config["lr_schedule"] == "cosine"
     model = keras.saving.load_model(run / "model.keras")
     assert model.input_shape == (None, 32, 32, 16, 1)
     strips = read_events(run / "tensorboard" / IMAGES_RUN)  # --tensorboard: middle slices of validation patches
@@ -103,6 +117,7 @@ def test_nifti_run_with_centre_inference_dice_loss_and_augmentation(tmp_path, mo
             assert float(row[f"{name}_vox"]) == pytest.approx(in_vox, rel=1e-4)
     config = json.loads((run / "config.json").read_text())["settings"]
     assert config["lr"] == 1e-5 and config["loss"] == "dice"  # the course's Dice-loss learning rate
+    assert config["lr_schedule"] == "constant"
     assert config["batchnorm"] is False and config["augment"] is True
     model = keras.saving.load_model(run / "model.keras")
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
