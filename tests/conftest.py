@@ -40,6 +40,23 @@ def load_lab(name):
     return module
 
 
+@pytest.fixture
+def adam_instances(monkeypatch):
+    """The `keras.optimizers.Adam` objects made while the test runs (real Adams, remembered), e.g. by a lab's
+    compile: their learning rate or schedule shows what the lab trained with."""
+    import keras
+
+    made = []
+
+    class WatchedAdam(keras.optimizers.Adam):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(keras.optimizers, "Adam", WatchedAdam)
+    return made
+
+
 def run_lab_inprocess(module, argv, capsys):
     """Run a lab's ``main`` through `labkit.cli.run_lab`; returns ``(exit_code, stdout, stderr)``."""
     from labkit.cli import run_lab

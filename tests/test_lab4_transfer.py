@@ -212,11 +212,17 @@ def test_transfer_demo_falls_back_to_random_weights_offline_and_says_so(isolated
 
 
 @pytest.mark.slow
-def test_activation_map_lab_writes_heatmaps_of_each_class(lab2, isolated, lab_runner):
+def test_activation_map_lab_writes_heatmaps_of_each_class(lab2, isolated, lab_runner, adam_instances):
     out = isolated / "cam"
     code, _, _ = lab_runner("lab4_activation_map", ["--data-dir", lab2, "--img-size", "32", "--epochs", "2",
-                                                    "--n-base", "2", "--maps-per-class", "2", "--quiet", "--out", out])
+                                                    "--n-base", "2", "--maps-per-class", "2", "--lr-schedule", "cosine",
+                                                    "--quiet", "--out", out])
     assert code == 0
+    # --lr-schedule cosine: the warm-up and the decay span the run's 2 epochs of training batches
+    schedule, batch = adam_instances[-1]._learning_rate, 8
+    n_train = sum(row["split"] == "train" for row in read_csv(out / "split.csv"))
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay) and schedule.warmup_target == 1e-5
+    assert schedule.warmup_steps + schedule.decay_steps == 2 * -(-n_train // batch)
     for name in ("config.json", "history.csv", "metrics.json", "model.keras", "curves.png", "activation_maps.png"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())

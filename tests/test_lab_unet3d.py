@@ -26,21 +26,13 @@ def read_rows(path):
 
 
 @pytest.mark.slow
-def test_embedded_run_writes_every_file(tmp_path, lab_runner, monkeypatch):
-    optimizers = []
-
-    class WatchedAdam(keras.optimizers.Adam):  # the real Adam; remembers the instances the lab makes
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            optimizers.append(self)
-
-    monkeypatch.setattr(keras.optimizers, "Adam", WatchedAdam)
+def test_embedded_run_writes_every_file(tmp_path, lab_runner, adam_instances):
     code, out, err = lab_runner(LAB, ["--out", tmp_path / "run", "--patch", 32, 32, 16, *TINY, "--tensorboard"])
     assert code == 0, err
     assert "demo profile" in out and "--data-dir" in out and "(cosine schedule)" in out
     # the demo's warm-up + cosine spans the whole run: 2 epochs of the steps the lab printed
     steps = int(out.split(" steps of ")[0].rsplit(" ", 1)[-1])
-    schedule = optimizers[-1]._learning_rate
+    schedule = adam_instances[-1]._learning_rate
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
     assert schedule.warmup_steps + schedule.decay_steps == 2 * steps and schedule.warmup_target == 1e-3
     run = tmp_path / "run"
