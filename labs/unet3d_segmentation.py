@@ -50,10 +50,8 @@ LOSS_COURSE = {"bce": {"lr": 1e-3, "batch_size": 4, "epochs": 50},
                "bce+dice": {"lr": 1e-3, "batch_size": 4, "epochs": 50}}
 HELP_COURSE = {"lr": "1e-3 with bce, 1e-5 with dice", "batch_size": "4 with bce, 2 with dice",
                "epochs": "50 with bce, 75 with dice"}
-# The demo's rate warms up and decays along a cosine: at a constant 1e-3 the last epoch could end 0.02 below the
-# best (BENCHMARKS.md).
-DEMO = {"patch": [32, 32, 16], "base": 8, "depth": 3, "epochs": 20, "lr": 1e-3, "lr_schedule": "cosine",
-        "batch_size": 4, "patches_per_volume": 6, "n_volumes": 12, "n_test": 3, "volume_shape": [64, 64, 32]}
+DEMO = {"patch": [32, 32, 16], "base": 8, "depth": 3, "epochs": 20, "lr": 1e-3, "batch_size": 4,
+        "patches_per_volume": 6, "n_volumes": 12, "n_test": 3, "volume_shape": [64, 64, 32]}
 FULL_COURSE_COMMAND = ('python labs/unet3d_segmentation.py --data-dir "/path/to/2018LA_Seg_Training Set" '
                        "--loss bce   (or --loss dice: Adam 1e-5, batch 2, 75 epochs)")
 N_FIGURE_CASES = 3

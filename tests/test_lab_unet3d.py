@@ -27,10 +27,11 @@ def read_rows(path):
 
 @pytest.mark.slow
 def test_embedded_run_writes_every_file(tmp_path, lab_runner, adam_instances):
-    code, out, err = lab_runner(LAB, ["--out", tmp_path / "run", "--patch", 32, 32, 16, *TINY, "--tensorboard"])
+    code, out, err = lab_runner(LAB, ["--out", tmp_path / "run", "--patch", 32, 32, 16, *TINY, "--tensorboard",
+                                      "--lr-schedule", "cosine"])
     assert code == 0, err
     assert "demo profile" in out and "--data-dir" in out and "(cosine schedule)" in out
-    # the demo's warm-up + cosine spans the whole run: 2 epochs of the steps the lab printed
+    # the warm-up + cosine spans the whole run: 2 epochs of the steps the lab printed
     steps = int(out.split(" steps of ")[0].rsplit(" ", 1)[-1])
     schedule = adam_instances[-1]._learning_rate
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
