@@ -37,7 +37,7 @@ from labkit.models.classic import lab1_mlp_model, vgg16_model
 from labkit.models.lenet_alexnet import alexnet_model, lenet_model
 from labkit.optimizers import OPTIMIZERS, optimizer_by_name
 from labkit.plots import classification_samples, confusion_matrix_figure, plot_history
-from labkit.training import collect_predictions, compile_model
+from labkit.training import collect_predictions, compile_model, learning_rate_schedule
 
 #: The course's sets: folder name, class names and the file-name pattern of each class (Lab 1's flat layout).
 COURSE_SETS = {
@@ -146,6 +146,11 @@ class LabData:
     @property
     def n_class(self):
         return len(self.train.class_names)
+
+    @property
+    def steps_per_epoch(self):
+        """Optimizer steps of one epoch (training images / global batch, rounded up)."""
+        return -(-len(self.train.paths) // self.distribution.global_batch_size)
 
 
 def prepare_data(settings, run, data_dir, augment=None):
@@ -294,11 +299,13 @@ def build_classifier(model_name, img_size, channels, n_class, head, base, dropou
     return builder(img_size, img_size, channels, **kwargs)
 
 
-def compile_classifier(model, head, optimizer, learning_rate):
+def compile_classifier(model, head, optimizer, learning_rate, lr_schedule="constant", total_steps=None):
     """Compile with `optimizer` (``adam``, ``sgd`` or ``rmsprop``, Keras's defaults but the learning rate), the
-    head's loss and accuracy."""
-    return compile_model(model, learning_rate, head.loss, metrics=[head.accuracy()],
-                         optimizer=optimizer_by_name(optimizer, learning_rate))
+    head's loss and accuracy; the rate is constant or follows `lr_schedule` over `total_steps`
+    (`labkit.training.learning_rate_schedule`)."""
+    rate = learning_rate_schedule(learning_rate, lr_schedule, total_steps)
+    return compile_model(model, rate, head.loss, metrics=[head.accuracy()],
+                         optimizer=optimizer_by_name(optimizer, rate))
 
 
 # --- evaluation and figures -------------------------------------------------------------------------------------------

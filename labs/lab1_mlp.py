@@ -27,17 +27,18 @@ from labkit import cli
 from labkit.training import fit
 
 COURSE = {"dataset": "skin", "model": "mlp", "base": 64, "optimizer": "sgd", "loss": "bce", "lr": 1e-4,
-          "batch_size": 16, "epochs": 50, "img_size": 128, "seed": 42}
+          "lr_schedule": "constant", "batch_size": 16, "epochs": 50, "img_size": 128, "seed": 42}
 #: The demo: smaller images and a larger SGD step, so that the MLP learns within its few epochs.
-DEMO = {"img_size": 64, "epochs": 40, "lr": 0.02, "n_train": 100, "n_test": 25}
+DEMO = {"img_size": 64, "epochs": 40, "lr": 0.02, "lr_schedule": "cosine", "n_train": 100, "n_test": 25}
 DEMO_TEXT = ("embedded synthetic Lab 1 set ({n_train} training and {n_test} test images per class), "
-             "{img_size}×{img_size} grey, {epochs} epochs, SGD lr {lr:g}.")
+             "{img_size}×{img_size} grey, {epochs} epochs, SGD lr {lr:g} ({lr_schedule} schedule).")
 FULL_COURSE_COMMAND = "python labs/lab1_mlp.py --data-dir /path/to/Lab1 (then --lr 0.1 --epochs 150 --base 256)"
 
 
 def parse_args(argv=None):
     parser = cli.lab_parser(__doc__, COURSE)
     lab.add_arguments(parser, COURSE, ("dataset", "base", "optimizer"), choices={"dataset": ("skin", "bone")})
+    cli.add_lr_schedule_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -60,7 +61,8 @@ def main(argv=None):
     # Model: Flatten → Dense(base) → Dense(base/2) → Dense(base/4) → one sigmoid unit.
     with distribution.strategy.scope():
         model = lab.build_classifier("mlp", settings.img_size, 1, data.n_class, data.head, settings.base)
-        lab.compile_classifier(model, data.head, settings.optimizer, distribution.learning_rate)
+        lab.compile_classifier(model, data.head, settings.optimizer, distribution.learning_rate,
+                               settings.lr_schedule, settings.epochs * data.steps_per_epoch)
     print(f"model: Lab 1 MLP, base {settings.base}, {model.count_params():,} parameters; {settings.optimizer} "
           f"lr {distribution.learning_rate:g}, batch {settings.batch_size}, {settings.epochs} epochs")
 

@@ -31,15 +31,15 @@ from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.training import fit
 
 COURSE = {"dataset": "skin", "model": "lenet", "base": 32, "optimizer": "adam", "loss": "bce", "dropout": None,
-          "batch_size": 8, "img_size": 128, "seed": 42}
+          "batch_size": 8, "img_size": 128, "lr_schedule": "constant", "seed": 42}
 #: Task 5 (LeNet) and Task 6 (AlexNet) differ in epochs and learning rate.
 COURSE_BY_MODEL = {"lenet": {"epochs": 20, "lr": 1e-5}, "alexnet": {"epochs": 50, "lr": 1e-4}}
 #: AlexNet's hidden dense layers in Lab 2 (LeNet's single one is 2·base wide).
 DENSE = (128, 64)
 #: The demo: 64×64 images, base 16 and a larger learning rate, so that the networks learn within its few epochs.
-DEMO = {"img_size": 64, "base": 16, "epochs": 15, "lr": 3e-4, "n_train": 60, "n_val": 20}
+DEMO = {"img_size": 64, "base": 16, "epochs": 15, "lr": 3e-4, "lr_schedule": "cosine", "n_train": 60, "n_val": 20}
 DEMO_TEXT = ("embedded synthetic {dataset} set ({n_train} training and {n_val} validation images per class), "
-             "{img_size}×{img_size} grey, base {base}, {epochs} epochs, lr {lr:g}.")
+             "{img_size}×{img_size} grey, base {base}, {epochs} epochs, lr {lr:g} ({lr_schedule} schedule).")
 FULL_COURSE_COMMAND = "python labs/lab2_cnn.py --data-dir /path/to/Lab2 --model lenet (or --model alexnet)"
 
 
@@ -47,6 +47,7 @@ def parse_args(argv=None):
     parser = cli.lab_parser(__doc__, {**COURSE, "epochs": "20 lenet, 50 alexnet", "lr": "1e-5 lenet, 1e-4 alexnet"})
     lab.add_arguments(parser, COURSE, ("dataset", "model", "base", "optimizer", "loss", "dropout"),
                       choices={"dataset": ("skin", "bone"), "model": tuple(COURSE_BY_MODEL)})
+    cli.add_lr_schedule_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -71,7 +72,8 @@ def main(argv=None):
     with distribution.strategy.scope():
         model = lab.build_classifier(settings.model, settings.img_size, 1, data.n_class, head,
                                      settings.base, dropout=settings.dropout, dense=DENSE)
-        lab.compile_classifier(model, head, settings.optimizer, distribution.learning_rate)
+        lab.compile_classifier(model, head, settings.optimizer, distribution.learning_rate,
+                               settings.lr_schedule, settings.epochs * data.steps_per_epoch)
     print(f"model: {settings.model}, base {settings.base}, {model.count_params():,} parameters; loss {head.loss}, "
           f"{settings.optimizer} lr {distribution.learning_rate:g}, batch {settings.batch_size}, "
           f"{settings.epochs} epochs")

@@ -35,12 +35,13 @@ from labkit.training import fit
 
 COURSE = {"dataset": "skin", "model": "vgg16", "base": 8, "optimizer": "adam", "loss": "bce", "dropout": None,
           "batchnorm": False, "spatial_dropout": None, "augment": False, "epochs": 100, "batch_size": 8, "lr": 1e-5,
-          "img_size": 128, "seed": 42}
+          "img_size": 128, "lr_schedule": "constant", "seed": 42}
 #: The hidden dense layers of VGG16 and AlexNet in Lab 3 (LeNet's single one is 2·base wide).
 DENSE = (64, 64)
 #: The demo: 64×64 images, a larger learning rate and batch normalisation (which Tasks 1–4 do not have: a plain VGG16
 #: from scratch sits at chance level for longer than a demo lasts; --no-batchnorm turns it off).
-DEMO = {"img_size": 64, "epochs": 15, "lr": 3e-4, "batchnorm": True, "n_train": 60, "n_val": 20}
+DEMO = {"img_size": 64, "epochs": 15, "lr": 3e-4, "lr_schedule": "cosine", "batchnorm": True, "n_train": 60,
+        "n_val": 20}
 FULL_COURSE_COMMAND = "python labs/lab3_cnn.py --data-dir /path/to/Lab2 (--dataset xray9: --data-dir /path/to/Lab1)"
 
 
@@ -49,6 +50,7 @@ def parse_args(argv=None):
     lab.add_arguments(parser, COURSE, ("dataset", "model", "base", "optimizer", "dropout", "batchnorm",
                                        "spatial_dropout", "augment"),
                       choices={"model": ("vgg16", "alexnet", "lenet")})
+    cli.add_lr_schedule_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -56,7 +58,7 @@ def demo_text(settings):
     """What the demo run is, for the screen."""
     return (f"embedded synthetic {settings.dataset} set ({settings.n_train} training and {settings.n_val} validation "
             f"images per class), {settings.img_size}×{settings.img_size} grey, {settings.epochs} epochs, lr "
-            f"{settings.lr:g}{', batch normalisation (Tasks 1–4 have none)' if settings.batchnorm else ''}.")
+            f"{settings.lr:g} ({settings.lr_schedule} schedule){', batch normalisation (Tasks 1–4 have none)' if settings.batchnorm else ''}.")
 
 
 def embedded_data(settings):
@@ -85,7 +87,8 @@ def main(argv=None):
         model = lab.build_classifier(settings.model, settings.img_size, 1, n_class, head, settings.base,
                                      dropout=settings.dropout, batchnorm=settings.batchnorm,
                                      spatial_dropout=settings.spatial_dropout, dense=DENSE)
-        lab.compile_classifier(model, head, settings.optimizer, distribution.learning_rate)
+        lab.compile_classifier(model, head, settings.optimizer, distribution.learning_rate,
+                               settings.lr_schedule, settings.epochs * data.steps_per_epoch)
     extras = [name for name, on in (("batch norm", settings.batchnorm), (f"dropout {settings.dropout}",
               settings.dropout), (f"spatial dropout {settings.spatial_dropout}", settings.spatial_dropout),
               ("augmentation", settings.augment)) if on]

@@ -110,3 +110,19 @@ def test_unreadable_image_is_named(lab_runner, lab1, tmp_path):
     (tmp_path / "Skin" / "train" / "Mel_0001.png").write_bytes(b"not a png")
     code, _, stderr = lab_runner("lab1_mlp", ["--data-dir", tmp_path, "--out", tmp_path / "run", *TINY])
     assert code == 2 and re.search(r"^error: .*Mel_0001\.png", stderr, re.M), stderr
+
+
+def test_cosine_schedule_spans_the_run_and_ends_at_zero(lab1, tmp_path, monkeypatch):
+    import labkit.classification_lab as lab
+
+    compiled, real = [], lab.compile_classifier  # the real compile, watched
+    monkeypatch.setattr(lab, "compile_classifier", lambda *a, **k: compiled.append(real(*a, **k)) or compiled[-1])
+    code = run("lab1_mlp", ["--data-dir", lab1, "--out", tmp_path / "run", "--epochs", "2", "--lr-schedule", "cosine",
+                            *TINY])
+    assert code == 0
+    optimizer = compiled[-1].optimizer  # SGD, as the course's Lab 1
+    schedule = optimizer._learning_rate
+    assert isinstance(optimizer, keras.optimizers.SGD) and schedule.warmup_target == pytest.approx(0.01)
+    # 12 training images in batches of 4: 3 steps per epoch, 6 in the run; the rate is back at 0 at its end
+    assert schedule.warmup_steps + schedule.decay_steps == 6 and int(optimizer.iterations) == 6
+    assert float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-12)
