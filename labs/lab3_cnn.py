@@ -40,8 +40,7 @@ COURSE = {"dataset": "skin", "model": "vgg16", "base": 8, "optimizer": "adam", "
 DENSE = (64, 64)
 #: The demo: 64×64 images, a larger learning rate and batch normalisation (which Tasks 1–4 do not have: a plain VGG16
 #: from scratch sits at chance level for longer than a demo lasts; --no-batchnorm turns it off).
-DEMO = {"img_size": 64, "epochs": 15, "lr": 3e-4, "lr_schedule": "cosine", "batchnorm": True, "n_train": 60,
-        "n_val": 20}
+DEMO = {"img_size": 64, "epochs": 15, "lr": 3e-4, "batchnorm": True, "n_train": 60, "n_val": 20}
 FULL_COURSE_COMMAND = "python labs/lab3_cnn.py --data-dir /path/to/Lab2 (--dataset xray9: --data-dir /path/to/Lab1)"
 
 
