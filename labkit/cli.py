@@ -107,7 +107,7 @@ def lab_parser(description, course):
 
 
 def begin(main, argv, lab_name, parse_args, course, demo, demo_text=None, course_command=None, preset=None,
-          multirun=None):
+          multirun=None, auto_avoids=None):
     """The opening of every lab's ``main``: parse the flags, hand several runs to `labkit.compare`, or start this run.
 
     With ``--sweep``, ``--folds`` or a preset (a lab's ``--compare``), `labkit.compare` calls `main` once per variant
@@ -130,6 +130,8 @@ def begin(main, argv, lab_name, parse_args, course, demo, demo_text=None, course
         preset: the lab's preset function, see `run_many`.
         multirun: another multi-run mechanism of the lab, called as ``multirun(main, args, argv)`` after `run_many`
             and returning True when it ran (e.g. `labkit.autocontext.run_steps`).
+        auto_avoids: ``{policy: reason}``, the precision policies ``--precision auto`` must not pick for this lab
+            (measured to cost it quality); auto then trains in float32 and says why.
 
     Returns:
         ``(settings, run)`` as `start_run` gives them, or ``(None, None)``. ``settings.flags`` holds the parsed
@@ -140,7 +142,7 @@ def begin(main, argv, lab_name, parse_args, course, demo, demo_text=None, course
         return None, None
     pick = lambda value: value(args) if callable(value) else value  # noqa: E731
     course, profile = pick(course), pick(demo)
-    settings, run = start_run(lab_name, args, course, profile or {})
+    settings, run = start_run(lab_name, args, course, profile or {}, auto_avoids)
     settings.demo = settings.demo and profile is not None
     if settings.demo and demo_text:
         course_run = f" Course settings on real data: {course_command}" if course_command else ""
@@ -240,7 +242,7 @@ def run_lab(main, argv=None):
     sys.exit(0)
 
 
-def start_run(lab_name, args, course, demo):
+def start_run(lab_name, args, course, demo, auto_avoids=None):
     """Resolve the settings, open the run folder and set seed, precision and progress output.
 
     On ``--resume`` the settings stored in the run's ``config.json`` are used, so the run continues as it began.
@@ -272,8 +274,12 @@ def start_run(lab_name, args, course, demo):
     progress.set_quiet(settings.quiet)
     forget_skipped()  # this run's config.json lists only the files this run skipped
     runtime.set_seed(settings.seed, deterministic=settings.deterministic)
-    settings.precision = runtime.set_precision(settings.precision)
-    print(f"precision policy: {settings.precision}")
+    requested, avoided = settings.precision, auto_avoids or {}
+    settings.precision = runtime.set_precision(requested, avoid=avoided)
+    hardware_pick = runtime.resolve_precision(requested) if requested == "auto" else None
+    why = (f" (auto would pick {hardware_pick} here, which this lab avoids: {avoided[hardware_pick]})"
+           if hardware_pick in avoided else "")
+    print(f"precision policy: {settings.precision}{why}")
     return settings, run
 
 

@@ -28,11 +28,12 @@ def cpu_has_bf16():
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def resolve_precision(name="auto"):
+def resolve_precision(name="auto", avoid=()):
     """The Keras dtype policy name for ``--precision`` `name`.
 
     ``auto`` picks ``mixed_bfloat16`` on a GPU of compute capability ≥ 8.0 or a CPU with native bf16,
-    ``mixed_float16`` on older GPUs, and ``float32`` otherwise.
+    ``mixed_float16`` on older GPUs, and ``float32`` otherwise; ``float32`` too when its pick is in `avoid` (the
+    policies a lab was measured to lose quality under). An explicit policy is returned as given.
     """
     require(name in PRECISIONS, f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")
     if name != "auto":
@@ -40,13 +41,16 @@ def resolve_precision(name="auto"):
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
-        return "mixed_bfloat16" if tuple(capability) >= (8, 0) else "mixed_float16"
-    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+        pick = "mixed_bfloat16" if tuple(capability) >= (8, 0) else "mixed_float16"
+    else:
+        pick = "mixed_bfloat16" if cpu_has_bf16() else "float32"
+    return "float32" if pick in avoid else pick
 
 
-def set_precision(name="auto"):
-    """Set the global Keras dtype policy from a ``--precision`` name; returns the resolved policy name."""
-    policy = resolve_precision(name)
+def set_precision(name="auto", avoid=()):
+    """Set the global Keras dtype policy from a ``--precision`` name (see `resolve_precision`); returns the
+    resolved policy name."""
+    policy = resolve_precision(name, avoid)
     keras.mixed_precision.set_global_policy(policy)
     return policy
 

@@ -37,12 +37,16 @@ def groupings(root):
 
 
 @pytest.mark.slow
-def test_tiny_run_writes_every_file_and_its_numbers_agree(lab_runner, lesions, tmp_path):
+def test_tiny_run_writes_every_file_and_its_numbers_agree(lab_runner, lesions, tmp_path, monkeypatch):
+    monkeypatch.setattr("labkit.runtime.cpu_has_bf16", lambda: True)  # where auto would pick mixed_bfloat16
     out = tmp_path / "run"
     code, stdout, stderr = lab_runner("resnet50_classification", [
         "--data-dir", lesions, "--out", out, *TINY, "--loss", "ce+focal", "--class-weights", "balanced",
         "--augment"])
     assert code == 0, stderr
+    # the lab avoids mixed_bfloat16 (measured to cost it quality): auto trains in float32 and says why
+    assert "precision policy: float32 (auto would pick mixed_bfloat16 here, which this lab avoids: its demo" in stdout
+    assert json.loads((out / "config.json").read_text())["settings"]["precision"] == "float32"
     for name in RUN_FILES:
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())

@@ -35,6 +35,14 @@ def test_auto_policy_follows_the_hardware(monkeypatch, gpu, bf16_cpu, expected):
     assert resolve_precision("auto") == expected
 
 
+@pytest.mark.parametrize("gpu, bf16_cpu, expected", [(None, True, "float32"), ((8, 0), False, "float32"),
+                                                     ((7, 5), False, "mixed_float16"), (None, False, "float32")])
+def test_auto_does_not_pick_a_policy_the_lab_avoids(monkeypatch, gpu, bf16_cpu, expected):
+    fake_machine(monkeypatch, gpu, bf16_cpu)
+    assert resolve_precision("auto", avoid={"mixed_bfloat16": "measured worse"}) == expected
+    assert resolve_precision("mixed_bfloat16", avoid={"mixed_bfloat16": "measured worse"}) == "mixed_bfloat16"
+
+
 @pytest.mark.parametrize("name", ["float32", "mixed_bfloat16", "mixed_float16"])
 def test_explicit_policies_are_kept_and_set(monkeypatch, name):
     fake_machine(monkeypatch, (8, 0), True)  # auto would say mixed_bfloat16: an explicit name must win
