@@ -111,9 +111,8 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
     def _rate_config(self, name):
         """Group `name`'s rate for `get_config`: its schedule, serialized, or its current float rate."""
         optimizer = self._group_optimizers[self.group_names.index(name)]
-        schedule = getattr(optimizer, "_learning_rate", None)
-        return keras.optimizers.schedules.serialize(schedule) if _is_schedule(schedule) else \
-            self.group_learning_rate(name)
+        rate = optimizer.get_config()["learning_rate"] if optimizer is not None else None
+        return rate if isinstance(rate, dict) else self.group_learning_rate(name)  # Keras serializes a schedule
 
     def group_of(self, variable):
         """Name of the group `variable` trains in, or None when it uses the inner optimizer."""

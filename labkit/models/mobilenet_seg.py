@@ -249,9 +249,9 @@ def compiled_segmenter(input_shape, decoder, weights, encoder_lr, decoder_lr, lo
 
     The encoder is frozen when `encoder_lr` is 0; a random encoder (`weights` ``"none"``) first gets its BatchNorm
     statistics from `calibration_images` (`calibrate_batchnorm`). Adam takes the encoder's and the decoder's learning
-    rates (`encoder_decoder_optimizer`, constant or along `lr_schedule` over `total_steps`), the loss is `labkit.losses.get_loss` of `loss` on logits, and the metrics
-    are pixel accuracy, IoU and Dice at probability 0.5 (`labkit.metrics.logit_segmentation_metrics`). Call it inside
-    a distribution strategy's scope.
+    rates (`encoder_decoder_optimizer`, constant or along `lr_schedule` over `total_steps`), the loss is
+    `labkit.losses.get_loss` of `loss` on logits, and the metrics are pixel accuracy, IoU and Dice at probability 0.5
+    (`labkit.metrics.logit_segmentation_metrics`). Call it inside a distribution strategy's scope.
 
     Returns:
         The compiled `keras.Model`.
