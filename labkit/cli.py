@@ -325,12 +325,12 @@ def save_config(run, settings, data_dir, n_files, splits=None, distribution=None
     )
 
 
-def add_lr_schedule_argument(parser):
-    """``--lr-schedule constant|cosine`` (`labkit.training.learning_rate_schedule`) for labs whose demo decays
-    its learning rate."""
+def add_lr_schedule_argument(parser, demo):
+    """``--lr-schedule constant|cosine`` (`labkit.training.learning_rate_schedule`); `demo` is the lab's demo
+    profile, whose schedule (constant unless it names one) the help shows."""
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant, or cosine: warm up to the learning "
                         "rate over the first 10%% of the steps, then decay to 0 (course default: constant; demo: "
-                        "cosine)")
+                        f"{demo.get('lr_schedule', 'constant')})")
 
 
 def add_weights_argument(parser, default="imagenet"):

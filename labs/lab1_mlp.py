@@ -38,7 +38,7 @@ FULL_COURSE_COMMAND = "python labs/lab1_mlp.py --data-dir /path/to/Lab1 (then --
 def parse_args(argv=None):
     parser = cli.lab_parser(__doc__, COURSE)
     lab.add_arguments(parser, COURSE, ("dataset", "base", "optimizer"), choices={"dataset": ("skin", "bone")})
-    cli.add_lr_schedule_argument(parser)
+    cli.add_lr_schedule_argument(parser, DEMO)
     return parser.parse_args(argv)
 
 

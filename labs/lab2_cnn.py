@@ -47,7 +47,7 @@ def parse_args(argv=None):
     parser = cli.lab_parser(__doc__, {**COURSE, "epochs": "20 lenet, 50 alexnet", "lr": "1e-5 lenet, 1e-4 alexnet"})
     lab.add_arguments(parser, COURSE, ("dataset", "model", "base", "optimizer", "loss", "dropout"),
                       choices={"dataset": ("skin", "bone"), "model": tuple(COURSE_BY_MODEL)})
-    cli.add_lr_schedule_argument(parser)
+    cli.add_lr_schedule_argument(parser, DEMO)
     return parser.parse_args(argv)
 
 

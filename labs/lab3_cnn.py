@@ -49,7 +49,7 @@ def parse_args(argv=None):
     lab.add_arguments(parser, COURSE, ("dataset", "model", "base", "optimizer", "dropout", "batchnorm",
                                        "spatial_dropout", "augment"),
                       choices={"model": ("vgg16", "alexnet", "lenet")})
-    cli.add_lr_schedule_argument(parser)
+    cli.add_lr_schedule_argument(parser, DEMO)
     return parser.parse_args(argv)
 
 

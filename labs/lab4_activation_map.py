@@ -74,7 +74,7 @@ def parse_args(argv=None):
                         "the from-scratch network learns within its few epochs)")
     parser.add_argument("--maps-per-class", type=cli.positive_int, help="validation images explained per class "
                         "(default: 3)")
-    cli.add_lr_schedule_argument(parser)
+    cli.add_lr_schedule_argument(parser, DEMO)
     return parser.parse_args(argv)
 
 

@@ -49,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--batchnorm", action="store_true", help="batch normalisation after every convolution")
     parser.add_argument("--augment", action="store_true", help="Task 4e augmentation on training data: rotation "
                         "10°, shift 0.1, zoom 0.2, horizontal flip")
-    cli.add_lr_schedule_argument(parser)
+    cli.add_lr_schedule_argument(parser, DEMO)
     parser.add_argument("--val-split", type=cli.open_fraction, help="validation fraction (course default: 0.2)")
     parser.add_argument("--image-dir", default="Image", help="image subfolder of --data-dir (default: Image)")
     parser.add_argument("--mask-dir", default="Mask", help="mask subfolder of --data-dir (default: Mask)")

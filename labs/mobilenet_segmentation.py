@@ -95,7 +95,7 @@ def parse_args(argv=None):
     add("--val-split", type=cli.open_fraction, help="validation fraction of the training images (default: 0.2)")
     add("--n-images", type=cli.positive_int, help="training images of the embedded synthetic set (test: a quarter as "
         "many); ignored with --data-dir (demo: 96)")
-    cli.add_lr_schedule_argument(parser)
+    cli.add_lr_schedule_argument(parser, DEMO)
     cli.add_weights_argument(parser)
     return parser.parse_args(argv)
 

@@ -88,7 +88,7 @@ def parse_args(argv=None):
     add("--spacing", nargs=3, type=cli.positive_float, metavar=("SX", "SY", "SZ"), help="voxel size in mm for "
         "volumes whose files do not carry one (UA-MT h5 files carry none; LA 2018 is 0.625 mm isotropic); NIfTI "
         "headers are used otherwise")
-    cli.add_lr_schedule_argument(parser)
+    cli.add_lr_schedule_argument(parser, DEMO)
     return parser.parse_args(argv)
 
 

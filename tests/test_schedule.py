@@ -75,3 +75,15 @@ def test_a_resumed_run_continues_the_schedule_where_it_stopped(tmp_path):
     # epoch 2 was killed before its backup, so it runs again from epoch 1's step counter, then 3 and 4 follow on
     assert flat(resumed.rows) == pytest.approx(flat(expected[1:]))
     assert resumed.rows[-1][1] == 0.0
+
+
+@pytest.mark.parametrize("name", ["lab1_mlp", "lab2_cnn", "lab3_cnn", "lab4_unet", "lab4_activation_map",
+                                  "mobilenet_segmentation", "unet3d_segmentation"])
+def test_help_names_the_schedule_the_demo_really_uses(name, capsys):
+    from conftest import load_lab
+
+    lab = load_lab(name)
+    with pytest.raises(SystemExit):
+        lab.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert f"(course default: constant; demo: {lab.DEMO.get('lr_schedule', 'constant')})" in text
