@@ -100,6 +100,10 @@ def lab_parser(description, course):
     add("--stop-dead", action=argparse.BooleanOptionalAction, help="stop (exit code 1, best model kept) when the "
         "network has died: constant predictions and a flat loss for 5 epochs; --no-stop-dead keeps training "
         "(default: stop)")
+    add("--precise-bn", action=argparse.BooleanOptionalAction, help="before each validation, set the BatchNorm "
+        "statistics from the current weights (the mean over up to 16 training batches, dropout off) instead of "
+        "Keras's moving average, which lags the weights in short runs; --no-precise-bn: Keras's (default: Keras's; "
+        "see the demo profile)")
     from labkit import compare
 
     compare.add_arguments(parser)  # --sweep, --folds, --fold: runs of many models (labkit.compare)
@@ -174,7 +178,7 @@ def run_many(main, args, argv=None, preset=None):
 #: Defaults of the flags every lab shares, under the lab's own course defaults.
 COMMON_DEFAULTS = {"seed": 42, "precision": "auto", "distribute": "none", "resume": False, "overwrite": False,
                    "deterministic": False, "tensorboard": False, "skip_bad_files": False, "quiet": False,
-                   "scale_lr": False, "stop_dead": True}
+                   "scale_lr": False, "stop_dead": True, "precise_bn": False}
 
 
 _NOT_REPEATED = ("out", "resume", "overwrite", "config", "demo")
@@ -285,9 +289,9 @@ def start_run(lab_name, args, course, demo, auto_avoids=None):
 
 def fit_options(settings):
     """The keyword arguments of `labkit.training.fit` that come from the shared flags (--quiet, --tensorboard,
-    --no-stop-dead)."""
+    --no-stop-dead, --precise-bn)."""
     return {"verbose": 2 if settings.quiet else 1, "tensorboard": settings.tensorboard,
-            "stop_dead": settings.stop_dead}
+            "stop_dead": settings.stop_dead, "precise_batchnorm": settings.precise_bn}
 
 
 def readable(settings, files):

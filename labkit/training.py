@@ -1,8 +1,9 @@
 """The one fit path every lab uses: compile, callbacks and the run record.
 
 `fit` wraps `keras.Model.fit` with a `RunRecorder` (``history.csv`` each epoch, ``model.keras`` whenever the monitored
-metric improves, both written atomically), Keras's `BackupAndRestore` for ``--resume``, and a NaN guard that stops
-with the epoch and step at fault. Precision, seeds and distribution are set up in `labkit.runtime`; a history's
+metric improves, both written atomically), Keras's `BackupAndRestore` for ``--resume``, a NaN guard that stops
+with the epoch and step at fault, a dead-run watch and, on request, precise BatchNorm statistics
+(`labkit.batchnorm`). Precision, seeds and distribution are set up in `labkit.runtime`; a history's
 best epoch and summary come from `labkit.history`.
 """
 
@@ -13,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from labkit.batchnorm import PRECISE_BN_BATCHES, PreciseBatchNorm
 from labkit.errors import require
 from labkit.history import improved, monitor_mode, summarize
 from labkit.losses import get_loss
@@ -227,6 +229,7 @@ def fit(
     tensorboard=False,
     class_weight=None,
     stop_dead=True,
+    precise_batchnorm=False,
 ):
     """Train a compiled model and record the run.
 
@@ -253,6 +256,10 @@ def fit(
         TrainingDiverged: the loss became NaN/inf (the last good ``model.keras`` is kept).
         TrainingDied: the network died (the best ``model.keras`` is kept, and ``metrics.json`` records the
             history's summary with ``stopped``: why and at which epoch).
+        precise_batchnorm: before each validation, set the BatchNorm statistics from the current weights
+            (`labkit.batchnorm.PreciseBatchNorm`, over training batches with dropout off), so validation scores
+            and the saved model do not use statistics lagging behind the weights. Needs `train_data` as a
+            `tf.data.Dataset`; a model without trainable BatchNorm layers is unaffected.
     """
     require(int(epochs) >= 1, f"epochs must be at least 1, got {epochs}")
     mode = mode or monitor_mode(monitor)
@@ -263,6 +270,8 @@ def fit(
         previous = read_csv(run.file("history.csv"))
     recorder = RunRecorder(run, monitor, mode, previous)
     stack = [recorder, *callbacks]
+    if precise_batchnorm and isinstance(train_data, tf.data.Dataset):
+        stack.insert(0, PreciseBatchNorm(train_data, min(PRECISE_BN_BATCHES, steps_per_epoch or PRECISE_BN_BATCHES)))
     probe = first_inputs(val_data if val_data is not None else train_data) if stop_dead else None
     watch = DeadRunWatch(probe) if probe is not None else None
     if watch is not None:

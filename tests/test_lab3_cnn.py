@@ -1,6 +1,7 @@
 """Lab 3 (labs/lab3_cnn.py): the nine-class X-ray set labelled from file names end to end (confusion matrix and
 per-class report), and one tiny VGG16-vs-AlexNet sweep with every regularisation flag on."""
 
+import argparse
 import json
 
 import keras
@@ -39,17 +40,35 @@ def test_nine_class_run_labels_from_file_names_and_reports_per_class(xray9_run):
     assert keras.saving.load_model(xray9_run / "model.keras").output_shape == (None, 9)
 
 
-def test_sweep_vgg16_vs_alexnet_with_regularisation(tmp_path):
+def test_sweep_vgg16_vs_alexnet_with_regularisation(tmp_path, monkeypatch):
+    import labkit.batchnorm
+
+    estimated, real = [], labkit.batchnorm.estimate_batchnorm_statistics  # the real estimate, watched
+    monkeypatch.setattr(labkit.batchnorm, "estimate_batchnorm_statistics",
+                        lambda *a: estimated.append(real(*a)) or estimated[-1])
     lab2 = bone_skin_dataset(n_train=4, n_val=2, size=32, root=tmp_path / "data")
     code = run("lab3_cnn", ["--data-dir", lab2, "--dataset", "bone", "--out", tmp_path / "run", "--batchnorm",
-                            "--dropout", "0.4", "--spatial-dropout", "0.1", "--augment", "--sweep",
+                            "--dropout", "0.4", "--spatial-dropout", "0.1", "--augment", "--precise-bn", "--sweep",
                             "model=vgg16,alexnet", *TINY])
     assert code == 0
+    # one validation per model, each after averaging the statistics of both training batches (8 images, batch 4)
+    assert estimated == [2, 2]
     assert [r["variant"] for r in read_csv(tmp_path / "run" / "comparison.csv")] == ["model=vgg16", "model=alexnet"]
     for name in ("vgg16", "alexnet"):
         child = tmp_path / "run" / f"model={name}"
         settings = json.loads((child / "config.json").read_text())["settings"]
-        assert (settings["batchnorm"], settings["dropout"], settings["spatial_dropout"], settings["augment"]) == \
-            (True, 0.4, 0.1, True)
+        assert (settings["batchnorm"], settings["dropout"], settings["spatial_dropout"], settings["augment"],
+                settings["precise_bn"]) == (True, 0.4, 0.1, True, True)
         kinds = {type(layer).__name__ for layer in keras.saving.load_model(child / "model.keras").layers}
         assert {"BatchNormalization", "Dropout", "SpatialDropout2D"} <= kinds, kinds
+
+
+@pytest.mark.parametrize("argv, precise", [([], True), (["--no-precise-bn"], False), (["--data-dir", "x"], False)])
+def test_the_demo_validates_with_precise_batchnorm_statistics(argv, precise):
+    from conftest import load_lab
+
+    from labkit import cli
+
+    lab = load_lab("lab3_cnn")
+    settings, _ = cli.resolve_settings(lab.parse_args(argv), lab.COURSE, lab.DEMO)
+    assert cli.fit_options(argparse.Namespace(**settings))["precise_batchnorm"] is precise

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from labkit.batchnorm import batchnorm_layers, calibrate_batchnorm
 from labkit.errors import require
 from labkit.models.transfer import backbone_features, imagenet_backbone
 from labkit.optimizers import optimizer_by_name, per_layer_learning_rates
@@ -135,44 +136,6 @@ def mobilenet_encoder(input_shape=(128, 128, 3), weights="imagenet", trainable=T
     return encoder
 
 
-def batchnorm_layers(layer):
-    """Every `BatchNormalization` layer inside `layer`, nested models included."""
-    if isinstance(layer, layers.BatchNormalization):
-        return [layer]
-    return [norm for child in getattr(layer, "layers", []) for norm in batchnorm_layers(child)]
-
-
-def calibrate_batchnorm(layer, images):
-    """Set the moving mean and variance of every BatchNorm layer in `layer` to the statistics of `images`.
-
-    One forward pass in training mode with momentum 0: each BatchNorm layer keeps the statistics of the batch it
-    sees (layer by layer, each on the output of the normalised layers before it). No weight is trained; `layer`'s
-    trainable state and momenta are restored. Use it for a randomly initialised encoder, whose moving statistics
-    (0 and 1) make a deep network's inference output collapse; pretrained statistics should be kept.
-
-    Args:
-        layer: a model or layer, e.g. ``model.get_layer("encoder")``.
-        images: a batch of inputs, e.g. 64 training images.
-
-    Returns:
-        The number of BatchNorm layers calibrated.
-
-    Example:
-        >>> calibrate_batchnorm(model.get_layer("encoder"), train_images[:64])
-        52
-    """
-    norms = batchnorm_layers(layer)
-    trainable, momenta = layer.trainable, [norm.momentum for norm in norms]
-    layer.trainable = True  # a frozen BatchNorm ignores training=True
-    try:
-        for norm in norms:
-            norm.momentum = 0.0
-        layer(images, training=True)
-    finally:
-        for norm, momentum in zip(norms, momenta):
-            norm.momentum = momentum
-        layer.trainable = trainable
-    return len(norms)
 
 
 def mobilenet_segmenter(input_shape=(128, 128, 3), decoder="transpose", weights="imagenet", encoder_trainable=True,
