@@ -30,7 +30,7 @@ def test_embedded_run_writes_every_file(tmp_path, lab_runner, adam_instances):
     code, out, err = lab_runner(LAB, ["--out", tmp_path / "run", "--patch", 32, 32, 16, *TINY, "--tensorboard",
                                       "--lr-schedule", "cosine"])
     assert code == 0, err
-    assert "demo profile" in out and "--data-dir" in out and "(cosine schedule)" in out
+    assert "demo profile" in out and "--data-dir" in out and "(cosine schedule), precise BatchNorm statistics" in out
     # the warm-up + cosine spans the whole run: 2 epochs of the steps the lab printed
     steps = int(out.split(" steps of ")[0].rsplit(" ", 1)[-1])
     schedule = adam_instances[-1]._learning_rate
@@ -50,7 +50,7 @@ def test_embedded_run_writes_every_file(tmp_path, lab_runner, adam_instances):
     assert metrics["test"]["cases"] == 3 and metrics["test"]["inference"] == "sliding"
     config = json.loads((run / "config.json").read_text())["settings"]
     assert config["patch"] == [32, 32, 16] and config["lr"] == 1e-3 and config["demo"] is True
-    assert config["lr_schedule"] == "cosine"
+    assert config["lr_schedule"] == "cosine" and config["precise_bn"] is True
     model = keras.saving.load_model(run / "model.keras")
     assert model.input_shape == (None, 32, 32, 16, 1)
     strips = read_events(run / "tensorboard" / IMAGES_RUN)  # --tensorboard: middle slices of validation patches
