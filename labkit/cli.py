@@ -280,7 +280,7 @@ def start_run(lab_name, args, course, demo, auto_avoids=None):
     runtime.set_seed(settings.seed, deterministic=settings.deterministic)
     requested, avoided = settings.precision, auto_avoids or {}
     settings.precision = runtime.set_precision(requested, avoid=avoided)
-    hardware_pick = runtime.resolve_precision(requested) if requested == "auto" else None
+    hardware_pick = runtime.resolve_precision(requested) if requested == "auto" and avoided else None  # for why
     why = (f" (auto would pick {hardware_pick} here, which this lab avoids: {avoided[hardware_pick]})"
            if hardware_pick in avoided else "")
     print(f"precision policy: {settings.precision}{why}")

@@ -136,8 +136,6 @@ def mobilenet_encoder(input_shape=(128, 128, 3), weights="imagenet", trainable=T
     return encoder
 
 
-
-
 def mobilenet_segmenter(input_shape=(128, 128, 3), decoder="transpose", weights="imagenet", encoder_trainable=True,
                         dropout=0.5):
     """A MobileNetV2 encoder–decoder that maps images in [0, 1] to one channel of lesion logits.
