@@ -37,7 +37,7 @@ from labkit.models.classic import lab1_mlp_model, vgg16_model
 from labkit.models.lenet_alexnet import alexnet_model, lenet_model
 from labkit.optimizers import OPTIMIZERS, optimizer_by_name
 from labkit.plots import classification_samples, confusion_matrix_figure, plot_history
-from labkit.training import collect_predictions, compile_model, learning_rate_schedule
+from labkit.training import collect_predictions, compile_model, learning_rate_schedule, steps_per_epoch
 
 #: The course's sets: folder name, class names and the file-name pattern of each class (Lab 1's flat layout).
 COURSE_SETS = {
@@ -150,7 +150,7 @@ class LabData:
     @property
     def steps_per_epoch(self):
         """Optimizer steps of one epoch (training images / global batch, rounded up)."""
-        return -(-len(self.train.paths) // self.distribution.global_batch_size)
+        return steps_per_epoch(len(self.train.paths), self.distribution.global_batch_size)
 
 
 def prepare_data(settings, run, data_dir, augment=None):

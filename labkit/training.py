@@ -51,6 +51,11 @@ def resolve_loss(loss):
 LR_SCHEDULES = ("constant", "cosine")
 
 
+def steps_per_epoch(n_items, batch_size):
+    """Optimizer steps of one epoch over `n_items` in batches of `batch_size`, the last one partial."""
+    return -(-int(n_items) // int(batch_size))
+
+
 def learning_rate_schedule(learning_rate, schedule="constant", total_steps=None):
     """The optimizer's learning rate for ``--lr`` and ``--lr-schedule``.
 

@@ -32,7 +32,7 @@ from labkit.gradcam import activation_map_figure, grad_cam
 from labkit.history import summarize
 from labkit.models.classic import vgg16_model
 from labkit.runtime import distribute
-from labkit.training import collect_predictions, compile_model, fit, learning_rate_schedule
+from labkit.training import collect_predictions, compile_model, fit, learning_rate_schedule, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 import numpy as np
@@ -124,7 +124,7 @@ def main(argv=None):
     with distribution.strategy.scope():
         model = vgg16_model(size, size, channels, settings.n_base, settings.dropout, n_class,
                             tuple(settings.dense_layers), batchnorm=settings.batchnorm)
-        steps = settings.epochs * -(-len(train) // batch)
+        steps = settings.epochs * steps_per_epoch(len(train), batch)
         rate = learning_rate_schedule(distribution.learning_rate, settings.lr_schedule, total_steps=steps)
         compile_model(model, rate, "categorical_crossentropy", metrics=["accuracy"])
     print(f"model: VGG16-style, n_base {settings.n_base}, dense {tuple(settings.dense_layers)}, batch norm "

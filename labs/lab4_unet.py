@@ -22,7 +22,7 @@ from labkit.history import summarize
 from labkit.plots import segmentation_samples
 from labkit.runtime import distribute
 from labkit.tensorboard import SegmentationImages
-from labkit.training import collect_predictions, compile_model, fit, learning_rate_schedule
+from labkit.training import collect_predictions, compile_model, fit, learning_rate_schedule, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 
@@ -82,7 +82,7 @@ def main(argv=None):
     # Model: the course's U-Net graph, built and compiled inside the distribution strategy's scope.
     with distribution.strategy.scope():
         model = get_unet((size, size, 1), base=settings.base, batchnorm=settings.batchnorm, dropout=settings.dropout)
-        steps = settings.epochs * -(-len(train_pairs) // batch)
+        steps = settings.epochs * steps_per_epoch(len(train_pairs), batch)
         rate = learning_rate_schedule(distribution.learning_rate, settings.lr_schedule, total_steps=steps)
         compile_model(model, rate, settings.loss, metrics=[dice_coef])  # labkit.losses.get_loss
     print(f"model: U-Net base {settings.base}, {model.count_params():,} parameters, loss {settings.loss}")

@@ -53,7 +53,7 @@ from labkit.plots import comparison_curves
 from labkit.runs import read_csv
 from labkit.runtime import distribute
 from labkit.tensorboard import SegmentationImages
-from labkit.training import fit
+from labkit.training import fit, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 
@@ -152,7 +152,7 @@ def lesion_data(settings, batch):
             "val_names": [p[0].stem for p in val_pairs], "test_names": [p[0].stem for p in test_pairs],
             "evaluated_on": evaluated_on, "calibration": next(iter(calibration))[0], "dir": data_dir,
             "files": 2 * (len(train_pairs) + len(val_pairs) + n_test),
-            "steps_per_epoch": -(-len(train_pairs) // batch)}
+            "steps_per_epoch": steps_per_epoch(len(train_pairs), batch)}
 
 
 def main(argv=None):

@@ -20,7 +20,6 @@ example:
 """
 
 import argparse
-import math
 from pathlib import Path
 
 from labkit import cli, dice_coef, get_unet3d, loss_dice_plot
@@ -35,7 +34,7 @@ from labkit.history import summarize
 from labkit.plots import surface_view, volume_slices
 from labkit.runtime import distribute
 from labkit.tensorboard import SegmentationImages
-from labkit.training import compile_model, fit, learning_rate_schedule
+from labkit.training import compile_model, fit, learning_rate_schedule, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 import tensorflow as tf
@@ -162,7 +161,7 @@ def main(argv=None):
           f"volumes from {data_dir}")
     train = patch_dataset(train_cases, patch, batch, seed=settings.seed, foreground_prob=settings.foreground_prob,
                           augment=settings.augment)
-    steps = max(1, math.ceil(len(train_cases) * settings.patches_per_volume / batch))
+    steps = max(1, steps_per_epoch(len(train_cases) * settings.patches_per_volume, batch))
     val = tf.data.Dataset.from_tensor_slices(validation_patches(val_cases, patch)).batch(batch)
 
     # Model: the 3D U-Net, built and compiled inside the distribution strategy's scope.

@@ -7,7 +7,7 @@ import keras
 import pytest
 from conftest import CrashAt
 
-from labkit.training import learning_rate_schedule
+from labkit.training import learning_rate_schedule, steps_per_epoch
 
 
 @pytest.mark.parametrize("step, expected", [(0, 0.0), (5, 0.5e-3), (10, 1e-3), (55, 0.5e-3), (100, 0.0)])
@@ -21,6 +21,11 @@ def test_cosine_follows_half_a_cosine_after_the_warm_up():
     for step in (20, 65, 110, 155, 199):
         fraction = (step - 20) / 180
         assert float(schedule(step)) == pytest.approx(2e-3 * 0.5 * (1 + math.cos(math.pi * fraction)), rel=1e-5, abs=1e-9)
+
+
+@pytest.mark.parametrize("n_items, batch, steps", [(12, 4, 3), (13, 4, 4), (1, 8, 1), (42, 4, 11)])
+def test_an_epoch_has_one_step_per_batch_the_last_one_partial(n_items, batch, steps):
+    assert steps_per_epoch(n_items, batch) == steps
 
 
 def test_constant_is_a_plain_number_and_bad_names_are_one_line():
