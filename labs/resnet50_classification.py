@@ -50,14 +50,15 @@ from labkit.models.classifiers import resnet50_classifier, resnet50_gradcam_laye
 from labkit.models.transfer import resolve_weights, weights_text
 from labkit.plots import class_gradcam_figure, confusion_matrix_figure, plot_history, roc_figure
 from labkit.runtime import distribute
-from labkit.training import balanced_class_weight, compile_model, fit, parameter_counts
+from labkit.training import (balanced_class_weight, compile_model, fit, learning_rate_schedule, parameter_counts,
+                              steps_per_epoch)
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 import tensorflow as tf
 
 COURSE = {"loss": "ce", "focal_gamma": 2.0, "focal_alpha": 0.25, "class_weights": "none", "weights": "imagenet",
           "dropout": 0.5, "batch_size": 32, "lr": 1e-3, "img_size": 224, "val_split": 0.15, "test_split": 0.15,
-          "gradcam_per_class": 2, "seed": 42}
+          "gradcam_per_class": 2, "lr_schedule": "constant", "seed": 42}
 #: Course epochs depend on the loss: 15 for cross-entropy, 10 for focal (and CE+focal).
 COURSE_EPOCHS = {"ce": 15, "focal": 10, "ce+focal": 10}
 DEMO = {"img_size": 64, "epochs": 6, "batch_size": 16, "n_images": 320, "image_px": 96}
@@ -84,6 +85,7 @@ def parse_args(argv=None):
     add("--augment", action="store_true", help="augment training images: flips, rotation, random crop, colour "
         "jitter")
     cli.add_weights_argument(parser)
+    cli.add_lr_schedule_argument(parser, DEMO)
     add("--freeze-backbone", action="store_true", help="train the head only (the backbone keeps its weights and "
         "BatchNorm statistics)")
     add("--dropout", type=cli.dropout_rate, help="dropout before the dense head (default: 0.5)")
@@ -169,7 +171,9 @@ def main(argv=None):
         model = resnet50_classifier((size, size, 3), len(CLASSES), settings.weights, dropout=settings.dropout,
                                     freeze_backbone=settings.freeze_backbone, bn_momentum=settings.bn_momentum_used)
         loss = get_loss(settings.loss, gamma=settings.focal_gamma, alpha=settings.focal_alpha)
-        compile_model(model, distribution.learning_rate, loss,
+        steps = epochs * steps_per_epoch(len(splits["train"]), distribution.global_batch_size)
+        rate = learning_rate_schedule(distribution.learning_rate, settings.lr_schedule, total_steps=steps)
+        compile_model(model, rate, loss,
                       metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1_macro")])
         if not tf.config.list_physical_devices("GPU"):
             model.jit_compile = False  # XLA made ResNet50 training ~2× slower per epoch on CPU (measured)

@@ -49,3 +49,17 @@ def test_a_demo_text_template_is_filled_from_the_settings(tmp_path, capsys):
     cli.begin(not_called, ["--out", str(tmp_path / "run")], "a_lab", parse_args, COURSE, DEMO,
               "{epochs} epochs at lr {lr}.")
     assert "demo profile: 2 epochs at lr 0.0001.\n" in capsys.readouterr().out
+
+
+def test_every_demo_setting_is_a_flag_of_its_lab_or_read_by_it():
+    """A demo profile sets flags of its lab and data sizes its lab reads (``settings.n_images``). Any other key (say
+    "lr_schedule" in a lab without --lr-schedule) would be stored in config.json and silently ignored."""
+    from conftest import ROOT, load_lab
+
+    ignored = {}
+    for path in sorted((ROOT / "labs").glob("*.py")):
+        lab = load_lab(path.stem)
+        if isinstance(getattr(lab, "DEMO", None), dict):
+            flags, source = vars(lab.parse_args([])), path.read_text()
+            ignored[path.stem] = [key for key in lab.DEMO if key not in flags and f"settings.{key}" not in source]
+    assert len(ignored) >= 10 and not any(ignored.values()), ignored

@@ -37,12 +37,12 @@ def groupings(root):
 
 
 @pytest.mark.slow
-def test_tiny_run_writes_every_file_and_its_numbers_agree(lab_runner, lesions, tmp_path, monkeypatch):
+def test_tiny_run_writes_every_file_and_its_numbers_agree(lab_runner, lesions, tmp_path, monkeypatch, adam_instances):
     monkeypatch.setattr("labkit.runtime.cpu_has_bf16", lambda: True)  # where auto would pick mixed_bfloat16
     out = tmp_path / "run"
     code, stdout, stderr = lab_runner("resnet50_classification", [
         "--data-dir", lesions, "--out", out, *TINY, "--loss", "ce+focal", "--class-weights", "balanced",
-        "--augment"])
+        "--augment", "--lr-schedule", "cosine"])
     assert code == 0, stderr
     # the lab avoids mixed_bfloat16 (measured to cost it quality): auto trains in float32 and says why
     assert "precision policy: float32 (auto would pick mixed_bfloat16 here, which this lab avoids: its demo" in stdout
@@ -50,6 +50,10 @@ def test_tiny_run_writes_every_file_and_its_numbers_agree(lab_runner, lesions, t
     for name in RUN_FILES:
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
+    # --lr-schedule cosine: the warm-up and the decay span the run's one epoch of training batches (batch 8)
+    schedule, n_train = adam_instances[-1]._learning_rate, metrics["data"]["splits"]["train"]["images"]
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay) and schedule.warmup_target == 1e-3
+    assert schedule.warmup_steps + schedule.decay_steps == -(-n_train // 8)
     assert metrics["epochs_run"] == 1 and metrics["final"]["epoch"] == 1 and metrics["train_seconds"] > 0
     assert metrics["loss"] == "ce+focal" and metrics["weights"]["used"] == "none"
     config = json.loads((out / "config.json").read_text())["settings"]

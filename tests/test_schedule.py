@@ -83,7 +83,7 @@ def test_a_resumed_run_continues_the_schedule_where_it_stopped(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["lab1_mlp", "lab2_cnn", "lab3_cnn", "lab4_unet", "lab4_activation_map",
-                                  "mobilenet_segmentation", "unet3d_segmentation"])
+                                  "mobilenet_segmentation", "unet3d_segmentation", "resnet50_classification"])
 def test_help_names_the_schedule_the_demo_really_uses(name, capsys):
     from conftest import load_lab
 
