@@ -337,6 +337,12 @@ def add_lr_schedule_argument(parser, demo):
                         f"{demo.get('lr_schedule', 'constant')})")
 
 
+def precise_bn_text(settings, batchnorm=True):
+    """``", precise BatchNorm statistics"`` for a demo text when the run re-estimates them before each validation
+    (``--precise-bn``) and its model has BatchNorm (`batchnorm`), else ``""``."""
+    return ", precise BatchNorm statistics" if batchnorm and settings.precise_bn else ""
+
+
 def add_weights_argument(parser, default="imagenet"):
     """``--weights imagenet|none|PATH`` for labs with an ImageNet encoder."""
     # default None: settings then tell a typed --weights from the lab's course default / demo profile

@@ -63,7 +63,7 @@ def demo_text(settings):
             f"images per class), {settings.img_size}×{settings.img_size} grey, {settings.epochs} epochs, lr "
             f"{settings.lr:g} ({settings.lr_schedule} schedule)"
             f"{', batch normalisation (Tasks 1–4 have none)' if settings.batchnorm else ''}"
-            f"{', precise BatchNorm statistics' if settings.batchnorm and settings.precise_bn else ''}.")
+            f"{cli.precise_bn_text(settings, settings.batchnorm)}.")
 
 
 def embedded_data(settings):

@@ -105,7 +105,7 @@ def demo_text(settings):
     """What the demo run is, for the screen."""
     return (f"embedded synthetic dermoscopy set ({settings.n_images} training images), {settings.img_size}×"
             f"{settings.img_size}, {settings.epochs} epochs, batch {settings.batch_size}, {settings.decoder} decoder, "
-            f"{settings.lr_schedule} schedule{', precise BatchNorm statistics' if settings.precise_bn else ''}.")
+            f"{settings.lr_schedule} schedule{cli.precise_bn_text(settings)}.")
 
 
 def comparison_preset(args):

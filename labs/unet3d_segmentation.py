@@ -131,7 +131,7 @@ def demo_text(settings):
     return (f"{settings.n_volumes} embedded synthetic volumes of about {'×'.join(map(str, settings.volume_shape))}, "
             f"patches {'×'.join(map(str, settings.patch))}, base {settings.base}, depth {settings.depth}, "
             f"{settings.epochs} epochs, lr {settings.lr} ({settings.lr_schedule} schedule)"
-            f"{', precise BatchNorm statistics' if settings.batchnorm and settings.precise_bn else ''}.")
+            f"{cli.precise_bn_text(settings, settings.batchnorm)}.")
 
 
 def main(argv=None):
