@@ -7,7 +7,7 @@ import urllib.error
 
 import keras
 import pytest
-from conftest import load_lab
+from conftest import load_lab, run_lab_inprocess
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report
 
 from labkit.data.layouts.isic2018 import CLASSES, lesion_splits
@@ -45,7 +45,8 @@ def test_tiny_run_writes_every_file_and_its_numbers_agree(lab_runner, lesions, t
         "--augment", "--lr-schedule", "cosine"])
     assert code == 0, stderr
     # the lab avoids mixed_bfloat16 (measured to cost it quality): auto trains in float32 and says why
-    assert "precision policy: float32 (auto would pick mixed_bfloat16 here, which this lab avoids: its demo" in stdout
+    assert ("precision policy: float32 (auto would pick mixed_bfloat16 here, which this lab avoids: at a constant "
+            "rate with Keras's moving BatchNorm averages") in stdout
     assert json.loads((out / "config.json").read_text())["settings"]["precision"] == "float32"
     for name in RUN_FILES:
         assert (out / name).is_file(), name
@@ -89,6 +90,28 @@ def test_tiny_run_writes_every_file_and_its_numbers_agree(lab_runner, lesions, t
     # The recorded lesion count of the test split is that of its images.
     lesion_of = groupings(lesions)
     assert len({lesion_of[r["image"]] for r in predictions}) == splits["test"]["lesions"]
+
+
+@pytest.mark.slow
+def test_the_demo_trains_its_profile_on_the_embedded_set(lab, lesions, tmp_path, monkeypatch, capsys, adam_instances):
+    """No data folder: the embedded set is made with the demo's sizes, and the demo's schedule, precise BatchNorm
+    statistics and validation split apply (here shortened to one epoch at 32 px on the small fixture set)."""
+    made = []
+    monkeypatch.setattr(lab, "isic2018_task3_dataset", lambda *args, **kwargs: made.append((args, kwargs)) or lesions)
+    monkeypatch.setattr("labkit.models.transfer.keras_cache_dir", lambda: tmp_path)  # no cached ImageNet file
+    code, out, err = run_lab_inprocess(lab, ["--out", str(tmp_path / "run"), "--img-size", "32", "--epochs", "1",
+                                             "--quiet"], capsys)
+    assert code == 0, err
+    demo = lab.DEMO
+    assert made == [((demo["n_images"], demo["image_px"]), {"min_per_class": demo["min_per_class"]})]
+    assert (f"demo profile: embedded synthetic seven-class lesions ({demo['n_images']} images, at least "
+            f"{demo['min_per_class']} of each class), 32×32, 1 epochs, batch {demo['batch_size']}, cosine schedule, "
+            "precise BatchNorm statistics.") in out
+    assert "UNTRAINED ResNet50" in out  # the demo never downloads
+    settings = json.loads((tmp_path / "run" / "config.json").read_text())["settings"]
+    assert settings["demo"] and settings["precise_bn"] and settings["weights"] == "none"
+    assert (settings["lr_schedule"], settings["val_split"]) == ("cosine", demo["val_split"])
+    assert isinstance(adam_instances[-1]._learning_rate, keras.optimizers.schedules.CosineDecay)
 
 
 def fake_metrics(scale):
