@@ -19,12 +19,13 @@ lines of ``main`` (flags, --sweep/--folds, run folder, seed, precision, demo not
 """
 
 import argparse
+import errno
 import platform
 import sys
 from pathlib import Path
 
 from labkit.data.layouts import forget_skipped, skipped_files
-from labkit.errors import LabkitInputError
+from labkit.errors import LabkitInputError, RunWriteError
 from labkit.runtime import PRECISIONS, STRATEGIES
 from labkit.training import LR_SCHEDULES, TrainingDiverged, TrainingStopped
 
@@ -229,8 +230,14 @@ def versions():
     }
 
 
+#: OS errors that are faults of the machine or its set-up, not of labkit: one line and exit code 1.
+FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+
+
 def run_lab(main, argv=None):
-    """Run a lab's ``main(argv)`` and exit: 0 done, 2 bad input (one ``error:`` line), 1 diverged or dead training."""
+    """Run a lab's ``main(argv)`` and exit: 0 done, 2 bad input (one ``error:`` line), 1 diverged or dead training
+    or a fault of the machine (a full disk, a folder that became unwritable: one ``error:`` line saying what the run
+    folder keeps and how to continue)."""
     try:
         main(argv)
     except LabkitInputError as exc:
@@ -240,10 +247,32 @@ def run_lab(main, argv=None):
         kind = "diverged" if isinstance(exc, TrainingDiverged) else "stopped"
         print(f"error: training {kind}: {exc}", file=sys.stderr)
         sys.exit(1)
+    except RunWriteError as exc:
+        remedy = "free space" if exc.disk_full else "make it writable"
+        print(f"error: {exc}; {what_the_run_keeps(exc.path, remedy)}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:
+        if exc.errno not in FAULTS:
+            raise
+        print(f"error: {exc.strerror}: {exc.filename or exc}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted: rerun with --resume --out <run folder> to continue", file=sys.stderr)
         sys.exit(130)
     sys.exit(0)
+
+
+def what_the_run_keeps(path, remedy="free space"):
+    """``<run> keeps epochs 1–k; free space and rerun with --resume`` for a file of a run that could not be
+    written (k from the run's resume checkpoint)."""
+    from labkit import resume, runs
+
+    folder = runs.run_folder_of(path)
+    if folder is None:
+        return f"{remedy} and run again"
+    epochs = resume.completed_epochs(runs.RunFolder(folder))
+    kept = f"keeps epochs 1–{epochs}" if epochs else "keeps no completed epoch"
+    return f"{folder} {kept}; {remedy} and rerun with --resume"
 
 
 def start_run(lab_name, args, course, demo, auto_avoids=None):
@@ -267,7 +296,7 @@ def start_run(lab_name, args, course, demo, auto_avoids=None):
         settings = {**COMMON_DEFAULTS, **course, **stored, "resume": True, "out": str(run.path),
                     "quiet": bool(args.quiet)}
         is_demo = stored.get("demo", is_demo)
-        print(f"resuming {run.path} from its last completed epoch")
+        print(f"resuming {run.path} with the settings in its config.json")
     # The parsed flags ride along as a class attribute: not a setting, so not in vars(settings) nor config.json.
     settings = type("LabSettings", (argparse.Namespace,), {"flags": args})(**{**settings, "demo": is_demo,
                                                                               "out": str(run.path)})

@@ -572,7 +572,6 @@ def keep_file(run, source, name="model.keras"):
     """Make ``<run>/<name>`` the file `source` (e.g. the winner's model): a hard link (no extra disk space), else a
     copy; written atomically and recorded as labkit's, so ``--overwrite`` may remove it."""
     def place(tmp):
-        os.remove(tmp)
         try:
             os.link(source, tmp)
         except OSError:

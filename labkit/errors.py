@@ -1,8 +1,11 @@
-"""The one exception type labkit raises for bad input.
+"""The exceptions labkit raises for bad input and for faults of the machine.
 
-Lab scripts turn it into a single ``error: …`` line on stderr and exit code 2; API users catch it as a
-``ValueError``.
+Lab scripts turn `LabkitInputError` into a single ``error: …`` line on stderr and exit code 2 (API users catch it as a
+``ValueError``), and `RunWriteError` (a full disk, a folder that became unwritable mid-run) into one line and exit
+code 1 that says what the run folder keeps and how to continue.
 """
+
+import errno
 
 
 class LabkitInputError(ValueError):
@@ -10,6 +13,34 @@ class LabkitInputError(ValueError):
 
     The message names the file, folder or flag at fault and fits on one line.
     """
+
+
+class RunWriteError(OSError):
+    """A file of a run could not be written (full disk, permission lost, read-only file system).
+
+    The file it names was not changed: labkit writes every file to a temporary name first and renames it only
+    once it is complete (`labkit.runs.atomic_write`).
+
+    Attributes:
+        path: the file labkit was writing.
+    """
+
+    def __init__(self, path, cause):
+        self.path = path
+        code = getattr(cause, "errno", None)
+        if code == errno.ENOSPC or "No space left" in str(cause):
+            reason = "no space left on device"
+            code = errno.ENOSPC
+        else:
+            reason = f"cannot write ({getattr(cause, 'strerror', None) or cause})"
+        super().__init__(code, f"{reason} writing {path}")
+
+    def __str__(self):
+        return self.strerror
+
+    @property
+    def disk_full(self):
+        return self.errno == errno.ENOSPC
 
 
 def require(condition, message):

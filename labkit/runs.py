@@ -1,45 +1,43 @@
 """A run folder: config, history, metrics, figures and model, each written whole or not at all.
 
-Every file is written to a temporary name in the same folder and renamed over the target (`os.replace` is atomic
-on POSIX and Windows), so a crash or SIGKILL never leaves a truncated ``metrics.json``, ``history.csv`` or
-``model.keras``.
+Every file is written to a temporary name beside it (``.<name>.tmp``) and renamed over the target (`os.replace` is
+atomic on POSIX and Windows), so a crash, a SIGKILL or a full disk never leaves a truncated ``metrics.json``,
+``history.csv`` or ``model.keras``: the file keeps its previous content. A write that fails raises
+`labkit.errors.RunWriteError`, naming the file.
 
-Every run folder also keeps a hidden manifest, ``.labkit-run.json``: the files labkit wrote there, recorded as each
-is written. ``--overwrite`` removes exactly what labkit wrote (the manifest's files, the folders Keras writes for
-labkit — ``backup/``, ``tensorboard/`` —, child run folders) and refuses, removing nothing, a folder that holds
-anything else.
+Every run folder keeps a hidden manifest, ``.labkit-run.json``: the exact relative path of every file labkit wrote
+there (inside ``backup/`` and ``tensorboard/`` too), recorded before the file is written. Child run folders (the
+variants of a ``--sweep``, the folds of ``--folds``, auto-context steps) keep manifests of their own.
+``--overwrite`` removes exactly what the manifests list (and temporaries of listed files a killed process left)
+and refuses, removing nothing, a folder that holds anything else, whatever its name.
 """
 
 import csv
-import fnmatch
 import io
 import json
 import math
 import os
 import re
 import shutil
-import tempfile
 import weakref
 from datetime import datetime
 from pathlib import Path
 
-from labkit.errors import LabkitInputError
+from labkit.errors import LabkitInputError, RunWriteError
 
 RUN_FILES = ("config.json", "history.csv", "metrics.json", "model.keras")
 
 MANIFEST = ".labkit-run.json"
 """The hidden file in each run folder that lists what labkit wrote there (paths relative to the folder)."""
 
-LABKIT_FILES = (*RUN_FILES, "split.csv", "per_image.csv", "per_case.csv", "predictions.csv", "report.*",
-                "comparison.*", "variants.*", "folds.csv", "summary.*", "encoder.json", "curves*.png", "samples.png",
-                "activation_maps.png", "confusion_matrix.png", "roc.png", "gradcam.png", "slices.png", "surface.png")
-"""Names (glob patterns) of the files a lab writes: what `--overwrite` also accepts in a run folder made before
-manifests existed, and files written outside `atomic_write` (a hard-linked ``model.keras``)."""
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp(\.keras|\.weights\.h5)?$")
+"""A temporary of `atomic_write` (``.<name>.tmp``, plus the extension Keras insists on)."""
 
-LABKIT_DIRS = ("backup", "tensorboard")
-"""Folders Keras callbacks write into a run folder for labkit (``BackupAndRestore``, ``TensorBoard``)."""
 
-_LEFTOVER = re.compile(r"^\..+\.tmp(\.keras)?$")  # a temporary of atomic_write left by a killed process
+def temporary_path(path):
+    """Where `atomic_write` writes `path` before renaming it: ``.<name>.tmp`` beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp")
 
 
 def _read_manifest(folder):
@@ -53,30 +51,65 @@ def _read_manifest(folder):
 
 def _write_manifest(folder, files):
     text = json.dumps({"written_by": "labkit", "files": sorted(files)}, indent=1) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f"{MANIFEST}.", suffix=".tmp", dir=folder)
+    target = Path(folder) / MANIFEST
+    tmp = temporary_path(target)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, Path(folder) / MANIFEST)
+        tmp.write_text(text)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise RunWriteError(target, exc) from exc
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp.exists():
+            tmp.unlink()
+
+
+def run_folder_of(path, levels=3):
+    """The nearest folder at most `levels` above `path` that holds a run manifest, or None."""
+    path = Path(path).absolute()
+    return next((folder for folder in list(path.parents)[:levels] if (folder / MANIFEST).is_file()), None)
 
 
 def record_written(path, levels=3):
     """Add `path` to the manifest of the nearest run folder at most `levels` folders above it (if any).
 
-    `atomic_write` calls this for every file, so a lab writing through `RunFolder` or `atomic_write` needs nothing
-    else; call it for a file made another way (a hard link, a copy by a library) inside a run folder.
+    `atomic_write` calls this for every file before writing it, so a lab writing through `RunFolder` or
+    `atomic_write` needs nothing else; call it for a file made another way inside a run folder (TensorBoard's
+    event files, a file a library writes).
     """
     path = Path(path).absolute()
-    for folder in list(path.parents)[:levels]:
+    folder = run_folder_of(path, levels)
+    if folder is not None:
         files = _read_manifest(folder)
-        if files is not None:
-            name = path.relative_to(folder).as_posix()
-            if name not in files:
-                _write_manifest(folder, files | {name})
-            return
+        name = path.relative_to(folder).as_posix()
+        if files is not None and name not in files:
+            _write_manifest(folder, files | {name})
+
+
+def record_folder(folder):
+    """Record every file under `folder` (e.g. what TensorBoard wrote into ``<run>/tensorboard``) as labkit's."""
+    folder = Path(folder)
+    run = run_folder_of(folder / "x")
+    files = _read_manifest(run) if run is not None else None
+    if files is None or not folder.is_dir():
+        return
+    found = {p.relative_to(run).as_posix() for p in folder.rglob("*") if p.is_file()}
+    if found - files:
+        _write_manifest(run, files | found)
+
+
+def forget_written(folder, *names):
+    """Delete the files `folder`'s manifest lists under `names` (files, or folders: everything in them) and drop
+    them from the manifest; folders left empty go too."""
+    folder = Path(folder)
+    files = _read_manifest(folder) or set()
+    gone = {f for f in files for name in names if f == name or f.startswith(name.rstrip("/") + "/")}
+    for name in gone:
+        (folder / name).unlink(missing_ok=True)
+    for name in names:
+        if (folder / name).is_dir():
+            _remove_empty_folders(folder / name)
+    if gone:
+        _write_manifest(folder, files - gone)
 
 
 def _is_labkit_config(folder):
@@ -88,40 +121,76 @@ def _is_labkit_config(folder):
     return isinstance(data, dict) and bool({"settings", "multirun", "variant"} & set(data))
 
 
-def foreign_file(folder, recorded=None, top=True):
+def _listed(name, recorded):
+    """Is `name` (relative to a run folder) a file the manifest lists, or a temporary of one?"""
+    if name in recorded:
+        return True
+    folder, _, base = name.rpartition("/")
+    match = _TEMPORARY.match(base)
+    return bool(match) and (f"{folder}/" if folder else "") + match["name"] in recorded
+
+
+def foreign_file(folder):
     """The first file or folder under `folder` that labkit did not write (sorted order), or None.
 
-    labkit's own: the files its manifest (or, for a folder without one, the nearest manifest above) lists, the
-    names in `LABKIT_FILES`, the folders in `LABKIT_DIRS`, temporaries of `atomic_write`, and sub-folders whose every
-    entry is labkit's (child runs). A top folder with neither a manifest nor a labkit ``config.json`` is not a run
-    folder: its first entry is foreign.
+    labkit's own are exactly: the files its manifest lists (and temporaries of those a killed write left), the
+    manifest itself, and child run folders whose own manifests account for everything in them. A folder without a
+    manifest is not a run folder: its first entry is foreign.
     """
     folder = Path(folder)
-    own = _read_manifest(folder)
-    if own is not None:
-        recorded = own
-    elif top and not _is_labkit_config(folder):  # not a run folder: name a file no lab writes, if there is one
-        found = foreign_file(folder, top=False)
-        return found or next(iter(sorted(p for p in folder.iterdir() if p.name != MANIFEST)), None)
-    recorded = recorded or set()
+    recorded = _read_manifest(folder)
+    if recorded is None:
+        return next(iter(sorted(folder.iterdir())), None)
+    return _foreign_in(folder, folder, recorded)
+
+
+def _foreign_in(root, folder, recorded):
     for entry in sorted(folder.iterdir()):
-        name = entry.name
-        if name == MANIFEST or _LEFTOVER.match(name):
+        name = entry.relative_to(root).as_posix()
+        if folder == root and name in (MANIFEST, temporary_path(MANIFEST).name):
             continue
         if entry.is_dir() and not entry.is_symlink():
-            if name in LABKIT_DIRS:
-                continue
-            inner = {r[len(name) + 1:] for r in recorded if r.startswith(name + "/")}
-            found = foreign_file(entry, inner, top=False)
+            if (entry / MANIFEST).is_file():
+                found = foreign_file(entry)  # a child run folder: its own manifest decides
+            elif any(r.startswith(name + "/") for r in recorded):
+                found = _foreign_in(root, entry, recorded)
+            else:
+                found = entry
             if found is not None:
                 return found
-        elif name not in recorded and not any(fnmatch.fnmatchcase(name, p) for p in LABKIT_FILES):
+        elif not _listed(name, recorded):
             return entry
     return None
 
 
+def _remove_empty_folders(folder):
+    """Remove `folder` and the folders under it that are (or become) empty."""
+    folder = Path(folder)
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for entry in folder.iterdir():
+        _remove_empty_folders(entry)
+    if not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def _remove_recorded(folder):
+    """Delete what `folder`'s manifest lists (with their temporaries) and its child run folders; keep the folder."""
+    recorded = _read_manifest(folder) or set()
+    for entry in sorted(folder.rglob("*"), reverse=True):
+        name = entry.relative_to(folder).as_posix()
+        if entry.is_dir() and not entry.is_symlink() and (entry / MANIFEST).is_file():
+            _remove_recorded(entry)
+            (entry / MANIFEST).unlink()
+        elif entry.exists() and not entry.is_dir() and _listed(name, recorded):
+            entry.unlink()
+    for entry in folder.iterdir():
+        _remove_empty_folders(entry)
+
+
 def clear_run_folder(folder, flag="--overwrite"):
-    """Remove what labkit wrote in `folder` (see `foreign_file`), or raise and remove nothing if it holds more.
+    """Remove exactly what labkit wrote in `folder` (see `foreign_file`), or raise and remove nothing if it holds
+    anything else.
 
     Raises:
         LabkitInputError: one line naming the folder and the first file labkit did not write.
@@ -131,32 +200,45 @@ def clear_run_folder(folder, flag="--overwrite"):
         return
     found = foreign_file(folder)
     if found is not None:
+        older = (" (a run made by a labkit that kept no list of its files: delete it yourself)"
+                 if _read_manifest(folder) is None and _is_labkit_config(folder) else "")
         raise LabkitInputError(
-            f"{flag}: {folder} holds {found.relative_to(folder)}, which labkit did not write; nothing was deleted: "
-            "choose another --out or move that file away"
+            f"{flag}: {folder} holds {found.relative_to(folder)}, which labkit did not write{older}; nothing was "
+            "deleted: choose another --out or move that file away"
         )
-    for entry in folder.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+    _remove_recorded(folder)
+    (folder / MANIFEST).unlink(missing_ok=True)
 
 
-def atomic_write(path, write):
-    """Call ``write(tmp_path)`` and rename the result to `path` only once it is complete."""
+def atomic_write(path, write, suffix=""):
+    """Call ``write(tmp_path)`` and rename the result to `path` only once it is complete.
+
+    Args:
+        path: the file to write.
+        write: writes the whole content to the path it is given.
+        suffix: an extension the writer insists on (Keras: ``.keras``, ``.weights.h5``), added to the temporary.
+
+    Raises:
+        RunWriteError: the file could not be written (full disk, no permission, ...); `path` is unchanged and no
+            temporary is left behind. Other exceptions of `write` pass through, with the same guarantees.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = Path(f"{temporary_path(path)}{suffix}")
     try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    record_written(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record_written(path)
+        try:
+            write(str(tmp))
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    except RunWriteError:
+        raise
+    except OSError as exc:
+        raise RunWriteError(path, exc) from exc
     return path
 
 
@@ -239,6 +321,21 @@ def _inference_copy(model):
     return twin
 
 
+def check_writable_folder(path):
+    """Refuse, before anything trains, an ``--out`` that cannot be a folder: a file in its place or above it.
+
+    Raises:
+        LabkitInputError: naming the file in the way.
+    """
+    path = Path(path)
+    for part in [path, *path.parents]:
+        if part.exists() or part.is_symlink():
+            if not part.is_dir():
+                where = "" if part == path else f": {part} is a file"
+                raise LabkitInputError(f"--out {path} cannot be a run folder{where or ': it is a file'}")
+            return
+
+
 def default_run_dir(lab_name, root="runs"):
     """``runs/<lab>-<YYYYmmdd-HHMMSS>``."""
     return Path(root) / f"{lab_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -247,13 +344,17 @@ def default_run_dir(lab_name, root="runs"):
 class RunFolder:
     """The output folder of one lab run.
 
+    ``metrics.json`` is written last and marks a finished run; writing it also removes the run's resume checkpoint
+    (``backup/``, see `labkit.resume`), which a finished run no longer needs.
+
     Example:
         >>> run = RunFolder.create("runs/demo")
         >>> run.write_json("config.json", {"epochs": 3})
     """
 
-    def __init__(self, path):
+    def __init__(self, path, resumed=False):
         self.path = Path(path)
+        self.resumed = resumed
 
     @classmethod
     def create(cls, path, overwrite=False, resume=False):
@@ -266,11 +367,12 @@ class RunFolder:
             resume: continue the run that is there (its ``config.json`` must exist).
 
         Raises:
-            LabkitInputError: the folder holds a finished run (``metrics.json``) and neither flag is given,
-                `resume` is asked for a folder without a run, or `overwrite` for a folder holding files labkit
-                did not write.
+            LabkitInputError: the folder cannot be written (a file in the way, no permission, a read-only or full
+                file system), holds a finished run (``metrics.json``) and neither flag is given, `resume` is asked
+                for a folder without a run, or `overwrite` for a folder holding files labkit did not write.
         """
-        run = cls(path)
+        run = cls(path, resumed=resume)
+        check_writable_folder(run.path)
         if resume:
             if not run.file("config.json").is_file():
                 raise LabkitInputError(f"--resume: {run.path} holds no run to resume (no config.json)")
@@ -280,13 +382,16 @@ class RunFolder:
             )
         elif overwrite:
             clear_run_folder(run.path)
-        elif run.file("config.json").is_file() and not overwrite:
+        elif run.file("config.json").is_file():
             raise LabkitInputError(
                 f"--out {run.path} holds an unfinished run: pass --resume to continue it or --overwrite to start afresh"
             )
-        run.path.mkdir(parents=True, exist_ok=True)
-        if _read_manifest(run.path) is None:
-            _write_manifest(run.path, set())
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+            _write_manifest(run.path, _read_manifest(run.path) or set())  # also proves the folder is writable
+        except (OSError, RunWriteError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise LabkitInputError(f"--out {run.path}: cannot write there ({reason})") from None
         return run
 
     def file(self, name):
@@ -298,7 +403,10 @@ class RunFolder:
         return self.file("metrics.json").is_file()
 
     def write_json(self, name, data):
-        return write_json(self.file(name), data)
+        written = write_json(self.file(name), data)
+        if name == "metrics.json":
+            forget_written(self.path, "backup")  # finished: the resume checkpoint has done its job
+        return written
 
     def read_json(self, name):
         return json.loads(self.file(name).read_text())
@@ -323,18 +431,8 @@ class RunFolder:
 
         The file holds the network and its weights only, so plain ``keras.saving.load_model`` reads it in a process
         that never imported labkit (when the network uses only Keras layers; else ``import labkit`` first) and it is
-        a third of the size with Adam. Resuming does not need it: ``BackupAndRestore`` keeps the optimizer in
-        ``backup/``. To train a reloaded model further, compile it again.
+        a third of the size with Adam. Resuming does not need it: the checkpoint in ``backup/`` keeps the optimizer
+        (`labkit.resume`). To train a reloaded model further, compile it again.
         """
         inference = _inference_copy(model)
-
-        def save(tmp):
-            keras_tmp = f"{tmp}.keras"  # Keras insists on the extension
-            try:
-                inference.save(keras_tmp)
-                os.replace(keras_tmp, tmp)
-            finally:
-                if os.path.exists(keras_tmp):
-                    os.remove(keras_tmp)
-
-        return atomic_write(self.file(name), save)
+        return atomic_write(self.file(name), inference.save, suffix=".keras")
