@@ -66,6 +66,30 @@ def set_seed(seed, deterministic=False):
         tf.config.experimental.enable_op_determinism()
 
 
+def seed_states(*objects):
+    """The random-seed state variables (Keras ``SeedGenerator`` states) of Keras layers, models or seed generators,
+    in a fixed order.
+
+    Dropout masks and Keras's random preprocessing layers draw from these states; they are not among a model's
+    weights, so ``save_weights`` does not keep them (`labkit.resume` does).
+    """
+    states = []
+    for obj in objects:
+        if isinstance(obj, keras.random.SeedGenerator):
+            states.append(obj.state)
+        elif obj is not None:
+            states += [v for v in obj.variables if v.path.endswith("seed_generator_state")]
+    return states
+
+
+def reseed(states, seed):
+    """Set each of `states` (see `seed_states`) from one ``(2,)`` seed pair: state i becomes ``seed + (i, 0)``, so
+    the generators draw independent, reproducible streams. Works inside a `tf.data` function."""
+    seed = tf.cast(seed, "int64")
+    for index, state in enumerate(states):
+        state.assign(tf.cast(seed + tf.constant([index, 0], "int64"), state.dtype))
+
+
 def get_strategy(name="none"):
     """A `tf.distribute` strategy for ``--distribute``: none (default device), mirrored (all local GPUs) or
     multiworker (machines listed in ``TF_CONFIG``).

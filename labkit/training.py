@@ -1,10 +1,12 @@
 """The one fit path every lab uses: compile, callbacks and the run record.
 
-`fit` wraps `keras.Model.fit` with a `RunRecorder` (``history.csv`` each epoch, ``model.keras`` whenever the monitored
-metric improves, both written atomically), Keras's `BackupAndRestore` for ``--resume``, a NaN guard that stops
+`fit` wraps `keras.Model.fit` with a `RunRecorder` (after each epoch a resume checkpoint, ``history.csv`` and, when
+the monitored metric improves, ``model.keras``, all written atomically; see `labkit.resume`), a NaN guard that stops
 with the epoch and step at fault, a dead-run watch and, on request, precise BatchNorm statistics
-(`labkit.batchnorm`). Precision, seeds and distribution are set up in `labkit.runtime`; a history's
-best epoch and summary come from `labkit.history`.
+(`labkit.batchnorm`). A training dataset made by labkit's builders is trained epoch by epoch from its
+`labkit.data.pipeline.EpochStream`, so a resumed run continues with the batches an uninterrupted run would see.
+Precision, seeds and distribution are set up in `labkit.runtime`; a history's best epoch and summary come from
+`labkit.history`.
 """
 
 import math
@@ -14,12 +16,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from labkit import resume
 from labkit.batchnorm import PRECISE_BN_BATCHES, PreciseBatchNorm
+from labkit.data.pipeline import epoch_stream
 from labkit.errors import require
 from labkit.history import improved, monitor_mode, summarize
 from labkit.losses import get_loss
 from labkit.metrics import dice_coef, iou_coef, thresholded_dice
 from labkit.progress import progress
+from labkit.runs import record_folder
 
 
 class TrainingStopped(RuntimeError):
@@ -105,16 +110,40 @@ def compile_model(model, learning_rate, loss, metrics=(), optimizer=None):
     return model
 
 class RunRecorder(keras.callbacks.Callback):
-    """Write ``history.csv`` after every epoch and ``model.keras`` whenever `monitor` improves; stop on NaN.
+    """After every epoch: commit the resume checkpoint, write ``history.csv``, and ``model.keras`` whenever `monitor`
+    improved; stop on a NaN loss.
 
-    On a resumed run, rows of epochs that are trained again replace the old ones, so every epoch appears once.
+    The order makes every kill safe: the checkpoint (`labkit.resume.commit`) is the record of an epoch, so a run
+    killed before it retrains that epoch, and one killed after it gets its ``history.csv`` and ``model.keras``
+    rewritten from the checkpoint (`restore`).
+
+    Args:
+        run: the `labkit.runs.RunFolder` (None: only collect the rows).
+        monitor, mode: the metric that picks the best epoch, and ``min``/``max``.
+        stateful: ``{name: callback}`` whose ``get_state()`` goes into each checkpoint (``set_state`` on resume).
     """
 
-    def __init__(self, run, monitor, mode, rows=()):
+    def __init__(self, run, monitor, mode, stateful=None):
         super().__init__()
         self.run, self.monitor, self.mode = run, monitor, mode
-        self.rows = list(rows)
+        self.stateful = stateful or {}
+        self.rows, self.best_epoch = [], None
         self.diverged = None
+
+    def restore(self, epochs):
+        """Continue from the run's newest readable checkpoint (see `labkit.resume.restore`); returns the epoch to
+        start from (0-based) and prints what happens."""
+        restored = resume.restore(self.run, self.model, epochs)
+        print(restored.message)
+        self.rows, self.best_epoch = list(restored.rows), restored.best_epoch
+        for name, state in restored.callbacks.items():
+            if name in self.stateful:
+                self.stateful[name].set_state(state)
+        if restored.epoch:
+            self.run.write_csv("history.csv", self.rows)  # a kill between commit and history.csv lost nothing
+            if self.best_epoch == restored.epoch:  # nor one between history.csv and model.keras
+                self.run.save_model(self.model)
+        return restored.epoch
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch, self._start = epoch, time.perf_counter()
@@ -130,14 +159,20 @@ class RunRecorder(keras.callbacks.Callback):
             return
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         row["seconds"] = round(time.perf_counter() - self._start, 3)
-        self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
+        earlier = [r[self.monitor] for r in self.rows if r["epoch"] <= epoch and self.monitor in r]
+        self.rows = [r for r in self.rows if r["epoch"] <= epoch] + [row]
+        best = (max if self.mode == "max" else min)(earlier) if earlier else None
+        better = self.monitor in row and improved(row[self.monitor], best, self.mode)
+        self.best_epoch = epoch + 1 if better else self.best_epoch
         if self.run is None:
             return
+        states = {name: callback.get_state() for name, callback in self.stateful.items()}
+        resume.commit(self.run, self.model, resume.Checkpoint(epoch + 1, f"epoch-{epoch + 1}.weights.h5", self.rows,
+                                                              self.best_epoch, resume.model_seeds(self.model), states))
         self.run.write_csv("history.csv", self.rows)
-        earlier = [r[self.monitor] for r in self.rows[:-1] if self.monitor in r]
-        best = (max if self.mode == "max" else min)(earlier) if earlier else None
-        if self.monitor in row and improved(row[self.monitor], best, self.mode):
+        if better:
             self.run.save_model(self.model)
+        record_folder(self.run.file("tensorboard"))  # the event files TensorBoard wrote this epoch
 
 
 class DeadRunWatch(keras.callbacks.Callback):
@@ -170,6 +205,15 @@ class DeadRunWatch(keras.callbacks.Callback):
         self.probe, self.patience, self.spread, self.flat = probe, int(patience), float(spread), float(flat)
         self.saturated, self.progress = float(saturated), float(progress)
         self.losses, self.lowest, self.first_loss, self.dead_epochs, self.died = [], math.inf, None, 0, None
+
+    def get_state(self):
+        """What the watch has seen so far (for the resume checkpoint)."""
+        return {"losses": self.losses, "lowest": self.lowest, "first_loss": self.first_loss,
+                "dead_epochs": self.dead_epochs}
+
+    def set_state(self, state):
+        self.losses, self.lowest = list(state["losses"]), float(state["lowest"])
+        self.first_loss, self.dead_epochs = state["first_loss"], int(state["dead_epochs"])
 
     def probe_outputs(self):
         """The model's outputs on the probe batch as float32 ``(pixels or items, channels)``."""
@@ -240,18 +284,26 @@ def fit(
 
     Args:
         model: a compiled `keras.Model`.
-        train_data, val_data: datasets (or anything `Model.fit` takes as ``x``) of ``(inputs, targets)``.
-        epochs: total epochs; a resumed run continues from its last completed epoch up to this.
-        run: a `labkit.runs.RunFolder` (``history.csv``, best ``model.keras``, resume backup), or None.
+        train_data, val_data: datasets (or anything `Model.fit` takes as ``x``) of ``(inputs, targets)``. A training
+            dataset from labkit's builders is trained epoch by epoch from its `EpochStream` (epoch e's batches
+            depend on the seed and e alone).
+        epochs: total epochs; a resumed run continues after its last committed epoch up to this.
+        run: a `labkit.runs.RunFolder` (``history.csv``, best ``model.keras``, the resume checkpoint in
+            ``backup/``), or None. A run opened with ``resume=True`` continues from its checkpoint and prints one
+            line saying from where (`labkit.resume.restore`).
         monitor: history key that picks the best epoch, e.g. ``val_dice_coef``.
         mode: ``min`` or ``max`` (default: from the name, see `monitor_mode`).
-        steps_per_epoch, validation_steps: as in `Model.fit` (needed for repeated datasets).
+        steps_per_epoch, validation_steps: as in `Model.fit` (needed for repeated datasets; a stream knows its own).
         verbose: Keras progress output (1 bar, 2 one line per epoch, 0 silent).
         callbacks: extra Keras callbacks.
         tensorboard: also write TensorBoard logs to ``<run>/tensorboard``.
         class_weight: as in `Model.fit`.
         stop_dead: stop a run whose network has died (`DeadRunWatch`: constant predictions on a few validation
             images and a flat training loss for 5 epochs); ``--no-stop-dead`` turns it off.
+        precise_batchnorm: before each validation, set the BatchNorm statistics from the current weights
+            (`labkit.batchnorm.PreciseBatchNorm`, over the epoch's first training batches with dropout off), so
+            validation scores and the saved model do not use statistics lagging behind the weights. Needs
+            `train_data` as a `tf.data.Dataset`; a model without trainable BatchNorm layers is unaffected.
 
     Returns:
         The history as a dict of lists, one entry per epoch of the whole run (resumed epochs included),
@@ -261,41 +313,41 @@ def fit(
         TrainingDiverged: the loss became NaN/inf (the last good ``model.keras`` is kept).
         TrainingDied: the network died (the best ``model.keras`` is kept, and ``metrics.json`` records the
             history's summary with ``stopped``: why and at which epoch).
-        precise_batchnorm: before each validation, set the BatchNorm statistics from the current weights
-            (`labkit.batchnorm.PreciseBatchNorm`, over training batches with dropout off), so validation scores
-            and the saved model do not use statistics lagging behind the weights. Needs `train_data` as a
-            `tf.data.Dataset`; a model without trainable BatchNorm layers is unaffected.
+        RunWriteError: a file of the run could not be written (e.g. a full disk); the last checkpoint is intact.
     """
     require(int(epochs) >= 1, f"epochs must be at least 1, got {epochs}")
     mode = mode or monitor_mode(monitor)
-    previous = []
-    if run is not None and run.file("history.csv").is_file():
-        from labkit.runs import read_csv
-
-        previous = read_csv(run.file("history.csv"))
-    recorder = RunRecorder(run, monitor, mode, previous)
-    stack = [recorder, *callbacks]
-    if precise_batchnorm and isinstance(train_data, tf.data.Dataset):
-        stack.insert(0, PreciseBatchNorm(train_data, min(PRECISE_BN_BATCHES, steps_per_epoch or PRECISE_BN_BATCHES)))
-    probe = first_inputs(val_data if val_data is not None else train_data) if stop_dead else None
+    stream = epoch_stream(train_data)
+    if stream is not None:
+        require(steps_per_epoch in (None, stream.steps_per_epoch), f"steps_per_epoch {steps_per_epoch} differs "
+                f"from the training dataset's {stream.steps_per_epoch}")
+        steps_per_epoch = stream.steps_per_epoch
+    probe = first_inputs(val_data if val_data is not None else stream.epoch(0) if stream else train_data) \
+        if stop_dead else None
     watch = DeadRunWatch(probe) if probe is not None else None
-    if watch is not None:
-        stack.insert(1, watch)
-    if run is not None:
-        stack.append(keras.callbacks.BackupAndRestore(str(run.file("backup")), double_checkpoint=True))
-        if tensorboard:
-            stack.append(keras.callbacks.TensorBoard(str(run.file("tensorboard")), write_graph=False))
-    model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=int(epochs),
-        steps_per_epoch=steps_per_epoch,
-        validation_steps=validation_steps,
-        verbose=verbose,
-        callbacks=stack,
-        class_weight=class_weight,
-        shuffle=False,  # datasets shuffle themselves (seeded); Keras cannot shuffle a tf.data.Dataset
-    )
+    recorder = RunRecorder(run, monitor, mode, stateful={"dead_run_watch": watch} if watch else {})
+    recorder.set_model(model)
+    start = recorder.restore(int(epochs)) if run is not None and run.resumed else 0
+    stack = [*([watch] if watch else []), *callbacks]
+    if precise_batchnorm and isinstance(train_data, tf.data.Dataset):
+        batches = min(PRECISE_BN_BATCHES, steps_per_epoch or PRECISE_BN_BATCHES)
+        stack.insert(0, PreciseBatchNorm(stream.epoch if stream else train_data, batches))
+    if run is not None and tensorboard:
+        stack.append(keras.callbacks.TensorBoard(str(run.file("tensorboard")), write_graph=False))
+    stack.append(recorder)  # last: it commits the epoch once every other callback has done its part
+    if start < int(epochs):
+        model.fit(
+            stream.starting_at(start) if stream is not None else train_data,
+            validation_data=val_data,
+            initial_epoch=start,
+            epochs=int(epochs),
+            steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps,
+            verbose=verbose,
+            callbacks=stack,
+            class_weight=class_weight,
+            shuffle=False,  # datasets shuffle themselves (seeded); Keras cannot shuffle a tf.data.Dataset
+        )
     if recorder.diverged:
         raise TrainingDiverged(recorder.diverged + (f"; last good model kept in {run.file('model.keras')}" if run else ""))
     history = {key: [row.get(key) for row in recorder.rows] for key in dict.fromkeys(k for r in recorder.rows for k in r)}

@@ -159,9 +159,9 @@ def main(argv=None):
             case.spacing = tuple(settings.spacing)
     print(f"data ({layout}): {len(train_cases)} training, {len(val_cases)} validation and {len(test_cases)} test "
           f"volumes from {data_dir}")
-    train = patch_dataset(train_cases, patch, batch, seed=settings.seed, foreground_prob=settings.foreground_prob,
-                          augment=settings.augment)
     steps = max(1, steps_per_epoch(len(train_cases) * settings.patches_per_volume, batch))
+    train = patch_dataset(train_cases, patch, batch, seed=settings.seed, foreground_prob=settings.foreground_prob,
+                          augment=settings.augment, steps_per_epoch=steps)
     val = tf.data.Dataset.from_tensor_slices(validation_patches(val_cases, patch)).batch(batch)
 
     # Model: the 3D U-Net, built and compiled inside the distribution strategy's scope.

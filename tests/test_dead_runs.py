@@ -32,8 +32,8 @@ def killed_unet(kill_after_epoch=None):
 
     if kill_after_epoch is None:
         return model, []
-    killer = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: kill() if epoch + 1 == kill_after_epoch else None)
+    killer = keras.callbacks.LambdaCallback(  # as the next epoch begins, after epoch k was recorded
+        on_epoch_begin=lambda epoch, logs: kill() if epoch == kill_after_epoch else None)
     return model, [killer]
 
 

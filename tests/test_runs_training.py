@@ -1,7 +1,9 @@
 """Run folders (atomic files, refusing to clobber) and the shared fit path (history, best model, resume, NaN)."""
 
+import errno
 import json
 import re
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -11,7 +13,7 @@ from conftest import CrashAt
 from labkit import LabkitInputError, dice_coef, get_unet, loss_dice_plot, train_unet
 from labkit.data import array_dataset
 from labkit.history import summarize
-from labkit.runs import MANIFEST, RunFolder, atomic_write, read_csv, record_written, write_json
+from labkit.runs import MANIFEST, RunFolder, atomic_write, read_csv, record_folder, record_written, write_json
 from labkit.runtime import resolve_precision
 from labkit.training import TrainingDiverged, balanced_class_weight, compile_model, fit
 
@@ -52,44 +54,61 @@ def test_run_folder_refuses_to_clobber(tmp_path):
 
 
 def finished_run(path):
-    """A finished run as labs leave it: run files, a figure, Keras's folders, a child run, an untracked sub-folder."""
+    """A finished run as labs leave it: run files, a figure, a checkpoint, TensorBoard's event files, a temporary a
+    killed write left, a child run, and a sub-folder whose files the run recorded."""
     run = RunFolder.create(path)
     for name in ("config.json", "metrics.json"):
         run.write_json(name, {"settings": {}})
     run.write_text("curves.png", "png")
-    (run.file("backup")).mkdir()
-    (run.file("backup") / "latest.weights.h5").write_text("w")
-    (run.file("tensorboard") / "train").mkdir(parents=True)
-    (run.file("tensorboard") / "train" / "events.out.tfevents.1").write_text("e")
-    (run.file(".model.keras.abc123.tmp")).write_text("killed mid-write")
+    run.write_text("backup/state.json", "{}")
+    events = run.file("tensorboard") / "train" / "events.out.tfevents.1"
+    events.parent.mkdir(parents=True)
+    events.write_text("e")
+    record_folder(run.file("tensorboard"))
+    run.file(".model.keras.tmp").write_text("killed mid-write")  # the temporary of a file labkit writes
+    record_written(run.file("model.keras"))
     child = RunFolder.create(run.file("lr=0.1"))
     child.write_json("metrics.json", {})
-    RunFolder(run.file("frozen")).write_csv("history.csv", [{"epoch": 1}])  # no manifest: recorded by the parent
     linked = run.file("frozen") / "model.keras"
+    linked.parent.mkdir()
     linked.write_text("a hard link in a lab")
     record_written(linked)
     return run
 
 
-@pytest.mark.parametrize("foreign", ["notes.txt", "lr=0.1/raw.png", "frozen/data.csv", "models/x.nii"])
-def test_overwrite_refuses_a_folder_holding_files_labkit_did_not_write(tmp_path, foreign):
+#: Files a student keeps beside a run (names that look like labkit's included) and files inside labkit's folders,
+#: with what the refusal names: the file, or the folder holding it when labkit never wrote into that folder.
+FOREIGN = [("report.docx", "report.docx"), ("summary.xlsx", "summary.xlsx"), ("comparison.pptx", "comparison.pptx"),
+           ("curves_mine.png", "curves_mine.png"), ("history.csv", "history.csv"),
+           ("backup/thesis.tex", "backup/thesis.tex"), ("tensorboard/my_notes.txt", "tensorboard/my_notes.txt"),
+           ("lr=0.1/raw.png", "lr=0.1/raw.png"), ("frozen/data.csv", "frozen/data.csv"), ("models/x.nii", "models"),
+           (".model.keras.abc1.tmp", ".model.keras.abc1.tmp"), ("notes/", "notes")]
+
+
+@pytest.mark.parametrize("foreign, named", FOREIGN)
+def test_overwrite_refuses_a_folder_holding_any_file_labkit_did_not_write(tmp_path, foreign, named):
     run = finished_run(tmp_path / "run")
     target = run.path / foreign
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("the user's")
-    before = sorted(p.relative_to(run.path) for p in run.path.rglob("*"))
+    if foreign.endswith("/"):
+        target.mkdir()
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("the user's")
+    before = {p.relative_to(run.path): p.read_bytes() if p.is_file() else None for p in run.path.rglob("*")}
     with pytest.raises(LabkitInputError) as error:
         RunFolder.create(run.path, overwrite=True)
     message = str(error.value)
     assert "\n" not in message and str(run.path) in message
-    assert foreign in message  # the first foreign file is named
-    assert sorted(p.relative_to(run.path) for p in run.path.rglob("*")) == before  # nothing deleted
+    assert f"holds {named}, which labkit did not write" in message  # the first foreign file is named
+    after = {p.relative_to(run.path): p.read_bytes() if p.is_file() else None for p in run.path.rglob("*")}
+    assert after == before  # nothing deleted, nothing changed
 
 
 def test_overwrite_removes_exactly_what_labkit_wrote(tmp_path):
     run = finished_run(tmp_path / "run")
     fresh = RunFolder.create(run.path, overwrite=True)
     assert [p.name for p in fresh.path.iterdir()] == [MANIFEST] and not fresh.finished
+    assert json.loads(run.file(MANIFEST).read_text())["files"] == []
 
 
 def test_overwrite_refuses_a_data_folder_without_a_run(tmp_path):
@@ -100,18 +119,40 @@ def test_overwrite_refuses_a_data_folder_without_a_run(tmp_path):
     assert (tmp_path / "data" / "Image" / "a.png").read_text() == "x"
 
 
-def test_a_run_folder_made_before_manifests_is_overwritten_only_if_every_file_is_a_lab_file(tmp_path):
+def test_a_run_folder_without_a_manifest_is_never_overwritten_whatever_its_file_names(tmp_path):
     legacy = tmp_path / "old"
     (legacy / "fold-1").mkdir(parents=True)
     write_json(legacy / "config.json", {"settings": {"epochs": 2}})
     for name in ("metrics.json", "history.csv", "samples.png", "fold-1/per_case.csv"):
         (legacy / name).write_text("x")
-    (legacy / MANIFEST).unlink() if (legacy / MANIFEST).exists() else None
-    (legacy / "fold-1" / "scan.nii.gz").write_text("data")
-    with pytest.raises(LabkitInputError, match="fold-1/scan.nii.gz"):
+    with pytest.raises(LabkitInputError, match="kept no list of its files: delete it yourself"):
         RunFolder.create(legacy, overwrite=True)
-    (legacy / "fold-1" / "scan.nii.gz").unlink()
-    assert [p.name for p in RunFolder.create(legacy, overwrite=True).path.iterdir()] == [MANIFEST]
+    assert sorted(p.name for p in legacy.iterdir()) == ["config.json", "fold-1", "history.csv", "metrics.json",
+                                                       "samples.png"]
+
+
+@pytest.mark.parametrize("make_obstacle, named", [
+    (lambda out: out.write_text("a file"), "it is a file"),
+    (lambda out: (out.parent.mkdir(), (out.parent / "sub").write_text("x")), "sub is a file"),
+])
+def test_an_out_that_cannot_be_a_folder_is_refused_before_anything_is_written(tmp_path, make_obstacle, named):
+    out = tmp_path / "runs" / "sub" / "run" if "sub" in named else tmp_path / "run"
+    if "sub" in named:
+        (tmp_path / "runs").mkdir()
+        (tmp_path / "runs" / "sub").write_text("x")
+    else:
+        make_obstacle(out)
+    with pytest.raises(LabkitInputError, match=rf"--out {re.escape(str(out))} cannot be a run folder.*{named}"):
+        RunFolder.create(out)
+
+
+def test_an_out_that_cannot_be_written_is_refused_with_the_reason(tmp_path, monkeypatch):
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    with pytest.raises(LabkitInputError, match=r"--out .*run: cannot write there \(.*Read-only file system"):
+        RunFolder.create(tmp_path / "run")
 
 
 def test_write_table_writes_csv_and_markdown(tmp_path):
@@ -150,24 +191,71 @@ def test_fit_records_history_and_best_model(tmp_path):
     assert summary["train_seconds"] == pytest.approx(sum(history["seconds"]), abs=0.01)
 
 
-def test_resume_after_a_kill_continues_and_keeps_every_epoch_once(tmp_path):
+def history_without_time(rows):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_history_and_weights_of_an_uninterrupted_run(tmp_path):
+    """Shuffled, augmented batches and dropout: the resumed epochs see the batches, weights, optimizer state and
+    dropout masks of the uninterrupted run, so both end equal (exactly: one thread, the same ops in the same order)."""
     images, masks = tiny_data()
-    data = lambda: (array_dataset(images, masks, 4), array_dataset(images, masks, 4))  # noqa: E731
+    data = lambda: (array_dataset(images, masks, 4, augment=True, shuffle=True, seed=5),  # noqa: E731
+                    array_dataset(images, masks, 4))
+
+    def model():
+        keras.utils.set_random_seed(0)
+        return compile_model(get_unet((16, 16, 1), base=2, dropout=0.3), 1e-2, "dice", metrics=[dice_coef])
+
+    whole = model()
+    expected = fit(whole, *data(), 4, run=RunFolder.create(tmp_path / "whole"), monitor="val_dice_coef", verbose=0)
+
+    run = RunFolder.create(tmp_path / "killed")
+    run.write_json("config.json", {"settings": {}})
+    with pytest.raises(KeyboardInterrupt):  # the kill comes before epoch 2 is committed: epoch 1 is what it keeps
+        fit(model(), *data(), 4, run=run, monitor="val_dice_coef", verbose=0, callbacks=[CrashAt(2)])
+    kept = run.file("history.csv").read_bytes()
+    assert [r["epoch"] for r in read_csv(run.file("history.csv"))] == [1]
+
+    resumed_model = model()
+    history = fit(resumed_model, *data(), 4, run=RunFolder.create(run.path, resume=True), monitor="val_dice_coef",
+                  verbose=0)
+    rows = read_csv(run.file("history.csv"))
+    assert run.file("history.csv").read_bytes().startswith(kept)  # epoch 1's row byte for byte
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] == history["epoch"]
+    assert history_without_time(rows) == history_without_time(read_csv(tmp_path / "whole" / "history.csv"))
+    assert history["loss"] == expected["loss"]
+    for mine, theirs in zip(resumed_model.get_weights(), whole.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    best = [keras.saving.load_model(p / "model.keras").get_weights() for p in (run.path, tmp_path / "whole")]
+    for mine, theirs in zip(*best):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("none", r"no checkpoint in .*: starting from epoch 1"),
+    ("state", r"the checkpoint .*state.json cannot be read \(JSONDecodeError\): starting from epoch 1"),
+    ("newest", r"the checkpoint of epoch 2 cannot be read .*; resuming after epoch 1 instead"),
+])
+def test_a_missing_or_damaged_checkpoint_is_one_line_and_a_safe_choice(tmp_path, capsys, damage, message):
+    images, masks = tiny_data()
     run = RunFolder.create(tmp_path)
     run.write_json("config.json", {"settings": {}})
-    with pytest.raises(KeyboardInterrupt):
-        fit(make_model(), *data(), 4, run=run, monitor="val_dice_coef", verbose=0, callbacks=[CrashAt(2)])
-    assert [r["epoch"] for r in read_csv(tmp_path / "history.csv")] == [1, 2]
-    first_two = read_csv(tmp_path / "history.csv")
-
-    resumed = RunFolder.create(tmp_path, resume=True)
-    history = fit(make_model(), *data(), 4, run=resumed, monitor="val_dice_coef", verbose=0)
-    rows = read_csv(tmp_path / "history.csv")
-    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] == history["epoch"]
-    assert rows[0] == first_two[0]  # epoch 1 was backed up before the kill: kept, not retrained
-    # the kill came before epoch 2's backup, so epoch 2 ran again from epoch 1's state: the same numbers, once
-    assert rows[1]["loss"] == pytest.approx(first_two[1]["loss"], rel=1e-4)
-    assert not (tmp_path / "backup").exists()  # the resume backup is removed when training ends
+    fit(make_model(), array_dataset(images, masks, 4), None, 2, run=run, monitor="loss", verbose=0)
+    backup = run.file("backup")
+    if damage == "none":
+        for path in backup.iterdir():
+            path.unlink()
+    elif damage == "state":
+        (backup / "state.json").write_text('{"checkpoints": [{"epo')
+    else:
+        (backup / "epoch-2.weights.h5").write_bytes((backup / "epoch-2.weights.h5").read_bytes()[:200])
+    capsys.readouterr()
+    history = fit(make_model(), array_dataset(images, masks, 4), None, 3, run=RunFolder.create(tmp_path, resume=True),
+                  monitor="loss", verbose=0)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), lines
+    assert history["epoch"] == [1, 2, 3]
+    assert [r["epoch"] for r in read_csv(run.file("history.csv"))] == [1, 2, 3]
 
 
 def test_nan_loss_stops_with_epoch_and_step(tmp_path):

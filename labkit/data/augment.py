@@ -22,6 +22,7 @@ import keras
 from keras import layers, ops
 
 from labkit.errors import require
+from labkit.runtime import reseed, seed_states
 
 #: Lab 4 Task 4e (segmentation), in `ImageDataGenerator`'s argument names.
 COURSE_AUGMENT = {
@@ -176,12 +177,21 @@ def make_augmenter(augment, kind, seed=None):
 
 class ImageOnly:
     """An augmenter from a Keras preprocessing layer: the layer transforms each image batch (clipped to [0, 1]),
-    the labels pass unchanged."""
+    the labels pass unchanged.
+
+    Called with ``seed=`` (a ``(2,)`` pair, as the dataset builders pass one per batch), the layer's random state is
+    set from it first, so a batch's draws depend on its seed alone; the layer then runs one batch at a time
+    (``sequential``), since its state is shared.
+    """
+
+    sequential = True
 
     def __init__(self, layer):
         self.layer = layer
 
-    def __call__(self, images, labels):
+    def __call__(self, images, labels, seed=None):
+        if seed is not None:
+            reseed(seed_states(self.layer), seed)
         return ops.clip(self.layer(images, training=True), 0.0, 1.0), labels
 
     def __repr__(self):
@@ -340,7 +350,12 @@ class LesionAugment:
         masks = tf.image.crop_and_resize(masks, boxes, index, size, method="nearest")
         return images, masks
 
-    def __call__(self, images, masks):
+    sequential = True  # its Keras layers share their random state: one batch at a time
+
+    def __call__(self, images, masks, seed=None):
+        """Augment a batch; with `seed` (a ``(2,)`` pair) the draws depend on it alone (see `ImageOnly`)."""
+        if seed is not None:
+            reseed(seed_states(self.generator, *self.geometric, self.grey_jitter, self.rgb_jitter), seed)
         images, masks = ops.cast(images, "float32"), ops.cast(masks, "float32")
         if self.options["crop_scale"]:
             images, masks = self._resized_crop(images, masks)

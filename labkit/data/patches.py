@@ -183,7 +183,7 @@ def training_patches(cases, patch, seed=None, foreground_prob=0.5, augment=False
     Args:
         cases: objects with ``image`` and ``label`` arrays ``(x, y, z)`` (e.g. `VolumeCase`).
         patch: ``(px, py, pz)``.
-        seed: seed of the crop positions and augmentation.
+        seed: seed of the crop positions and augmentation (anything `numpy.random.default_rng` takes).
         foreground_prob: share of crops centred on a foreground voxel.
         augment: as every builder's (`labkit.data.augment.make_augmenter`, kind ``"volume"``): True is a random
             rotation (±20° about the slice axis) and in-plane flips, identical for image and label
@@ -210,18 +210,35 @@ def _patch_stream(cases, patch, rng, foreground_prob, augmenter):
             yield image[..., None].astype(np.float32), label[..., None].astype(np.float32)
 
 
-def patch_dataset(cases, patch, batch_size, seed=None, foreground_prob=0.5, augment=False):
-    """A repeating, batched `tf.data.Dataset` of `training_patches` (use with ``steps_per_epoch``); `augment` as
-    there."""
+def patch_dataset(cases, patch, batch_size, seed=None, foreground_prob=0.5, augment=False, steps_per_epoch=None):
+    """Batches of `training_patches`, epoch after epoch, endless (train with ``steps_per_epoch``).
+
+    Each epoch is `steps_per_epoch` batches whose crops and augmentation are drawn from `seed` and the epoch's index
+    alone (`labkit.data.pipeline.EpochStream`), so a resumed run continues with the patches an uninterrupted run
+    would have drawn.
+
+    Args:
+        cases, patch, seed, foreground_prob, augment: as in `training_patches`.
+        batch_size: patches per batch.
+        steps_per_epoch: batches of one epoch (default: enough for one patch per case).
+    """
     import tensorflow as tf
+
+    from labkit.data.pipeline import EpochStream, default_seed, with_stream
 
     patch = as_patch(patch)
     training_patches(cases, patch, seed, foreground_prob, augment)  # bad options fail here, not inside tf.data
+    seed, batch_size = default_seed(seed), int(batch_size)
+    steps = int(steps_per_epoch or -(-len(cases) // batch_size))
     spec = tf.TensorSpec((*patch, 1), tf.float32)
-    dataset = tf.data.Dataset.from_generator(
-        lambda: training_patches(cases, patch, seed, foreground_prob, augment), output_signature=(spec, spec)
-    )
-    return dataset.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
+
+    def one_epoch(epoch_seed):
+        patches = tf.data.Dataset.from_generator(
+            lambda key: training_patches(cases, patch, (seed, int(key) % 2**63), foreground_prob, augment),
+            args=(epoch_seed,), output_signature=(spec, spec))
+        return patches.take(steps * batch_size).batch(batch_size)
+
+    return with_stream(EpochStream(one_epoch, steps, seed), repeat=True)
 
 
 def foreground_centre(label):

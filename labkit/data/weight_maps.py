@@ -20,6 +20,7 @@ import math
 
 import tensorflow as tf
 
+from labkit.data.pipeline import map_batches
 from labkit.errors import require
 
 #: The course's settings: boundary from a disk of radius 2, weight 1 + 1.5 on the boundary.
@@ -86,5 +87,4 @@ def with_weight_maps(dataset, strength=COURSE_STRENGTH, radius=COURSE_RADIUS):
     Keras's ``fit``/``evaluate`` pass the third item to the loss as ``sample_weight`` (not to the ``metrics`` of
     ``compile``, which stay unweighted).
     """
-    return dataset.map(lambda image, mask: (image, mask, weight_map(mask, strength, radius)),
-                       num_parallel_calls=tf.data.AUTOTUNE)
+    return map_batches(dataset, lambda image, mask: (image, mask, weight_map(mask, strength, radius)))
