@@ -196,10 +196,12 @@ def pretrain_data_label(train_data_dir, validation_data_dir, img_width=224, img_
 
     Args:
         train_data_dir, validation_data_dir: folders with one subfolder per class, e.g. ``Lab2/Bone/train`` and
-            ``Lab2/Bone/validation``.
+            ``Lab2/Bone/validation`` (``str`` or `pathlib.Path`, relative or absolute, trailing separator or not).
         img_width, img_height: size the images are resized to (224 × 224 gives 7×7×512 features).
         batch_size: images per encoder batch.
-        class_labels: class folders in label order (default: the training subfolders, sorted).
+        class_labels: class folders in label order (default: the training subfolders, sorted), as names (the
+            handout's ``['AFF', 'NFF']``) or as paths that already hold `train_data_dir`
+            (`labkit.data.paths.resolve_path`); the validation folder must have the same class folders.
         weights: ``"imagenet"`` (course), None/``"none"`` or a local weights file.
         channels: channels the images are read with (3, as the course; 1 goes through the grey adapter).
         cache_dir: cache folder (default `feature_cache_dir()`).

@@ -23,7 +23,7 @@ from labkit import (  # noqa: E402
     dice_coef_loss,
     gen_labels,
     gen_labels_multiclass,
-    get_data,
+    get_data_multiclass,
     get_train_test_arrays,
     get_train_test_arrays_multiclass,
     get_unet,
@@ -260,8 +260,8 @@ def test_lab3_multiclass_patterns_and_an_unmatched_file(tmp_path):
     x, _, y, _ = get_train_test_arrays_multiclass(folder, folder, os.listdir(folder), ["C2_scan.png"], 8, 8, patterns)
     np.testing.assert_allclose(x[:, 0, 0, 0], (y + 1) * 60 / 255, atol=1e-6)
     write_png(folder / "unknown.png", np.zeros((8, 8)))
-    with pytest.raises(LabkitInputError, match="unknown.png"):
-        get_data(folder, os.listdir(folder), 8, 8, patterns=("C1_", "C2_"))
+    with pytest.raises(LabkitInputError, match="unknown.png"):  # (with two patterns, C3_scan.png fails first)
+        get_data_multiclass(folder, os.listdir(folder), 8, 8, patterns)
 
 
 # --- Lab 5: part of a big set, masks with two structures as grey levels --------------------------------------------

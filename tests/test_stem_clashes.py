@@ -65,8 +65,8 @@ def filename_labels(root):
 
 def filename_labels_course_get_data(root):
     touch(root, "train/Mel_1.png", "train/Mel_1.jpg", "train/Nev_1.png")
-    names = ["Mel_1.png", "Nev_1.png", "Mel_1.jpg"]  # as os.listdir gives them: any order
-    return lambda: get_data(root / "train", names, 8, 8), "train/Mel_1.png", "train/Mel_1.jpg"
+    names = ["Mel_1.png", "Nev_1.png", "Mel_1.jpg"]  # as os.listdir gives them: any order (get_data sorts by name)
+    return lambda: get_data(root / "train", names, 8, 8), "train/Mel_1.jpg", "train/Mel_1.png"
 
 
 def nifti(root):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.data.augment import COURSE_AUGMENT, augmentation_layers, make_augmenter, resolve_augment
-from labkit.data.io import find_unreadable, load_image, load_mask, load_mask_levels
+from labkit.data.io import IMAGE_EXTENSIONS, find_unreadable, load_image, load_mask, load_mask_levels
 from labkit.data.layouts import check_readable, find_xray_pairs, list_image_files, pair_by_name
 from labkit.data.generators import create_generator, image_mask_generator
 from labkit.data.layouts.filename_labels import (
@@ -23,19 +23,32 @@ from labkit.data.layouts.filename_labels import (
     get_train_test_arrays,
     get_train_test_arrays_multiclass,
 )
+from labkit.data.paths import find_path, resolve_path
 from labkit.data.pipeline import array_dataset, segmentation_dataset
 from labkit.errors import require
 from labkit.progress import progress
 
 
-def load_data(data_dir, image_dir, mask_dir, img_width, img_height, channels=1):
-    """Load every image of ``data_dir/image_dir`` with its mask from ``data_dir/mask_dir`` (the course's loader).
+def _image_mask_pairs(data_dir, image_dir, mask_dir):
+    """Pairs of `load_data` / `load_partial_data`: both folders resolved by `labkit.data.paths.resolve_path`."""
+    return pair_by_name(resolve_path(data_dir, image_dir), resolve_path(data_dir, mask_dir))
 
-    Images and masks are paired by name (``a.png`` ↔ ``a.png`` or ``a_Mask.png``), never by listing order.
+
+def load_data(data_dir, image_dir, mask_dir, img_width, img_height, channels=1):
+    """Load every image of `image_dir` with its mask from `mask_dir` (the course's loader).
+
+    Images and masks are paired by name (``a.png`` ↔ ``a.png`` or ``a_Mask.png``), never by listing order (the
+    handout listed both folders and trusted ``os.listdir`` to give them in the same order).
+
+    `image_dir` and `mask_dir` may be given either way course code does (`labkit.data.paths.resolve_path`): as
+    subfolder names of `data_dir` (``load_data("Data/CT", "Image", "Mask", …)``), or as paths that already hold
+    `data_dir`, as the handout's notebooks pass them (``os.path.join(data_dir, 'Image/')``; the handout ignored
+    `data_dir`). Relative or absolute, ``str`` or `pathlib.Path`, with or without a trailing separator.
 
     Args:
-        data_dir: folder holding `image_dir` and `mask_dir` (e.g. the course's ``X_ray``).
-        image_dir, mask_dir: subfolder names, e.g. ``"Image"`` and ``"Mask"``.
+        data_dir: folder holding `image_dir` and `mask_dir` (e.g. the course's ``X_ray``); None or ``""`` when both
+            are full paths.
+        image_dir, mask_dir: subfolder names, e.g. ``"Image"`` and ``"Mask"``, or paths to the folders.
         img_width, img_height: output size.
         channels: image channels (1 or 3).
 
@@ -44,12 +57,16 @@ def load_data(data_dir, image_dir, mask_dir, img_width, img_height, channels=1):
         sorted by image name.
 
     Raises:
-        LabkitInputError: missing folders, unpaired files or an unreadable image (named in the message).
+        LabkitInputError: a folder found in neither convention (one line naming it and where it was looked for),
+            unpaired files or an unreadable image (named in the message).
 
     Example:
         >>> images, masks = load_data("X_ray", "Image", "Mask", 256, 256)
+        >>> data_dir = "Data/CT/"
+        >>> images, masks = load_data(data_dir, os.path.join(data_dir, "Image/"), os.path.join(data_dir, "Mask/"),
+        ...                           256, 256)
     """
-    pairs = pair_by_name(Path(data_dir) / image_dir, Path(data_dir) / mask_dir)
+    pairs = _image_mask_pairs(data_dir, image_dir, mask_dir)
     images, masks = [], []
     for image_path, mask_path in progress(pairs, desc="loading images", unit="img"):
         images.append(load_image(image_path, img_width, img_height, channels))
@@ -58,10 +75,20 @@ def load_data(data_dir, image_dir, mask_dir, img_width, img_height, channels=1):
 
 
 def get_length(path, pattern):
-    """Number of files in ``path/pattern`` (the course's helper, e.g. ``get_length(train_dir, "AFF")``)."""
-    folder = Path(path) / pattern
-    require(folder.is_dir(), f"folder not found: {folder}")
-    return sum(1 for entry in os.scandir(folder) if entry.is_file() and not entry.name.startswith("."))
+    """Number of images in the folder `pattern` of `path` (the course's helper, e.g. ``get_length(train_dir, "AFF")``).
+
+    `pattern` is a subfolder name or a path that already holds `path` (``os.path.join(train_dir, "AFF/")``),
+    relative or absolute, ``str`` or `pathlib.Path`, with or without a trailing separator
+    (`labkit.data.paths.resolve_path`). Counted are the files the loaders read: image files (.png, .jpg, .jpeg,
+    .bmp) that are not hidden. The handout counted every entry of ``os.listdir``, so a ``Thumbs.db`` or
+    ``.DS_Store`` made its label arrays longer than the images it loaded.
+
+    Raises:
+        LabkitInputError: the folder exists in neither convention (one line naming it).
+    """
+    folder = resolve_path(path, pattern)
+    return sum(1 for entry in os.scandir(folder) if entry.is_file() and not entry.name.startswith(".")
+               and Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def load_partial_data(data_dir, image_dir, mask_dir, img_width, img_height, number_of_images=0, partition=None,
@@ -80,18 +107,22 @@ def load_partial_data(data_dir, image_dir, mask_dir, img_width, img_height, numb
     with `binarize_mask`. The course listed both folders separately and paired them by listing order; labkit pairs
     by name.
 
+    `image_dir` and `mask_dir` are subfolder names of `data_dir` or paths that already hold it, as for `load_data`
+    (``os.path.join(data_dir, 'Image/')`` as the handout's notebooks, ``"Image"``, absolute paths, `pathlib.Path`).
+
     Returns:
         ``(images, masks)`` float32 arrays ``(n, h, w, channels)`` in [0, 1] and ``(n, h, w, 1)`` in [0, 1].
 
     Raises:
-        LabkitInputError: unpaired files (see `load_data`), a negative count, or a part that holds no pairs.
+        LabkitInputError: a folder found in neither convention, unpaired files (see `load_data`), a negative count,
+            or a part that holds no pairs.
 
     Example:
         >>> images, masks = load_partial_data("MRI", "Image", "Mask", 240, 240, number_of_images=500, partition=1)
     """
     count = int(number_of_images or 0)
     require(count >= 0, f"number_of_images must be >= 0, got {number_of_images}")
-    pairs = pair_by_name(Path(data_dir) / image_dir, Path(data_dir) / mask_dir)
+    pairs = _image_mask_pairs(data_dir, image_dir, mask_dir)
     if isinstance(partition, (int, np.integer)) and not isinstance(partition, bool):
         require(count > 0, "an int partition needs number_of_images > 0 (the size of each part)")
         part = slice(int(partition) * count, (int(partition) + 1) * count)
@@ -104,7 +135,7 @@ def load_partial_data(data_dir, image_dir, mask_dir, img_width, img_height, numb
         part = slice(start, stop)
     chosen = pairs[part][: count or None]
     require(chosen, f"partition {partition!r} with number_of_images={count} selects none of the {len(pairs)} pairs "
-            f"in {Path(data_dir) / image_dir}")
+            f"in {pairs[0][0].parent}")
     images = [load_image(i, img_width, img_height, channels) for i, _ in progress(chosen, desc="loading images",
                                                                                    unit="img")]
     masks = [load_mask_levels(m, img_width, img_height) for _, m in chosen]
@@ -137,8 +168,9 @@ def binarize_mask(data, img_height, img_width, val_lower=0.5, val_upper=1):
 
 __all__ = [
     "COURSE_AUGMENT", "array_dataset", "augmentation_layers", "binarize_mask", "check_readable",
-    "create_generator", "find_unreadable", "find_xray_pairs", "gen_labels", "gen_labels_multiclass", "get_data",
-    "get_data_arrays", "get_data_multiclass", "get_length", "get_train_test_arrays",
+    "create_generator", "find_path", "find_unreadable", "find_xray_pairs", "gen_labels", "gen_labels_multiclass",
+    "get_data", "get_data_arrays", "get_data_multiclass", "get_length", "get_train_test_arrays",
     "get_train_test_arrays_multiclass", "image_mask_generator", "list_image_files", "load_data", "load_image",
-    "load_mask", "load_partial_data", "make_augmenter", "pair_by_name", "resolve_augment", "segmentation_dataset",
+    "load_mask", "load_partial_data", "make_augmenter", "pair_by_name", "resolve_augment", "resolve_path",
+    "segmentation_dataset",
 ]

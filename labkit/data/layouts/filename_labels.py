@@ -23,6 +23,7 @@ import numpy as np
 
 from labkit.data.io import IMAGE_EXTENSIONS, load_image
 from labkit.data.layouts import by_key, list_image_files
+from labkit.data.paths import resolve_path
 from labkit.errors import LabkitInputError, require
 from labkit.progress import progress
 
@@ -91,31 +92,39 @@ def get_data_multiclass(data_path, data_list, img_h, img_w, patterns=SKIN_PATTER
     """The handout's ``get_data_multiclass``: read, grey-scale and resize each listed file and label it by name.
 
     Args:
-        data_path: folder of the files.
-        data_list: file names in it (e.g. ``os.listdir(data_path)``; hidden and non-image files are skipped, which
-            the course's loop tripped over).
+        data_path: folder of the files (``str`` or `pathlib.Path`, relative or absolute, trailing separator or not).
+        data_list: the files, either as names in `data_path` (``os.listdir(data_path)``, as the handout) or as paths
+            that already hold it (``glob.glob(data_path + "/*.jpg")``, ``Path(data_path).iterdir()``) or absolute
+            paths (`labkit.data.paths.resolve_path`); hidden and non-image files are skipped, which the course's
+            loop tripped over.
         img_h, img_w: output size.
         patterns: class patterns, in label order.
-        seed: seed of the shuffle (the course shuffled unseeded; None keeps that).
+        seed: seed of the shuffle (the course shuffled unseeded; None keeps that). The files are sorted by name
+            before the shuffle, so one seed gives one order whatever order ``os.listdir`` lists them in.
 
     Returns:
         A shuffled list of ``[image, label]`` with ``image`` float32 ``(img_h, img_w)`` in [0, 1] and ``label`` an
         int array of shape (1,).
 
     Raises:
-        LabkitInputError: a name matches no pattern or several, or a file cannot be read (both named).
+        LabkitInputError: a name matches no pattern or several, a listed file exists in neither convention, or a
+            file cannot be read (each named).
     """
-    names = [n for n in data_list if not str(n).startswith(".") and Path(str(n)).suffix.lower() in IMAGE_EXTENSIONS]
-    by_key([Path(data_path) / n for n in names], kind="image files")  # a.png and a.jpg: one image twice, or two?
+    names = sorted((n for n in data_list if not Path(os.fspath(n)).name.startswith(".")
+                    and Path(os.fspath(n)).suffix.lower() in IMAGE_EXTENSIONS), key=lambda n: (Path(os.fspath(n)).name, os.fspath(n)))
     labels = [gen_labels_multiclass(name, patterns) for name in names]  # check every name before reading any file
-    img_labels = [[_read_grey(Path(data_path) / name, img_h, img_w), label]
-                  for name, label in progress(list(zip(names, labels)), desc="reading images", unit="img")]
+    paths = [resolve_path(data_path, name, kind="file") for name in names]
+    by_key(paths, kind="image files")  # a.png and a.jpg: one image twice, or two?
+    img_labels = [[_read_grey(path, img_h, img_w), label]
+                  for path, label in progress(list(zip(paths, labels)), desc="reading images", unit="img")]
     random.Random(seed).shuffle(img_labels)
     return img_labels
 
 
 def get_data(data_path, data_list, img_h, img_w, patterns=SKIN_PATTERNS, seed=None):
     """The handout's ``get_data`` (two classes; the handout hard-coded ``"Mel"``/``"Nev"``, here `patterns`).
+
+    `data_path` and `data_list` as `get_data_multiclass`: names in the folder or paths that already hold it.
 
     Returns:
         A shuffled list of ``[image (img_h, img_w) float32, label array([0 or 1])]``.
@@ -138,6 +147,14 @@ def get_train_test_arrays_multiclass(train_data_path, test_data_path, train_list
                                      patterns=SKIN_PATTERNS, seed=None):
     """The handout's ``get_train_test_arrays_multiclass``.
 
+    Args:
+        train_data_path, test_data_path: the two flat folders.
+        train_list, test_list: their files, as names (``os.listdir(train_data_path)``) or as paths that already hold
+            the folder, or absolute (see `get_data_multiclass`).
+        img_h, img_w: output size.
+        patterns: class patterns, in label order.
+        seed: seed of both shuffles.
+
     Returns:
         ``(train_img, test_img, train_label, test_label)`` (the course's order): float32 ``(n, img_h, img_w, 1)``
         images and int32 ``(n,)`` labels.
@@ -156,7 +173,10 @@ def get_train_test_arrays_multiclass(train_data_path, test_data_path, train_list
 
 def get_train_test_arrays(train_data_path, test_data_path, train_list, test_list, img_h, img_w,
                           patterns=SKIN_PATTERNS, seed=None):
-    """The handout's ``get_train_test_arrays``: two classes, ``(train_img, test_img, train_label, test_label)``."""
+    """The handout's ``get_train_test_arrays``: two classes, ``(train_img, test_img, train_label, test_label)``.
+
+    Folders and file lists as `get_train_test_arrays_multiclass` (names or paths, ``str`` or `pathlib.Path`).
+    """
     require(len(patterns) == 2, f"get_train_test_arrays takes two patterns, got {list(patterns)}")
     return get_train_test_arrays_multiclass(train_data_path, test_data_path, train_list, test_list, img_h, img_w,
                                             patterns, seed)

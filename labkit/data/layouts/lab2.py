@@ -10,10 +10,12 @@ name of its folder, and the class index is the folder's position in sorted order
 `find_lab2_set` accepts the set folder itself or the course's ``Lab2`` folder that holds ``Bone/`` and ``Skin/``.
 """
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from labkit.data.layouts import list_image_files, subfolders
+from labkit.data.paths import find_path, resolve_path
 from labkit.errors import LabkitInputError, require
 
 #: The course's two sets: folder name and class folders.
@@ -71,12 +73,23 @@ def resolve_set_folder(data_dir, dataset=None):
         f"{root} does not have the course Lab 2 layout: expected {expected}, found {_found(root)}")
 
 
+def _class_name(folder, name):
+    """The class folder `name` of `folder`, given as its name or as a path that holds `folder` (``Bone/train/AFF/``,
+    `labkit.data.paths.find_path`), as a bare name; a folder that is not a subfolder of `folder` stays as given, for
+    the error message."""
+    found = find_path(folder, name)
+    if found is not None and found.resolve().parent == folder.resolve():
+        return found.name
+    return str(Path(os.fspath(name)))
+
+
 def list_class_folders(folder, class_names=None):
     """Image files and class indices of a folder with one subfolder per class (one split of a Lab 2 set).
 
     Args:
-        folder: e.g. ``Lab2/Bone/train``.
-        class_names: class folders in label order (default: every subfolder, sorted, as ``flow_from_directory``).
+        folder: e.g. ``Lab2/Bone/train`` (``str`` or `pathlib.Path`, relative or absolute, trailing separator or not).
+        class_names: class folders in label order (default: every subfolder, sorted, as ``flow_from_directory``),
+            as names (``"AFF"``) or as paths that already hold `folder` (``os.path.join(train_dir, "AFF/")``).
 
     Returns:
         A `ClassFolderSplit`, files sorted by class then name.
@@ -90,10 +103,11 @@ def list_class_folders(folder, class_names=None):
         >>> train.class_names, train.counts()
         (('AFF', 'NFF'), {'AFF': 520, 'NFF': 520})
     """
-    folder = Path(folder)
-    require(folder.is_dir(), f"folder not found: {folder}")
+    folder = resolve_path(None, folder)
     found = subfolders(folder)
-    if class_names is None:
+    if class_names is not None:
+        class_names = tuple(_class_name(folder, name) for name in class_names)
+    else:
         class_names = tuple(found)
         require(len(class_names) >= 2, f"{folder} needs one folder per class (at least two), found {_found(folder)}")
     missing = [name for name in class_names if name not in found]
