@@ -68,7 +68,7 @@ def set_seed(seed, deterministic=False):
 
 def get_strategy(name="none"):
     """A `tf.distribute` strategy for ``--distribute``: none (default device), mirrored (all local GPUs) or
-    multiworker (machines listed in ``TF_CONFIG``).
+    multiworker (machines listed in ``TF_CONFIG``, or the tasks of a SLURM job step: `cluster_resolver`).
 
     ``mirrored`` on a machine without GPUs mirrors over the logical CPU devices when the CPU has been split into
     several (`tf.config.set_logical_device_configuration`, as the tests do), else it runs one replica on the CPU.
@@ -88,9 +88,9 @@ def get_strategy(name="none"):
             return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        check_tf_config(os.environ.get("TF_CONFIG"))
+        resolver = cluster_resolver()
         _let_keras_fit_run_on_several_workers()
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     return tf.distribute.get_strategy()
 
 
@@ -154,7 +154,8 @@ def check_tf_config(text):
     Raises:
         LabkitInputError: naming what is missing or wrong.
     """
-    require(text, "--distribute multiworker needs the TF_CONFIG environment variable (see README: Scaling up)")
+    require(text, "--distribute multiworker needs the TF_CONFIG environment variable, or a SLURM job step started "
+                  "with srun (see README: Scaling up)")
     try:
         config = json.loads(text)
         workers, task = config["cluster"]["worker"], config["task"]
@@ -166,6 +167,43 @@ def check_tf_config(text):
     require(isinstance(index, int) and 0 <= index < len(workers),
             f"TF_CONFIG: task.index must be an integer in [0, {len(workers) - 1}], got {index!r}")
     return len(workers), index
+
+
+def _in_slurm_task():
+    """Is this process a task of a SLURM job (``SLURM_PROCID`` set) with no ``TF_CONFIG`` to say otherwise?"""
+    return not os.environ.get("TF_CONFIG") and "SLURM_PROCID" in os.environ
+
+
+def cluster_resolver():
+    """Where the workers of ``--distribute multiworker`` come from: ``TF_CONFIG``, else the SLURM job step.
+
+    With ``TF_CONFIG`` set it is checked (`check_tf_config`) and None is returned: TensorFlow's default resolver reads
+    it. Without it, in a SLURM task (``SLURM_PROCID`` set, e.g. under ``srun``), the cluster of TensorFlow's
+    `tf.distribute.cluster_resolver.SlurmClusterResolver`: one worker per task of the job step, on the step's nodes
+    at port 8888 (8889, … for further tasks on one node), worker i = task ``SLURM_PROCID`` i. Each task trains on
+    every GPU it sees (or on its CPU), so on GPU nodes start one task per node (``srun --ntasks-per-node=1``).
+
+    Raises:
+        LabkitInputError: neither is there, ``TF_CONFIG`` is malformed, or the SLURM variables of a job step are
+            missing (the lab was not started with ``srun``).
+    """
+    if not _in_slurm_task():
+        check_tf_config(os.environ.get("TF_CONFIG"))
+        return None
+    resolvers = tf.distribute.cluster_resolver
+    try:
+        # TensorFlow's resolver places tasks in GPU slots and leaves out the tasks of a node with fewer GPUs than
+        # tasks (every task of a CPU node): give it a slot per task, and report the GPUs this task sees.
+        slots = int(os.environ.get("SLURM_STEP_NUM_TASKS") or 1)
+        slurm = resolvers.SlurmClusterResolver(gpus_per_node=slots, gpus_per_task=1, auto_set_gpu=False)
+        cluster = slurm.cluster_spec()
+    except (RuntimeError, ValueError) as error:
+        raise LabkitInputError(f"--distribute multiworker under SLURM: {error} (start the lab with srun, or set "
+                               "TF_CONFIG)") from None
+    task_type, task_id = slurm.get_task_info()
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    return resolvers.SimpleClusterResolver(cluster, task_type=task_type, task_id=task_id,
+                                           num_accelerators={"GPU": gpus}, rpc_layer="grpc")
 
 
 def scale_for_replicas(strategy, batch_size, learning_rate, scale_lr=False):

@@ -1,8 +1,9 @@
 """Multi-device training with tf.distribute: mirrored and two-worker runs equal a single-device run; batch and lr.
 
 A CPU can be split into logical devices only before TensorFlow initialises, so the two-replica checks run in a
-fresh Python process that splits the CPU first and prints its findings as JSON; the multi-worker check starts two
-worker processes on this machine, joined through TF_CONFIG.
+fresh Python process that splits the CPU first and prints its findings as JSON; the multi-worker checks start two
+worker processes on this machine, joined through TF_CONFIG. The choice of cluster (TF_CONFIG or SLURM) runs on a faked
+environment.
 """
 
 import json
@@ -189,10 +190,53 @@ def test_good_tf_config_gives_workers_and_index():
     assert check_tf_config(json.dumps(config)) == (2, 1)
 
 
+SLURM_STEP = {"SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "node[07-08]",
+              "SLURM_STEP_TASKS_PER_NODE": "1(x2)"}  # task 1 of a two-node `srun --ntasks-per-node=1` step
+TWO_WORKERS = {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 1}}
+
+
+@pytest.fixture
+def cluster_environment(monkeypatch):
+    """``cluster_environment(tf_config=None, slurm=None)`` sets exactly these (TF_CONFIG as JSON, SLURM variables)."""
+    for key in [key for key in os.environ if key == "TF_CONFIG" or key.startswith("SLURM_")]:
+        monkeypatch.delenv(key)
+
+    def set_up(tf_config=None, slurm=None):
+        if tf_config is not None:
+            monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+        for key, value in (slurm or {}).items():
+            monkeypatch.setenv(key, value)
+
+    return set_up
+
+
+def test_multiworker_cluster_comes_from_tf_config_else_from_the_slurm_step(cluster_environment, monkeypatch):
+    from labkit.runtime import cluster_resolver
+
+    cluster_environment(TWO_WORKERS, SLURM_STEP)
+    assert cluster_resolver() is None  # TF_CONFIG set: TensorFlow's own resolver reads it, SLURM or not
+    monkeypatch.delenv("TF_CONFIG")
+    resolver = cluster_resolver()
+    assert resolver.cluster_spec().as_dict() == {"worker": ["node07:8888", "node08:8888"]}
+    assert (resolver.task_type, resolver.task_id) == ("worker", 1)
+    assert resolver.num_accelerators() == {"GPU": len(tf.config.list_physical_devices("GPU"))}  # what this task sees
+    assert resolver.rpc_layer == "grpc"
+    cluster_environment(slurm={"SLURM_STEP_NODELIST": "node07", "SLURM_STEP_TASKS_PER_NODE": "2"})
+    assert cluster_resolver().cluster_spec().as_dict() == {"worker": ["node07:8888", "node07:8889"]}  # CPU tasks
+    monkeypatch.delenv("SLURM_STEP_NODELIST")  # a SLURM job, but not a job step: started without srun
+    with pytest.raises(LabkitInputError, match="SLURM_STEP_NODELIST not found.*start the lab with srun"):
+        cluster_resolver()
+    for key in SLURM_STEP:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(LabkitInputError, match="needs the TF_CONFIG environment variable, or a SLURM job step"):
+        cluster_resolver()
+
+
 def test_lab_rejects_multiworker_without_tf_config(lab_runner, monkeypatch, tmp_path):
     from labkit.data.synthetic import xray_dataset
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("SLURM_PROCID", raising=False)
     data = xray_dataset(n_images=4, size=16, root=tmp_path / "data")
     code, _, stderr = lab_runner("lab4_unet", ["--data-dir", data, "--distribute", "multiworker", "--out",
                                                tmp_path / "run", "--epochs", "1", "--img-size", "16", "--quiet"])
