@@ -260,6 +260,7 @@ def start_run(lab_name, args, course, demo, auto_avoids=None):
 
     settings, is_demo = resolve_settings(args, course, demo)
     out = args.out or runs.default_run_dir(lab_name)
+    out = runtime.worker_run_dir(out, settings["distribute"], args.resume)  # a private folder on non-chief workers
     run = runs.RunFolder.create(out, overwrite=args.overwrite, resume=args.resume)
     if args.resume:
         stored = run.read_json("config.json")["settings"]

@@ -2,8 +2,8 @@
 
 A CPU can be split into logical devices only before TensorFlow initialises, so the two-replica checks run in a
 fresh Python process that splits the CPU first and prints its findings as JSON; the multi-worker checks start two
-worker processes on this machine, joined through TF_CONFIG. The choice of cluster (TF_CONFIG or SLURM) runs on a faked
-environment.
+worker processes on this machine, joined through TF_CONFIG. The choice of cluster (TF_CONFIG or SLURM) and of the
+chief runs on faked environments.
 """
 
 import json
@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from types import SimpleNamespace
 
@@ -230,6 +231,69 @@ def test_multiworker_cluster_comes_from_tf_config_else_from_the_slurm_step(clust
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(LabkitInputError, match="needs the TF_CONFIG environment variable, or a SLURM job step"):
         cluster_resolver()
+
+
+@pytest.mark.parametrize(
+    "tf_config, slurm, expected",
+    [(TWO_WORKERS, None, (1, 2, False)), ({**TWO_WORKERS, "task": {"type": "worker", "index": 0}}, None, (0, 2, True)),
+     ({"cluster": {"chief": ["c:1"], "worker": ["w:1"]}, "task": {"type": "chief", "index": 0}}, None, (0, 2, True)),
+     ({"cluster": {"chief": ["c:1"], "worker": ["w:1"]}, "task": {"type": "worker", "index": 0}}, None, (0, 2, False)),
+     (None, SLURM_STEP, (1, 2, False)), (None, {**SLURM_STEP, "SLURM_PROCID": "0"}, (0, 2, True)),
+     (TWO_WORKERS, {**SLURM_STEP, "SLURM_PROCID": "0"}, (1, 2, False))],  # TF_CONFIG wins over SLURM
+)
+def test_worker_task_names_the_chief(cluster_environment, tf_config, slurm, expected):
+    from labkit.runtime import worker_task
+
+    cluster_environment(tf_config, slurm)
+    assert worker_task() == expected
+
+
+@pytest.fixture
+def exit_actions(monkeypatch):
+    """What `labkit.runtime` registers to run at exit, recorded instead of registered."""
+    import labkit.runtime
+
+    actions = []
+    monkeypatch.setattr(labkit.runtime.atexit, "register", lambda *call, **kwargs: actions.append((call, kwargs)))
+    return actions
+
+
+def test_only_the_chief_writes_the_run_folder_a_worker_a_private_one_removed_at_exit(cluster_environment, monkeypatch,
+                                                                                     tmp_path, exit_actions):
+    from labkit.runtime import worker_run_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    out = tmp_path / "run"
+    cluster_environment({**TWO_WORKERS, "task": {"type": "worker", "index": 0}})
+    assert worker_run_dir(out, "multiworker") == out and not exit_actions  # the chief
+    cluster_environment(TWO_WORKERS)
+    assert worker_run_dir(out, "none") == out and worker_run_dir(out, "mirrored") == out  # TF_CONFIG alone: no cluster
+    private = worker_run_dir(out, "multiworker")
+    assert private.parent == tmp_path / "tmp" and private.is_dir() and not out.exists()
+    (private / "model.keras").write_text("weights")
+    [((remove, *args), kwargs)] = exit_actions
+    remove(*args, **kwargs)
+    assert not private.exists()
+
+
+def test_a_worker_resumes_from_a_private_copy_of_the_chiefs_run(cluster_environment, monkeypatch, tmp_path,
+                                                                exit_actions):
+    from labkit.runtime import worker_run_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    cluster_environment(TWO_WORKERS)
+    out = tmp_path / "run"
+    with pytest.raises(LabkitInputError, match=r"--resume: worker 1 cannot read .*config.json.*shared file system"):
+        worker_run_dir(out, "multiworker", resume=True)
+    (out / "backup").mkdir(parents=True)
+    (out / "backup" / "latest.weights.h5").write_text("epoch 3")
+    (out / "config.json").write_text(json.dumps({"settings": {"distribute": "multiworker"}}))
+    private = worker_run_dir(out, "none", resume=True)  # the stored --distribute wins: the run goes on with it
+    assert private.parent == tmp_path / "tmp" and (private / "backup" / "latest.weights.h5").read_text() == "epoch 3"
+    assert {p.relative_to(private) for p in private.rglob("*")} == {p.relative_to(out) for p in out.rglob("*")}
+    assert len(exit_actions) == 1
 
 
 def test_lab_rejects_multiworker_without_tf_config(lab_runner, monkeypatch, tmp_path):
