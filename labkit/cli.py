@@ -86,7 +86,7 @@ def lab_parser(description, course):
     add("--precision", choices=PRECISIONS, help="Keras dtype policy; auto picks mixed_bfloat16 on CPUs/GPUs with "
         "native bf16, mixed_float16 on older GPUs, float32 otherwise (default: auto)")
     add("--distribute", choices=STRATEGIES, help="tf.distribute strategy: mirrored (all local GPUs) or multiworker "
-        "(TF_CONFIG); the global batch is --batch-size × replicas (default: none)")
+        "(TF_CONFIG, or a SLURM job step); the global batch is --batch-size × replicas (default: none)")
     add("--scale-lr", action="store_true", help="multiply the learning rate(s) by the number of replicas (linear "
         "scaling rule for the larger global batch); default: unchanged")
     add("--config", type=Path, help="repeat a run: take every setting from its config.json (flags given here "
@@ -289,6 +289,7 @@ def start_run(lab_name, args, course, demo, auto_avoids=None):
 
     settings, is_demo = resolve_settings(args, course, demo)
     out = args.out or runs.default_run_dir(lab_name)
+    out = runtime.worker_run_dir(out, settings["distribute"], args.resume)  # a private folder on non-chief workers
     run = runs.RunFolder.create(out, overwrite=args.overwrite, resume=args.resume)
     if args.resume:
         stored = run.read_json("config.json")["settings"]

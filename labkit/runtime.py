@@ -2,11 +2,15 @@
 
 A lab sets precision and seeds through `labkit.cli.start_run`, then calls `distribute` once: it returns a
 `Distribution` (strategy, replicas, global batch size, learning rate) that the lab builds its datasets and model with
-and that ``config.json`` records.
+and that ``config.json`` records. Under ``--distribute multiworker`` `start_run` also asks `worker_run_dir` where this
+process writes: only the chief writes ``--out``.
 """
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +96,7 @@ def reseed(states, seed):
 
 def get_strategy(name="none"):
     """A `tf.distribute` strategy for ``--distribute``: none (default device), mirrored (all local GPUs) or
-    multiworker (machines listed in ``TF_CONFIG``).
+    multiworker (machines listed in ``TF_CONFIG``, or the tasks of a SLURM job step: `cluster_resolver`).
 
     ``mirrored`` on a machine without GPUs mirrors over the logical CPU devices when the CPU has been split into
     several (`tf.config.set_logical_device_configuration`, as the tests do), else it runs one replica on the CPU.
@@ -112,9 +116,9 @@ def get_strategy(name="none"):
             return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        check_tf_config(os.environ.get("TF_CONFIG"))
+        resolver = cluster_resolver()
         _let_keras_fit_run_on_several_workers()
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     return tf.distribute.get_strategy()
 
 
@@ -178,7 +182,8 @@ def check_tf_config(text):
     Raises:
         LabkitInputError: naming what is missing or wrong.
     """
-    require(text, "--distribute multiworker needs the TF_CONFIG environment variable (see README: Scaling up)")
+    require(text, "--distribute multiworker needs the TF_CONFIG environment variable, or a SLURM job step started "
+                  "with srun (see README: Scaling up)")
     try:
         config = json.loads(text)
         workers, task = config["cluster"]["worker"], config["task"]
@@ -190,6 +195,106 @@ def check_tf_config(text):
     require(isinstance(index, int) and 0 <= index < len(workers),
             f"TF_CONFIG: task.index must be an integer in [0, {len(workers) - 1}], got {index!r}")
     return len(workers), index
+
+
+def _in_slurm_task():
+    """Is this process a task of a SLURM job (``SLURM_PROCID`` set) with no ``TF_CONFIG`` to say otherwise?"""
+    return not os.environ.get("TF_CONFIG") and "SLURM_PROCID" in os.environ
+
+
+def cluster_resolver():
+    """Where the workers of ``--distribute multiworker`` come from: ``TF_CONFIG``, else the SLURM job step.
+
+    With ``TF_CONFIG`` set it is checked (`check_tf_config`) and None is returned: TensorFlow's default resolver reads
+    it. Without it, in a SLURM task (``SLURM_PROCID`` set, e.g. under ``srun``), the cluster of TensorFlow's
+    `tf.distribute.cluster_resolver.SlurmClusterResolver`: one worker per task of the job step, on the step's nodes
+    at port 8888 (8889, … for further tasks on one node), worker i = task ``SLURM_PROCID`` i. Each task trains on
+    every GPU it sees (or on its CPU), so on GPU nodes start one task per node (``srun --ntasks-per-node=1``).
+
+    Raises:
+        LabkitInputError: neither is there, ``TF_CONFIG`` is malformed, or the SLURM variables of a job step are
+            missing (the lab was not started with ``srun``).
+    """
+    if not _in_slurm_task():
+        check_tf_config(os.environ.get("TF_CONFIG"))
+        return None
+    resolvers = tf.distribute.cluster_resolver
+    try:
+        # TensorFlow's resolver places tasks in GPU slots and leaves out the tasks of a node with fewer GPUs than
+        # tasks (every task of a CPU node): give it a slot per task, and report the GPUs this task sees.
+        slots = int(os.environ.get("SLURM_STEP_NUM_TASKS") or 1)
+        slurm = resolvers.SlurmClusterResolver(gpus_per_node=slots, gpus_per_task=1, auto_set_gpu=False)
+        cluster = slurm.cluster_spec()
+    except (RuntimeError, ValueError) as error:
+        raise LabkitInputError(f"--distribute multiworker under SLURM: {error} (start the lab with srun, or set "
+                               "TF_CONFIG)") from None
+    task_type, task_id = slurm.get_task_info()
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    return resolvers.SimpleClusterResolver(cluster, task_type=task_type, task_id=task_id,
+                                           num_accelerators={"GPU": gpus}, rpc_layer="grpc")
+
+
+def worker_task():
+    """This process's place among the workers of ``--distribute multiworker``: ``(index, workers, chief)``.
+
+    From ``TF_CONFIG`` (the chief is its task of type ``chief``, else worker 0), else from SLURM (task
+    ``SLURM_PROCID`` of ``SLURM_STEP_NUM_TASKS``; task 0 is the chief), as `cluster_resolver` chooses.
+
+    Raises:
+        LabkitInputError: no ``TF_CONFIG`` outside SLURM, or a malformed one (`check_tf_config`).
+    """
+    if _in_slurm_task():
+        rank = int(os.environ["SLURM_PROCID"])
+        tasks = os.environ.get("SLURM_STEP_NUM_TASKS") or os.environ.get("SLURM_NTASKS") or rank + 1
+        return rank, int(tasks), rank == 0
+    workers, index = check_tf_config(os.environ.get("TF_CONFIG"))
+    config = json.loads(os.environ["TF_CONFIG"])
+    kind, chiefs = config["task"].get("type", "worker"), config["cluster"].get("chief") or []
+    return index, workers + len(chiefs), kind == "chief" or (kind == "worker" and index == 0 and not chiefs)
+
+
+def worker_run_dir(out, name="none", resume=False):
+    """The folder this process writes its run into: `out`, except on the workers of a multi-worker run other than
+    its chief.
+
+    Under ``--distribute multiworker`` every worker runs the whole lab: each training step is an all-reduce over all
+    workers, so none may skip `labkit.training.fit`, its callbacks or what follows. Only the chief writes `out`
+    (given the same ``--out`` on a shared file system, the workers would otherwise write the same files at once).
+    Any other worker writes the same files into a private temporary folder (under ``TMPDIR``) that is removed when
+    the process exits (a killed process leaves it behind); on `resume` the folder starts as a copy of `out`, which
+    that worker must then be able to read (a shared file system), so it restores the same epoch as the chief.
+
+    Args:
+        out: the run folder of ``--out``.
+        name: ``--distribute``; on `resume` the one stored in `out`'s ``config.json`` wins (the run goes on with it).
+        resume: ``--resume``.
+
+    Returns:
+        `out` or the private folder, a `Path` for the latter.
+
+    Raises:
+        LabkitInputError: a bad ``TF_CONFIG`` (see `worker_task`), or a non-chief worker cannot read the run to
+            resume.
+    """
+    stored = Path(out) / "config.json"
+    if resume and stored.is_file():
+        try:
+            name = json.loads(stored.read_text())["settings"].get("distribute", name)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass  # not a readable config: RunFolder.create names the problem
+    if name != "multiworker":
+        return out
+    index, workers, chief = worker_task()
+    if chief:
+        return out
+    require(not resume or stored.is_file(), f"--resume: worker {index} cannot read {stored}; to resume a multi-worker "
+            "run, every worker must see the chief's --out (a shared file system)")
+    private = Path(tempfile.mkdtemp(prefix=f"labkit-worker{index}-"))
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+    if resume:
+        shutil.copytree(out, private, dirs_exist_ok=True)
+    print(f"worker {index} of {workers}: the chief writes {out}; this worker writes a temporary copy, removed at exit")
+    return private
 
 
 def scale_for_replicas(strategy, batch_size, learning_rate, scale_lr=False):

@@ -1,8 +1,9 @@
 """Multi-device training with tf.distribute: mirrored and two-worker runs equal a single-device run; batch and lr.
 
 A CPU can be split into logical devices only before TensorFlow initialises, so the two-replica checks run in a
-fresh Python process that splits the CPU first and prints its findings as JSON; the multi-worker check starts two
-worker processes on this machine, joined through TF_CONFIG.
+fresh Python process that splits the CPU first and prints its findings as JSON; the multi-worker checks start two
+worker processes on this machine, joined through TF_CONFIG (a training snippet, and Lab 4 as two worker processes
+next to a one-process run). The choice of cluster (TF_CONFIG or SLURM) and of the chief runs on faked environments.
 """
 
 import json
@@ -10,7 +11,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import keras
@@ -20,6 +24,7 @@ import tensorflow as tf
 from conftest import ROOT
 
 from labkit.errors import LabkitInputError
+from labkit.runs import read_csv
 from labkit.runtime import check_tf_config, get_strategy, scale_for_replicas
 
 SPLIT_CPU = """
@@ -158,6 +163,114 @@ def test_two_workers_train_like_one_device(two_replica_results):
         np.testing.assert_allclose(worker["kernel"], single["kernel"], atol=1e-5)
 
 
+LAB4_TINY = ["--img-size", "16", "--base", "2", "--epochs", "2", "--lr", "0.001", "--precision", "float32",
+             "--quiet", "--deterministic"]
+
+#: What importing Keras and matplotlib writes into a fresh HOME, in any process (a single-process run too).
+LIBRARY_CACHES = (".keras/", ".cache/matplotlib/", ".config/matplotlib/")
+
+
+def files_under(folder):
+    """Every file and folder under `folder`, as POSIX paths relative to it (folders end with ``/``)."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix() + ("/" if p.is_dir() else "") for p in folder.rglob("*")}
+
+
+def make_places(root, names):
+    """A folder under `root` for each name, with an empty cwd, home and tmp in it; their paths."""
+    for name in names:
+        for part in ("cwd", "home", "tmp"):
+            (root / name / part).mkdir(parents=True)
+    return [root / name for name in names]
+
+
+def start_lab(argv, place, log, tf_config=None):
+    """Start ``labs/lab4_unet.py`` with cwd, HOME and TMPDIR in `place` (see `make_places`) and `tf_config`, if any."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG" and not key.startswith("SLURM_")}
+    env.update(HOME=str(place / "home"), TMPDIR=str(place / "tmp"), TF_NUM_INTRAOP_THREADS="1", MPLBACKEND="Agg",
+               LABKIT_DATA_HOME=str(place / "embedded"),  # anything written there would be seen below
+               PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    if tf_config is not None:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    with open(log, "w") as stdout:
+        return subprocess.Popen([sys.executable, str(ROOT / "labs" / "lab4_unet.py"), *map(str, argv)],
+                                cwd=place / "cwd", env=env, stdout=stdout, stderr=subprocess.STDOUT)
+
+
+def wait_for(processes, timeout=600):
+    """Wait for every process; once one fails, stop the others (a lone worker would wait for its peer forever)."""
+    deadline = time.monotonic() + timeout
+    while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+        if any(p.poll() not in (None, 0) for p in processes):
+            break
+        time.sleep(0.5)
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    return [process.returncode for process in processes]
+
+
+@pytest.mark.slow
+def test_lab4_unet_on_two_worker_processes_trains_like_one_process_and_only_the_chief_writes(tmp_path):
+    """Lab 4's U-Net as two workers on localhost (one TF_CONFIG each, --batch-size 2 per replica) against one process
+    with --batch-size 4: the same global batch, so the same history; only the chief writes the shared --out.
+
+    Each process has its own fresh cwd, HOME and TMPDIR: afterwards every new file under ``tmp_path`` is in the
+    chief's --out, the reference run's own folders, or the library caches a fresh HOME gets in any process (and the
+    worker's HOME holds exactly what the chief's holds). The worker wrote its copy of the run into a private folder
+    in its TMPDIR, and removed it.
+    """
+    from labkit.data.synthetic import xray_dataset
+
+    data = xray_dataset(n_images=10, size=32, root=tmp_path / "data")  # 8 training images: two global batches of 4
+    names = ("worker0", "worker1", "reference")
+    places, log_files = make_places(tmp_path, names), [tmp_path / f"{name}.txt" for name in names]
+    before = files_under(tmp_path)
+    out, reference = tmp_path / "run", places[2] / "run"
+    workers = [f"localhost:{port}" for port in free_ports(2)]
+    argv = ["--data-dir", data, *LAB4_TINY, "--batch-size", "2", "--distribute", "multiworker", "--out", out]
+    started = time.monotonic()
+    processes = [start_lab(argv, places[i], log_files[i], {"cluster": {"worker": workers},
+                                                     "task": {"type": "worker", "index": i}}) for i in range(2)]
+    processes.append(start_lab(["--data-dir", data, *LAB4_TINY, "--batch-size", "4", "--out", reference], places[2],
+                               log_files[2]))
+    codes = wait_for(processes)
+    print(f"two workers and the reference run: {time.monotonic() - started:.0f} s")
+    logs = [log.read_text() for log in log_files]
+    assert codes == [0, 0, 0], "\n\n".join(log[-3000:] for log in logs)
+
+    # The chief (worker 0) wrote the run folder; worker 1 wrote nowhere else.
+    assert {"config.json", "history.csv", "metrics.json", "model.keras"} <= files_under(out)
+    chief_home, worker_home = files_under(tmp_path / "worker0" / "home"), files_under(tmp_path / "worker1" / "home")
+    in_caches = lambda path: any(path.startswith(c) or c.startswith(path) for c in LIBRARY_CACHES)  # noqa: E731
+    assert worker_home == chief_home and all(map(in_caches, worker_home)), worker_home
+    checked = ("run/", "worker0/home/", "worker1/home/", "reference/", *(log.name for log in log_files))
+    elsewhere = {path for path in files_under(tmp_path) - before if not path.startswith(checked)}
+    assert elsewhere == set(), elsewhere  # nothing in either worker's cwd or TMPDIR, nothing by the data
+    private = [line.split("run folder: ", 1)[1] for line in logs[1].splitlines() if line.startswith("run folder: ")]
+    assert private and Path(private[0]).parent == tmp_path / "worker1" / "tmp" and not Path(private[0]).exists()
+    summary = [[line for line in log.splitlines() if line.startswith("best epoch")] for log in logs[:2]]
+    assert summary[0] and summary[1] == summary[0]  # the worker ran to the end on the same (all-reduced) history
+
+    settings = [json.loads((folder / "config.json").read_text())["settings"] for folder in (out, reference)]
+    assert [(s["replicas"], s["global_batch_size"]) for s in settings] == [(2, 4), (1, 4)]
+    two, one = (read_csv(folder / "history.csv") for folder in (out, reference))
+    assert [row["epoch"] for row in two] == [row["epoch"] for row in one] == [1, 2]
+    assert one[-1]["loss"] < one[0]["loss"]  # it trained: the comparison is between two moving runs
+    # Losses: measured at most 2.4e-5 apart (relative; 0 at --lr 1e-7, so the split of each global batch and the
+    # all-reduce are exact). The gap is rounding: the all-reduce adds the two workers' gradients, one process sums
+    # the four images in another order, and Adam's steps carry such differences of the last bits forward; it grows
+    # with the learning rate (1.5e-4 at --lr 0.01). 1e-4 is 4 times the gap, and 28 times smaller than the loss's
+    # own change over these 4 steps (2.8e-3), which a wrong global batch, learning rate or data split would alter.
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose([r[key] for r in two], [r[key] for r in one], rtol=1e-4, err_msg=key)
+    # Dice is batch-wide and computed per replica: the mean of each worker's Dice over its 2 images is not the Dice
+    # of all 4 (measured up to 3.0e-4 apart, at any learning rate), hence the looser bound.
+    for key in ("dice_coef", "val_dice_coef"):
+        np.testing.assert_allclose([r[key] for r in two], [r[key] for r in one], atol=1e-3, err_msg=key)
+
+
 @pytest.mark.parametrize(
     "replicas, batch, lr, scale, expected",
     [(1, 8, 1e-4, False, (8, 1e-4)), (1, 8, 1e-4, True, (8, 1e-4)), (4, 8, 1e-4, False, (32, 1e-4)),
@@ -189,10 +302,115 @@ def test_good_tf_config_gives_workers_and_index():
     assert check_tf_config(json.dumps(config)) == (2, 1)
 
 
+SLURM_STEP = {"SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "node[07-08]",
+              "SLURM_STEP_TASKS_PER_NODE": "1(x2)"}  # task 1 of a two-node `srun --ntasks-per-node=1` step
+TWO_WORKERS = {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 1}}
+
+
+@pytest.fixture
+def cluster_environment(monkeypatch):
+    """``cluster_environment(tf_config=None, slurm=None)`` sets exactly these (TF_CONFIG as JSON, SLURM variables)."""
+    for key in [key for key in os.environ if key == "TF_CONFIG" or key.startswith("SLURM_")]:
+        monkeypatch.delenv(key)
+
+    def set_up(tf_config=None, slurm=None):
+        if tf_config is not None:
+            monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+        for key, value in (slurm or {}).items():
+            monkeypatch.setenv(key, value)
+
+    return set_up
+
+
+def test_multiworker_cluster_comes_from_tf_config_else_from_the_slurm_step(cluster_environment, monkeypatch):
+    from labkit.runtime import cluster_resolver
+
+    cluster_environment(TWO_WORKERS, SLURM_STEP)
+    assert cluster_resolver() is None  # TF_CONFIG set: TensorFlow's own resolver reads it, SLURM or not
+    monkeypatch.delenv("TF_CONFIG")
+    resolver = cluster_resolver()
+    assert resolver.cluster_spec().as_dict() == {"worker": ["node07:8888", "node08:8888"]}
+    assert (resolver.task_type, resolver.task_id) == ("worker", 1)
+    assert resolver.num_accelerators() == {"GPU": len(tf.config.list_physical_devices("GPU"))}  # what this task sees
+    assert resolver.rpc_layer == "grpc"
+    cluster_environment(slurm={"SLURM_STEP_NODELIST": "node07", "SLURM_STEP_TASKS_PER_NODE": "2"})
+    assert cluster_resolver().cluster_spec().as_dict() == {"worker": ["node07:8888", "node07:8889"]}  # CPU tasks
+    monkeypatch.delenv("SLURM_STEP_NODELIST")  # a SLURM job, but not a job step: started without srun
+    with pytest.raises(LabkitInputError, match="SLURM_STEP_NODELIST not found.*start the lab with srun"):
+        cluster_resolver()
+    for key in SLURM_STEP:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(LabkitInputError, match="needs the TF_CONFIG environment variable, or a SLURM job step"):
+        cluster_resolver()
+
+
+@pytest.mark.parametrize(
+    "tf_config, slurm, expected",
+    [(TWO_WORKERS, None, (1, 2, False)), ({**TWO_WORKERS, "task": {"type": "worker", "index": 0}}, None, (0, 2, True)),
+     ({"cluster": {"chief": ["c:1"], "worker": ["w:1"]}, "task": {"type": "chief", "index": 0}}, None, (0, 2, True)),
+     ({"cluster": {"chief": ["c:1"], "worker": ["w:1"]}, "task": {"type": "worker", "index": 0}}, None, (0, 2, False)),
+     (None, SLURM_STEP, (1, 2, False)), (None, {**SLURM_STEP, "SLURM_PROCID": "0"}, (0, 2, True)),
+     (TWO_WORKERS, {**SLURM_STEP, "SLURM_PROCID": "0"}, (1, 2, False))],  # TF_CONFIG wins over SLURM
+)
+def test_worker_task_names_the_chief(cluster_environment, tf_config, slurm, expected):
+    from labkit.runtime import worker_task
+
+    cluster_environment(tf_config, slurm)
+    assert worker_task() == expected
+
+
+@pytest.fixture
+def exit_actions(monkeypatch):
+    """What `labkit.runtime` registers to run at exit, recorded instead of registered."""
+    import labkit.runtime
+
+    actions = []
+    monkeypatch.setattr(labkit.runtime.atexit, "register", lambda *call, **kwargs: actions.append((call, kwargs)))
+    return actions
+
+
+def test_only_the_chief_writes_the_run_folder_a_worker_a_private_one_removed_at_exit(cluster_environment, monkeypatch,
+                                                                                     tmp_path, exit_actions):
+    from labkit.runtime import worker_run_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    out = tmp_path / "run"
+    cluster_environment({**TWO_WORKERS, "task": {"type": "worker", "index": 0}})
+    assert worker_run_dir(out, "multiworker") == out and not exit_actions  # the chief
+    cluster_environment(TWO_WORKERS)
+    assert worker_run_dir(out, "none") == out and worker_run_dir(out, "mirrored") == out  # TF_CONFIG alone: no cluster
+    private = worker_run_dir(out, "multiworker")
+    assert private.parent == tmp_path / "tmp" and private.is_dir() and not out.exists()
+    (private / "model.keras").write_text("weights")
+    [((remove, *args), kwargs)] = exit_actions
+    remove(*args, **kwargs)
+    assert not private.exists()
+
+
+def test_a_worker_resumes_from_a_private_copy_of_the_chiefs_run(cluster_environment, monkeypatch, tmp_path,
+                                                                exit_actions):
+    from labkit.runtime import worker_run_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    cluster_environment(TWO_WORKERS)
+    out = tmp_path / "run"
+    with pytest.raises(LabkitInputError, match=r"--resume: worker 1 cannot read .*config.json.*shared file system"):
+        worker_run_dir(out, "multiworker", resume=True)
+    (out / "backup").mkdir(parents=True)
+    (out / "backup" / "latest.weights.h5").write_text("epoch 3")
+    (out / "config.json").write_text(json.dumps({"settings": {"distribute": "multiworker"}}))
+    private = worker_run_dir(out, "none", resume=True)  # the stored --distribute wins: the run goes on with it
+    assert private.parent == tmp_path / "tmp" and (private / "backup" / "latest.weights.h5").read_text() == "epoch 3"
+    assert files_under(private) == files_under(out) and len(exit_actions) == 1
+
+
 def test_lab_rejects_multiworker_without_tf_config(lab_runner, monkeypatch, tmp_path):
     from labkit.data.synthetic import xray_dataset
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("SLURM_PROCID", raising=False)
     data = xray_dataset(n_images=4, size=16, root=tmp_path / "data")
     code, _, stderr = lab_runner("lab4_unet", ["--data-dir", data, "--distribute", "multiworker", "--out",
                                                tmp_path / "run", "--epochs", "1", "--img-size", "16", "--quiet"])
