@@ -271,7 +271,7 @@ def what_the_run_keeps(path, remedy="free space"):
     if folder is None:
         return f"{remedy} and run again"
     epochs = resume.completed_epochs(runs.RunFolder(folder))
-    kept = f"keeps epochs 1–{epochs}" if epochs else "keeps no completed epoch"
+    kept = {0: "keeps no completed epoch", 1: "keeps epoch 1"}.get(epochs, f"keeps epochs 1–{epochs}")
     return f"{folder} {kept}; {remedy} and rerun with --resume"
 
 

@@ -23,17 +23,19 @@ class RunWriteError(OSError):
 
     Attributes:
         path: the file labkit was writing.
+        reason: why, in a few words (``no space left on device``, ``Permission denied``, ...).
     """
 
     def __init__(self, path, cause):
         self.path = path
         code = getattr(cause, "errno", None)
         if code == errno.ENOSPC or "No space left" in str(cause):
-            reason = "no space left on device"
-            code = errno.ENOSPC
+            code, self.reason = errno.ENOSPC, "no space left on device"
+            message = f"no space left on device writing {path}"
         else:
-            reason = f"cannot write ({getattr(cause, 'strerror', None) or cause})"
-        super().__init__(code, f"{reason} writing {path}")
+            self.reason = getattr(cause, "strerror", None) or str(cause)
+            message = f"cannot write {path} ({self.reason})"
+        super().__init__(code, message)
 
     def __str__(self):
         return self.strerror

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shutil
+import traceback
 import weakref
 from datetime import datetime
 from pathlib import Path
@@ -140,7 +141,7 @@ def foreign_file(folder):
     folder = Path(folder)
     recorded = _read_manifest(folder)
     if recorded is None:
-        return next(iter(sorted(folder.iterdir())), None)
+        return _first_file(folder) if any(folder.iterdir()) else None
     return _foreign_in(folder, folder, recorded)
 
 
@@ -155,12 +156,22 @@ def _foreign_in(root, folder, recorded):
             elif any(r.startswith(name + "/") for r in recorded):
                 found = _foreign_in(root, entry, recorded)
             else:
-                found = entry
+                found = _first_file(entry)
             if found is not None:
                 return found
         elif not _listed(name, recorded):
             return entry
     return None
+
+
+def _first_file(folder):
+    """The first file under `folder` (sorted, depth first), or `folder` itself when it holds none: what a
+    refusal names."""
+    for entry in sorted(Path(folder).iterdir()):
+        inner = _first_file(entry) if entry.is_dir() and not entry.is_symlink() else entry
+        if inner is not None and not inner.is_dir():
+            return inner
+    return Path(folder)
 
 
 def _remove_empty_folders(folder):
@@ -233,13 +244,25 @@ def atomic_write(path, write, suffix=""):
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
         finally:
-            if tmp.exists():
-                tmp.unlink()
+            _discard(tmp)
     except RunWriteError:
         raise
     except OSError as exc:
-        raise RunWriteError(path, exc) from exc
+        # A writer that failed may still hold the file open (h5py does, until its object is collected): its
+        # frames let go of it now, and the emptied file has room for its last flush, so it closes quietly.
+        traceback.clear_frames(exc.__traceback__)
+        raise RunWriteError(path, exc) from None
     return path
+
+
+def _discard(tmp):
+    """Remove a temporary; emptied first, so a full disk gets its space back even while a writer holds it open."""
+    if tmp.exists():
+        try:
+            os.truncate(tmp, 0)
+        except OSError:
+            pass
+        tmp.unlink()
 
 
 def _json_default(value):
@@ -389,8 +412,8 @@ class RunFolder:
         try:
             run.path.mkdir(parents=True, exist_ok=True)
             _write_manifest(run.path, _read_manifest(run.path) or set())  # also proves the folder is writable
-        except (OSError, RunWriteError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        except OSError as exc:
+            reason = exc.reason if isinstance(exc, RunWriteError) else exc.strerror or str(exc)
             raise LabkitInputError(f"--out {run.path}: cannot write there ({reason})") from None
         return run
 

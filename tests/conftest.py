@@ -58,12 +58,22 @@ def adam_instances(monkeypatch):
 
 
 def run_lab_inprocess(module, argv, capsys):
-    """Run a lab's ``main`` through `labkit.cli.run_lab`; returns ``(exit_code, stdout, stderr)``."""
+    """Run a lab's ``main`` through `labkit.cli.run_lab`; returns ``(exit_code, stdout, stderr)``.
+
+    A run that finished leaves only files its manifest lists (else ``--overwrite`` would refuse labkit's own files):
+    every in-process lab run of the suite checks that its ``--out`` holds nothing unrecorded.
+    """
     from labkit.cli import run_lab
+    from labkit.runs import foreign_file
 
     with pytest.raises(SystemExit) as exit_info:
         run_lab(module.main, argv)
     out, err = capsys.readouterr()
+    argv = [str(a) for a in argv]
+    if exit_info.value.code == 0 and "--out" in argv:
+        folder = Path(argv[argv.index("--out") + 1])
+        unrecorded = foreign_file(folder) if folder.is_dir() else None
+        assert unrecorded is None, f"{unrecorded} is in the run folder but not in its manifest"
     return exit_info.value.code, out, err
 
 

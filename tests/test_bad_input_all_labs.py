@@ -86,7 +86,8 @@ def test_overwrite_never_deletes_files_labkit_did_not_write(lab_runner, tmp_path
     (tmp_path / "metrics.json").write_text('{"done": true}')
     (tmp_path / "scan_001.png").write_text("the user's data")
     code, _, stderr = lab_runner(lab, ["--out", tmp_path, "--overwrite", "--quiet"])
-    assert_one_error_line(code, stderr, re.escape(f"{tmp_path} holds scan_001.png, which labkit did not write"))
+    # no manifest: nothing here was written by labkit, the first entry is named
+    assert_one_error_line(code, stderr, re.escape(f"{tmp_path} holds metrics.json, which labkit did not write"))
     assert (tmp_path / "scan_001.png").read_text() == "the user's data"
     assert (tmp_path / "metrics.json").read_text() == '{"done": true}'
 
@@ -95,5 +96,5 @@ def test_a_sweep_with_overwrite_never_deletes_files_labkit_did_not_write(lab_run
     (tmp_path / "base=2" / "notes.txt").parent.mkdir()
     (tmp_path / "base=2" / "notes.txt").write_text("mine")
     code, _, stderr = lab_runner("lab4_unet", ["--out", tmp_path, "--overwrite", "--sweep", "base=2,4", "--quiet"])
-    assert_one_error_line(code, stderr, re.escape("base=2/notes.txt, which labkit did not write"))
+    assert_one_error_line(code, stderr, re.escape("holds base=2/notes.txt, which labkit did not write"))
     assert (tmp_path / "base=2" / "notes.txt").read_text() == "mine"

@@ -81,7 +81,7 @@ def finished_run(path):
 FOREIGN = [("report.docx", "report.docx"), ("summary.xlsx", "summary.xlsx"), ("comparison.pptx", "comparison.pptx"),
            ("curves_mine.png", "curves_mine.png"), ("history.csv", "history.csv"),
            ("backup/thesis.tex", "backup/thesis.tex"), ("tensorboard/my_notes.txt", "tensorboard/my_notes.txt"),
-           ("lr=0.1/raw.png", "lr=0.1/raw.png"), ("frozen/data.csv", "frozen/data.csv"), ("models/x.nii", "models"),
+           ("lr=0.1/raw.png", "lr=0.1/raw.png"), ("frozen/data.csv", "frozen/data.csv"), ("models/x.nii", "models/x.nii"),
            (".model.keras.abc1.tmp", ".model.keras.abc1.tmp"), ("notes/", "notes")]
 
 
@@ -114,7 +114,7 @@ def test_overwrite_removes_exactly_what_labkit_wrote(tmp_path):
 def test_overwrite_refuses_a_data_folder_without_a_run(tmp_path):
     (tmp_path / "data" / "Image").mkdir(parents=True)
     (tmp_path / "data" / "Image" / "a.png").write_text("x")
-    with pytest.raises(LabkitInputError, match=r"--overwrite: .*data holds Image.*labkit did not write"):
+    with pytest.raises(LabkitInputError, match=r"--overwrite: .*data holds Image/a.png, which labkit did not write"):
         RunFolder.create(tmp_path / "data", overwrite=True)
     assert (tmp_path / "data" / "Image" / "a.png").read_text() == "x"
 
