@@ -136,6 +136,10 @@ SUFFIX_PAIRS = [
      [("Im1_1.png", "Im1_1_Mask.png"), ("Im1_10.png", "Im1_10.png")]),
     (find_nifti_pairs, ["imagesTr/a.nii.gz", "imagesTr/a1.nii.gz", "labelsTr/a_seg.nii.gz", "labelsTr/a1_label.nii"],
      [("a.nii.gz", "a_seg.nii.gz"), ("a1.nii.gz", "a1_label.nii")]),
+    # A file named exactly as its image is that image's, even when the name ends in a suffix.
+    (find_xray_pairs, ["Image/lung_seg.png", "Mask/lung_seg.png"], [("lung_seg.png", "lung_seg.png")]),
+    (find_nifti_pairs, ["imagesTr/a.nii.gz", "imagesTr/a_seg.nii.gz", "labelsTr/a.nii.gz", "labelsTr/a_seg.nii.gz"],
+     [("a.nii.gz", "a.nii.gz"), ("a_seg.nii.gz", "a_seg.nii.gz")]),
 ]
 
 
