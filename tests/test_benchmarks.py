@@ -36,7 +36,7 @@ def line_with(out, text):
 
 
 def test_precision_rows_are_relative_to_the_float32_row_and_auto_names_its_policy():
-    out = run_benchmark("precision", "--steps", "3", "--warmup-steps", "2", "--images", "10")
+    out = run_benchmark("precision", "--steps", "3", "--warmup-steps", "2", "--images", "10", "--size", "32")
     rows = {line.split("  ")[0]: numbers(line) for line in out.splitlines()
             if re.match(r"^(float32|auto|mixed_bfloat16)\b", line) and "×" in line}
     auto_label = f"auto (= {resolve_precision('auto')})"
