@@ -76,6 +76,7 @@ def test_a_name_without_a_class_is_named(lab1, tmp_path):
         find_labelled_set(tmp_path, "skin")
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_every_output(mlp_run):
     assert all((mlp_run / name).is_file() for name in OUTPUTS), sorted(p.name for p in mlp_run.iterdir())
     settings = json.loads((mlp_run / "config.json").read_text())["settings"]
@@ -119,6 +120,7 @@ def test_unreadable_image_is_named(lab_runner, lab1, tmp_path):
     assert code == 2 and re.search(r"^error: .*Mel_0001\.png", stderr, re.M), stderr
 
 
+@pytest.mark.slow
 def test_cosine_schedule_spans_the_run_and_ends_at_zero(lab1, tmp_path, monkeypatch):
     import labkit.classification_lab as lab
 
