@@ -71,7 +71,8 @@ x = np.random.default_rng(4).normal([10.0, -2.0, 5.0], [1.0, 3.0, 0.5], size=(64
 y = (x.sum(axis=1, keepdims=True) > 13).astype(np.float32)
 with get_strategy("mirrored").scope():
     inputs = keras.Input((3,))
-    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.BatchNormalization(name="norm")(inputs)))
+    normalised = keras.layers.BatchNormalization(name="norm")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(normalised))
     compile_model(model, 1e-3, "binary_crossentropy")
 train_data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
 fit(model, train_data, train_data, epochs=1, verbose=0, stop_dead=False, precise_batchnorm=True)

@@ -95,8 +95,9 @@ def test_a_lab_run_with_auto_records_this_machines_policy(lab_runner, tmp_path):
 
     *_, expected = machine_supports()
     data = xray_dataset(n_images=8, size=32, root=tmp_path / "data")
-    code, stdout, stderr = lab_runner("lab4_unet", ["--data-dir", data, "--out", tmp_path / "run", "--precision", "auto",
-                                                    "--img-size", "16", "--epochs", "1", "--base", "2", "--quiet"])
+    code, stdout, stderr = lab_runner("lab4_unet", ["--data-dir", data, "--out", tmp_path / "run", "--precision",
+                                                    "auto", "--img-size", "16", "--epochs", "1", "--base", "2",
+                                                    "--quiet"])
     assert code == 0, stderr
     assert f"precision policy: {expected}\n" in stdout
     assert json.loads((tmp_path / "run" / "config.json").read_text())["settings"]["precision"] == expected
