@@ -17,7 +17,7 @@ compute capability ≥ 8) — elsewhere bf16 is emulated and slower, and auto pi
 policy already in the list, that run is not repeated: its row is the same measurement.
 
 usage:
-  python benchmarks/precision.py [--steps 48] [--warmup-steps 96] [--images 80]
+  python benchmarks/precision.py [--steps 48] [--warmup-steps 96] [--images 80] [--size 256]
 """
 
 import argparse
@@ -35,7 +35,7 @@ import keras  # noqa: E402
 from machine import load_warning, machine_summary  # noqa: E402
 
 SIZE, BATCH, BASE, LR = 256, 8, 16, 1e-4
-WARM_SIZE, WARM_LR = 128, 1e-3
+WARM_LR = 1e-3  # the warm start runs at half the compared size
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -60,8 +60,9 @@ def datasets(train_pairs, val_pairs, size):
             segmentation_dataset(val_pairs, size, BATCH, cache=True))
 
 
-def warm_start(train_pairs, val_pairs, steps):
-    """Weights of U-Net base 16 after `steps` float32 steps at 128×128, and their validation Dice at 256×256."""
+def warm_start(train_pairs, val_pairs, steps, size=SIZE):
+    """Weights of U-Net base 16 after `steps` float32 steps at half of `size`, and their validation Dice at
+    `size`."""
     from labkit import get_unet
     from labkit.metrics import thresholded_dice
     from labkit.runtime import set_seed
@@ -69,18 +70,19 @@ def warm_start(train_pairs, val_pairs, steps):
 
     keras.mixed_precision.set_global_policy("float32")
     set_seed(42)
-    model = compile_model(get_unet((WARM_SIZE, WARM_SIZE, 1), base=BASE), WARM_LR, "binary_crossentropy")
+    warm = size // 2
+    model = compile_model(get_unet((warm, warm, 1), base=BASE), WARM_LR, "binary_crossentropy")
     if steps:
-        model.fit(datasets(train_pairs, val_pairs, WARM_SIZE)[0], epochs=1, steps_per_epoch=steps, verbose=0,
+        model.fit(datasets(train_pairs, val_pairs, warm)[0], epochs=1, steps_per_epoch=steps, verbose=0,
                   shuffle=False)
     weights = model.get_weights()
-    full = compile_model(get_unet((SIZE, SIZE, 1), base=BASE), LR, "binary_crossentropy", metrics=[thresholded_dice])
+    full = compile_model(get_unet((size, size, 1), base=BASE), LR, "binary_crossentropy", metrics=[thresholded_dice])
     full.set_weights(weights)
-    dice = full.evaluate(datasets(train_pairs, val_pairs, SIZE)[1], verbose=0, return_dict=True)["thresholded_dice"]
+    dice = full.evaluate(datasets(train_pairs, val_pairs, size)[1], verbose=0, return_dict=True)["thresholded_dice"]
     return weights, dice
 
 
-def train_and_validate(policy, initial_weights, train, val, steps):
+def train_and_validate(policy, initial_weights, train, val, steps, size=SIZE):
     """Train `steps` steps under `policy` from `initial_weights`; returns images/s and validation Dice."""
     from labkit import dice_coef, get_unet
     from labkit.metrics import thresholded_dice
@@ -88,7 +90,7 @@ def train_and_validate(policy, initial_weights, train, val, steps):
 
     keras.backend.clear_session()
     keras.mixed_precision.set_global_policy(policy)
-    model = get_unet((SIZE, SIZE, 1), base=BASE)
+    model = get_unet((size, size, 1), base=BASE)
     model.set_weights(initial_weights)
     compile_model(model, LR, "binary_crossentropy", metrics=[dice_coef, thresholded_dice])
     timer = StepTimer()
@@ -103,10 +105,13 @@ def train_and_validate(policy, initial_weights, train, val, steps):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=48, help="training steps of 8 images per policy (default: 48)")
-    parser.add_argument("--warmup-steps", type=int, default=96, help="float32 warm-start steps at 128×128 "
+    parser.add_argument("--warmup-steps", type=int, default=96, help="float32 warm-start steps at half the size "
                         "(default: 96)")
     parser.add_argument("--images", type=int, default=80, help="embedded X-ray pairs: 80%% train, 20%% validation")
+    parser.add_argument("--size", type=int, default=SIZE, help="side of the compared runs' images, a multiple of 32 "
+                        f"(default: {SIZE}; smaller only to check the script)")
     args = parser.parse_args(argv)
+    size = args.size
     started = time.perf_counter()
 
     from labkit.data import find_xray_pairs, synthetic
@@ -114,23 +119,23 @@ def main(argv=None):
     from labkit.runtime import resolve_precision
 
     print(machine_summary())
-    pairs = find_xray_pairs(synthetic.xray_dataset(n_images=args.images, size=SIZE))
+    pairs = find_xray_pairs(synthetic.xray_dataset(n_images=args.images, size=size))
     train_pairs, val_pairs = train_val_split(pairs, 0.2, seed=42)
     start = time.perf_counter()
-    initial, warm_dice = warm_start(train_pairs, val_pairs, args.warmup_steps)
-    print(f"warm start: float32, {WARM_SIZE}×{WARM_SIZE}, Adam {WARM_LR}, {args.warmup_steps} steps in "
-          f"{time.perf_counter() - start:.0f} s; validation Dice at {SIZE}×{SIZE} before the compared runs: "
+    initial, warm_dice = warm_start(train_pairs, val_pairs, args.warmup_steps, size)
+    print(f"warm start: float32, {size // 2}×{size // 2}, Adam {WARM_LR}, {args.warmup_steps} steps in "
+          f"{time.perf_counter() - start:.0f} s; validation Dice at {size}×{size} before the compared runs: "
           f"{warm_dice:.4f}")
-    train, val = datasets(train_pairs, val_pairs, SIZE)
+    train, val = datasets(train_pairs, val_pairs, size)
     auto = resolve_precision("auto")
-    print(f"compared runs: U-Net base {BASE}, {SIZE}×{SIZE}, batch {BATCH}, binary cross-entropy, Adam {LR}, "
+    print(f"compared runs: U-Net base {BASE}, {size}×{size}, batch {BATCH}, binary cross-entropy, Adam {LR}, "
           f"{args.steps} steps on {len(train_pairs)} training images; validation on {len(val_pairs)}; auto resolves "
           f"to {auto}")
 
     results = {}
     for policy in dict.fromkeys(["float32", auto, "mixed_bfloat16"]):
         start = time.perf_counter()
-        results[policy] = train_and_validate(policy, initial, train, val, args.steps)
+        results[policy] = train_and_validate(policy, initial, train, val, args.steps, size)
         print(f"  {policy}: done in {time.perf_counter() - start:.0f} s")
 
     reference = results["float32"]

@@ -185,7 +185,9 @@ class DeadRunWatch(keras.callbacks.Callback):
     (a Dice loss at 1.0). After each epoch the watch predicts a fixed probe batch (a few validation images) and calls
     the epoch dead when every output channel spans less than `spread` over the whole batch, or every channel is
     saturated at one end. The run stops when that has held for `patience` epochs, the training loss of those epochs
-    varies by less than `flat` (relative) and it never fell below `progress` times the first epoch's loss. All three
+    varies by less than `flat` (relative) and it never fell below `progress` times the loss it started from (the
+    untrained network's loss on its first batch, so a first epoch whose loss blew up to 1e16 on the way to a dead
+    network does not count as a start it improved on). All three
     must hold, so none of these is stopped: a model that rightly predicts an empty mask for an empty probe image
     but still learns, a slow learner whose outputs sit near 0.5, and a trained classifier that is rightly sure of
     a probe whose images happen to share one class (its loss is far below where it started).
@@ -196,8 +198,8 @@ class DeadRunWatch(keras.callbacks.Callback):
         spread: largest range of an output channel over the probe batch that counts as constant.
         flat: largest relative range of the training loss over `patience` epochs that counts as flat.
         saturated: distance from 0 or 1 within which a probability counts as saturated.
-        progress: a run whose training loss fell below this fraction of its first epoch's loss has learnt something
-            and is not called dead.
+        progress: a run whose training loss fell below this fraction of its starting loss (its first batch's; the
+            first epoch's when no batch was seen) has learnt something and is not called dead.
     """
 
     def __init__(self, probe, patience=5, spread=1e-3, flat=1e-2, saturated=1e-2, progress=0.5):
@@ -233,6 +235,15 @@ class DeadRunWatch(keras.callbacks.Callback):
             return (f"saturated predictions (every probability within {self.saturated:g} of "
                     f"{'0' if at_zero.all() else '1' if at_one.all() else '0 or 1'}, the same decision everywhere)")
         return None
+
+    def on_train_batch_end(self, batch, logs=None):
+        # The untrained network's loss on the first batch (logged before its update) is where the run started. The
+        # first epoch's mean would do for a calm start, but a learning rate large enough to kill the network
+        # usually blows the loss up on the way (1e16), and a dead run would then look as if it had learnt.
+        if self.first_loss is None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and math.isfinite(float(loss)):
+                self.first_loss = float(loss)
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")

@@ -40,21 +40,35 @@ def load_lab(name):
     return module
 
 
+def watch_optimizer(monkeypatch, name):
+    """The `keras.optimizers.<name>` objects made while the test runs (real optimizers, remembered), however the
+    code names them: ``keras.optimizers.<name>`` or `labkit.optimizers.OPTIMIZERS` (``--optimizer``)."""
+    import keras
+
+    from labkit import optimizers
+
+    made = []
+    base = getattr(keras.optimizers, name)
+    watched = type(f"Watched{name}", (base,), {
+        "__init__": lambda self, *args, **kwargs: (base.__init__(self, *args, **kwargs), made.append(self))[0]})
+    monkeypatch.setattr(keras.optimizers, name, watched)
+    for key, value in list(optimizers.OPTIMIZERS.items()):
+        if value is base:
+            monkeypatch.setitem(optimizers.OPTIMIZERS, key, watched)
+    return made
+
+
 @pytest.fixture
 def adam_instances(monkeypatch):
     """The `keras.optimizers.Adam` objects made while the test runs (real Adams, remembered), e.g. by a lab's
     compile: their learning rate or schedule shows what the lab trained with."""
-    import keras
+    return watch_optimizer(monkeypatch, "Adam")
 
-    made = []
 
-    class WatchedAdam(keras.optimizers.Adam):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    monkeypatch.setattr(keras.optimizers, "Adam", WatchedAdam)
-    return made
+@pytest.fixture
+def sgd_instances(monkeypatch):
+    """The `keras.optimizers.SGD` objects made while the test runs, like `adam_instances` (Lab 1 trains with SGD)."""
+    return watch_optimizer(monkeypatch, "SGD")
 
 
 def run_lab_inprocess(module, argv, capsys):

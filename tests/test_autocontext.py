@@ -151,6 +151,7 @@ def lab_run(tmp_path_factory):
     return ct_dir, out
 
 
+@pytest.mark.slow
 def test_lab5_autocontext_writes_the_table_the_curve_and_two_steps(lab_run):
     import keras
 
@@ -168,6 +169,7 @@ def test_lab5_autocontext_writes_the_table_the_curve_and_two_steps(lab_run):
     keras.backend.clear_session()
 
 
+@pytest.mark.slow
 def test_lab5_training_maps_come_from_the_model_that_left_them_out(lab_run):
     """Step 2's map of a training slice is the step-1 fold model's prediction (it never trained on the slice), not
     the full step-1 model's (it did); validation slices get the full model's map."""

@@ -88,3 +88,56 @@ def test_the_callback_averages_only_the_first_batches_it_is_given():
     model.compile("adam", "mse")
     model.fit(data, validation_data=data, epochs=1, verbose=0, callbacks=[PreciseBatchNorm(data, batches=2)])
     np.testing.assert_allclose(model.get_layer("norm").moving_mean.numpy(), np.full(3, 0.5))  # batches 0 and 1
+
+
+def batch_statistics(batches, axes=0):
+    """Mean over `batches` of each batch's mean and (biased) variance over `axes`, by NumPy."""
+    return (np.mean([b.mean(axis=axes) for b in batches], axis=0), np.mean([b.var(axis=axes) for b in batches], axis=0))
+
+
+def test_fit_sets_precise_statistics_on_every_replica_under_a_mirrored_strategy():
+    from labkit.runtime import get_strategy
+
+    rng = np.random.default_rng(4)
+    x = rng.normal([10.0, -2.0, 5.0], [1.0, 3.0, 0.5], size=(64, 3)).astype("float32")
+    y = (x.sum(axis=1, keepdims=True) > 13).astype("float32")
+    strategy = get_strategy("mirrored")
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = compile_model(norm_model(), 1e-3, "bce")
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    fit(model, train, train, epochs=1, verbose=0, stop_dead=False, precise_batchnorm=True)
+    norm = model.get_layer("norm")
+    assert isinstance(norm.moving_mean.value, tf.distribute.DistributedValues)  # a mirrored variable
+    mean, variance = batch_statistics(batches_of(x, 16))
+    for replica_mean, replica_variance in zip(norm.moving_mean.value.values, norm.moving_variance.value.values):
+        np.testing.assert_allclose(replica_mean.numpy(), mean, rtol=1e-5)  # Keras's average: about 4 % of it
+        np.testing.assert_allclose(replica_variance.numpy(), variance, rtol=1e-4)
+
+
+def test_precise_statistics_reach_the_batchnorm_layers_of_a_nested_resnet50():
+    from labkit.models.classifiers import resnet50_classifier
+
+    keras.utils.set_random_seed(0)
+    model = resnet50_classifier((32, 32, 3), n_class=3, weights=None)
+    rng = np.random.default_rng(5)
+    x = rng.random((12, 32, 32, 3)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 12)]
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    callback = PreciseBatchNorm(train)  # what fit(precise_batchnorm=True) runs before each validation
+    callback.set_model(model)
+    callback.on_test_begin()
+
+    # Independently: the input of each chosen layer of the nested "resnet50" on each training batch, from a model cut
+    # at that layer and run in training mode (every BatchNorm before it normalising with its batch's statistics, as
+    # during the estimate), then NumPy's mean and variance per channel, averaged over the three batches.
+    resnet = model.get_layer("resnet50")
+    chosen = [resnet.get_layer(name) for name in ("conv1_bn", "conv3_block2_2_bn", "conv5_block3_3_bn")]
+    found = [(norm.moving_mean.numpy(), norm.moving_variance.numpy()) for norm in chosen]  # before the cut model runs
+    cut = keras.Model(resnet.input, [norm.input for norm in chosen])
+    preprocess = model.get_layer("imagenet_preprocess")
+    features = [[np.asarray(f) for f in cut(preprocess(batch), training=True)] for batch in batches_of(x, 4)]
+    for k, (norm, (moving_mean, moving_variance)) in enumerate(zip(chosen, found)):
+        mean, variance = batch_statistics([batch[k] for batch in features], axes=(0, 1, 2))
+        np.testing.assert_allclose(moving_mean, mean, rtol=1e-3, atol=1e-4, err_msg=norm.name)
+        np.testing.assert_allclose(moving_variance, variance, rtol=1e-3, atol=1e-5, err_msg=norm.name)

@@ -36,7 +36,7 @@ def line_with(out, text):
 
 
 def test_precision_rows_are_relative_to_the_float32_row_and_auto_names_its_policy():
-    out = run_benchmark("precision", "--steps", "3", "--warmup-steps", "2", "--images", "10")
+    out = run_benchmark("precision", "--steps", "3", "--warmup-steps", "2", "--images", "10", "--size", "32")
     rows = {line.split("  ")[0]: numbers(line) for line in out.splitlines()
             if re.match(r"^(float32|auto|mixed_bfloat16)\b", line) and "×" in line}
     auto_label = f"auto (= {resolve_precision('auto')})"
@@ -54,8 +54,11 @@ def test_pipeline_ratios_divide_labkits_rates_by_the_baselines():
     baseline, from_disk, cached, disk_ratio, cached_ratio = (numbers(line_with(out, text)) for text in (
         "baseline:", "labkit, from disk", "labkit, cached", "ratio labkit from disk", "ratio labkit cached"))
     for rates, ratios in ((from_disk, disk_ratio), (cached, cached_ratio)):
-        assert ratios[0] == pytest.approx(rates[0] / baseline[0], abs=0.01)  # best / best
-        assert ratios[1] == pytest.approx(rates[1] / baseline[1], abs=0.01)  # median / median
+        for k in (0, 1):  # best / best, median / median
+            # The rates print to 0.1 images/s, the ratios to 0.01: a ratio of two rounded rates can be off by the
+            # rates' relative rounding (large for a baseline of a few images/s on a busy machine) plus 0.005.
+            ratio = rates[k] / baseline[k]
+            assert ratios[k] == pytest.approx(ratio, abs=ratio * (0.05 / rates[k] + 0.05 / baseline[k]) + 0.005 + 1e-9)
 
 
 def test_memory_epoch_delivers_every_file_and_reports_a_peak_above_the_import():

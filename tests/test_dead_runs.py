@@ -1,6 +1,5 @@
 """A run whose network has died (constant predictions, flat loss) stops with exit code 1 and says so."""
 
-import hashlib
 import json
 
 import keras
@@ -106,6 +105,22 @@ def test_dead_means_constant_or_saturated_predictions_and_a_flat_loss(outputs, l
     assert (watch.died is not None) is expected_dead
 
 
+@pytest.mark.parametrize("first_batch_loss, expected_dead", [(0.69, True), (None, False)])
+def test_the_starting_loss_is_the_first_batch_not_an_epoch_that_blew_up(first_batch_loss, expected_dead):
+    # A learning rate of 1: the first epoch's loss blows up to 4.6e16 while every ReLU dies, then the constant output
+    # sits at a flat 0.53. Measured from the untrained network's first batch (0.69) that is no progress; only a
+    # watch that saw no batch falls back on the first epoch's mean and cannot tell.
+    watch = DeadRunWatch(probe=None, patience=5)
+    watch.set_model(keras.Sequential([keras.Input((1,))]))
+    watch.probe_outputs = lambda: np.full((64, 1), 0.22)
+    if first_batch_loss is not None:
+        watch.on_train_batch_end(0, {"loss": first_batch_loss})
+        watch.on_train_batch_end(1, {"loss": 2e16})  # later batches do not move the start
+    for epoch, loss in enumerate([4.6e16, 0.5323, 0.5302, 0.5312, 0.5303, 0.5306]):
+        watch.on_epoch_end(epoch, {"loss": loss})
+    assert (watch.died is not None) is expected_dead
+
+
 def test_probe_outputs_reads_the_probe_batch():
     images, _ = tiny_data(n=4)
     model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Lambda(lambda x: x * 0.0 + 0.25)])
@@ -140,12 +155,33 @@ def test_lab_exits_1_and_says_the_network_died(lab_runner, tmp_path, monkeypatch
     assert code == 1
     assert stderr.strip().splitlines()[-1].startswith("error: training stopped: the network died")
     assert json.loads((out / "metrics.json").read_text())["stopped"]["reason"] == "dead"
-    digest = hashlib.sha256((out / "model.keras").read_bytes()).hexdigest()
     assert len(read_csv(out / "history.csv")) == 6
 
-    code, _, _ = lab_runner("lab4_unet", [*argv[:2], "--out", tmp_path / "watch", *argv[4:], "--no-stop-dead"])
-    assert code == 0 and len(read_csv(tmp_path / "watch" / "history.csv")) == 12
-    assert hashlib.sha256((out / "model.keras").read_bytes()).hexdigest() == digest  # the first run's model untouched
+
+@pytest.mark.slow
+def test_a_learning_rate_that_kills_the_network_stops_the_lab_unless_no_stop_dead(lab_runner, tmp_path):
+    # A real death, nothing patched: at lr 1 the first steps blow the BCE loss up (~1e16) and silence every ReLU, so
+    # the U-Net gives one constant for every pixel from then on and its loss sits flat near 0.53.
+    from labkit.data.synthetic import xray_dataset
+
+    data = xray_dataset(n_images=8, size=32, root=tmp_path / "data")
+    argv = ["--data-dir", data, "--img-size", "16", "--base", "2", "--batch-size", "2", "--epochs", "10", "--loss",
+            "bce", "--lr", "1", "--seed", "42", "--quiet"]
+    code, _, stderr = lab_runner("lab4_unet", [*argv, "--out", tmp_path / "stop"])
+    assert code == 1, stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: training stopped: the network died: constant predictions")
+    stopped = read_csv(tmp_path / "stop" / "history.csv")
+    metrics = json.loads((tmp_path / "stop" / "metrics.json").read_text())
+    assert metrics["stopped"]["reason"] == "dead" and metrics["epochs_run"] == len(stopped) == 6
+
+    code, _, stderr = lab_runner("lab4_unet", [*argv, "--out", tmp_path / "go", "--no-stop-dead"])
+    assert code == 0, stderr
+    config = json.loads((tmp_path / "go" / "config.json").read_text())
+    assert config["settings"]["stop_dead"] is False
+    went_on = read_csv(tmp_path / "go" / "history.csv")
+    assert [row["epoch"] for row in went_on] == list(range(1, 11))  # every epoch, though it was the same dead run:
+    assert [row["loss"] for row in went_on[:6]] == pytest.approx([row["loss"] for row in stopped], rel=1e-4)
+    assert "stopped" not in json.loads((tmp_path / "go" / "metrics.json").read_text())
 
 
 @pytest.mark.slow

@@ -71,6 +71,24 @@ MIRRORED_VS_SINGLE = TRAINING + """
 results = {"single": train(tf.distribute.get_strategy()), "mirrored": train(get_strategy("mirrored"))}
 """
 
+PRECISE_BN = """
+x = np.random.default_rng(4).normal([10.0, -2.0, 5.0], [1.0, 3.0, 0.5], size=(64, 3)).astype(np.float32)
+y = (x.sum(axis=1, keepdims=True) > 13).astype(np.float32)
+with get_strategy("mirrored").scope():
+    inputs = keras.Input((3,))
+    normalised = keras.layers.BatchNormalization(name="norm")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(normalised))
+    compile_model(model, 1e-3, "binary_crossentropy")
+train_data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+fit(model, train_data, train_data, epochs=1, verbose=0, stop_dead=False, precise_batchnorm=True)
+norm = model.get_layer("norm")
+results["precise_bn"] = {
+    "mean": [v.numpy().tolist() for v in norm.moving_mean.value.values],
+    "variance": [v.numpy().tolist() for v in norm.moving_variance.value.values],
+    "expected_mean": np.mean([x[i:i + 16].mean(axis=0) for i in range(0, 64, 16)], axis=0).tolist(),
+    "expected_variance": np.mean([x[i:i + 16].var(axis=0) for i in range(0, 64, 16)], axis=0).tolist()}
+"""
+
 ONE_WORKER = """
 import json, os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -106,7 +124,7 @@ def two_replica_results(tmp_path_factory):
     data, out = xray_dataset(n_images=8, size=32, root=tmp / "data"), tmp / "run"
     argv = ["--data-dir", data, "--out", out, "--img-size", "32", "--epochs", "1", "--base", "2", "--batch-size",
             "3", "--lr", "0.001", "--distribute", "mirrored", "--scale-lr", "--quiet"]
-    script = (SPLIT_CPU.format(root=str(ROOT)) + textwrap.dedent(MIRRORED_VS_SINGLE)
+    script = (SPLIT_CPU.format(root=str(ROOT)) + textwrap.dedent(MIRRORED_VS_SINGLE) + textwrap.dedent(PRECISE_BN)
               + textwrap.dedent(LAB_RUN.format(lab=str(ROOT / "labs" / "lab4_unet.py"), out=str(out))))
     result = subprocess.run([sys.executable, "-c", script, *map(str, argv)], capture_output=True, text=True,
                             timeout=600, cwd=ROOT)
@@ -121,6 +139,17 @@ def test_mirrored_run_on_two_devices_matches_a_single_device_run(two_replica_res
     assert single["loss"][-1] < single["loss"][0]  # it trained: the comparison is between two moving runs
     np.testing.assert_allclose(mirrored["loss"], single["loss"], rtol=1e-4)
     np.testing.assert_allclose(mirrored["kernel"], single["kernel"], atol=1e-5)  # first conv kernel after 6 steps
+
+
+@pytest.mark.slow
+def test_precise_batchnorm_statistics_are_set_on_both_replicas(two_replica_results):
+    """--precise-bn under two replicas: each replica's copy of the moving statistics is the NumPy mean of the
+    training batches' statistics (Keras's moving average after 4 steps would be about 4 % of the mean)."""
+    found = two_replica_results["precise_bn"]
+    assert len(found["mean"]) == len(found["variance"]) == 2
+    for mean, variance in zip(found["mean"], found["variance"]):
+        np.testing.assert_allclose(mean, found["expected_mean"], rtol=1e-5)
+        np.testing.assert_allclose(variance, found["expected_variance"], rtol=1e-4)
 
 
 @pytest.mark.slow

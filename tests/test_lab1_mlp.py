@@ -76,6 +76,7 @@ def test_a_name_without_a_class_is_named(lab1, tmp_path):
         find_labelled_set(tmp_path, "skin")
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_every_output(mlp_run):
     assert all((mlp_run / name).is_file() for name in OUTPUTS), sorted(p.name for p in mlp_run.iterdir())
     settings = json.loads((mlp_run / "config.json").read_text())["settings"]
@@ -94,7 +95,8 @@ def test_tiny_run_writes_every_output(mlp_run):
     assert model.output_shape == (None, 1) and model.count_params() == 32 * 32 * 8 + 8 + 36 + 10 + 3
 
 
-def test_sweep_of_learning_rates(lab1, tmp_path):
+@pytest.mark.slow
+def test_sweep_of_learning_rates(lab1, tmp_path, sgd_instances):
     code = run("lab1_mlp", ["--data-dir", lab1, "--out", tmp_path, "--epochs", "1", "--sweep", "lr=0.01,0.1",
                             *[t for t in TINY if t not in ("--lr", "0.01")]])
     assert code == 0
@@ -103,6 +105,12 @@ def test_sweep_of_learning_rates(lab1, tmp_path):
     for child in ("lr=0.01", "lr=0.1"):
         assert (tmp_path / child / "metrics.json").is_file() and (tmp_path / child / "samples.png").is_file()
     assert (tmp_path / "comparison.png").is_file()
+    # Each child compiled its own SGD at its own rate and took its steps with it (12 images in batches of 4).
+    trained = [optimizer for optimizer in sgd_instances if int(optimizer.iterations) > 0]
+    assert [float(optimizer.learning_rate) for optimizer in trained] == pytest.approx([0.01, 0.1])
+    assert [int(optimizer.iterations) for optimizer in trained] == [3, 3]
+    assert [json.loads((tmp_path / child / "config.json").read_text())["settings"]["lr"]
+            for child in ("lr=0.01", "lr=0.1")] == pytest.approx([0.01, 0.1])
 
 
 def test_unreadable_image_is_named(lab_runner, lab1, tmp_path):
@@ -112,6 +120,7 @@ def test_unreadable_image_is_named(lab_runner, lab1, tmp_path):
     assert code == 2 and re.search(r"^error: .*Mel_0001\.png", stderr, re.M), stderr
 
 
+@pytest.mark.slow
 def test_cosine_schedule_spans_the_run_and_ends_at_zero(lab1, tmp_path, monkeypatch):
     import labkit.classification_lab as lab
 

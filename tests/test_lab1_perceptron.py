@@ -18,6 +18,7 @@ def check_outputs(out, trained_file):
     return json.loads((out / "metrics.json").read_text()), read_csv(out / "history.csv")
 
 
+@pytest.mark.slow
 def test_numpy_run_writes_every_output_and_its_weights_reproduce_the_outputs(lab_runner, tmp_path):
     out = tmp_path / "and"
     code, stdout, stderr = lab_runner("lab1_perceptron", ["--gate", "and", "--iterations", "300", "--out", out,
@@ -39,6 +40,7 @@ def test_numpy_run_writes_every_output_and_its_weights_reproduce_the_outputs(lab
     assert "accuracy 1.00" in stdout
 
 
+@pytest.mark.slow
 def test_keras_run_uses_the_fit_path_and_its_model_reloads(lab_runner, tmp_path):
     out = tmp_path / "keras"
     code, _, stderr = lab_runner("lab1_perceptron", ["--model", "keras", "--hidden", "3", "--iterations", "10",
@@ -59,6 +61,7 @@ def test_keras_run_uses_the_fit_path_and_its_model_reloads(lab_runner, tmp_path)
     assert metrics["final_loss"] == pytest.approx(float(np.mean((outputs - y) ** 2)), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_hidden_sweep_one_unit_cannot_learn_xor(lab_runner, tmp_path):
     out = tmp_path / "sweep"
     code, _, stderr = lab_runner("lab1_perceptron", ["--sweep", "hidden=1,2", "--out", out, "--quiet"])

@@ -29,6 +29,7 @@ def lenet_run(lab2, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_tiny_lenet_run_writes_every_output(lenet_run):
     assert all((lenet_run / name).is_file() for name in OUTPUTS), sorted(p.name for p in lenet_run.iterdir())
     settings = json.loads((lenet_run / "config.json").read_text())["settings"]
@@ -73,6 +74,7 @@ def test_hinge_training_lowers_the_loss_and_reports_sign_accuracy():
     assert model.evaluate(images, targets, verbose=0, return_dict=True)["accuracy"] == pytest.approx(by_hand)
 
 
+@pytest.mark.slow
 def test_sweep_bce_vs_hinge(lab2, tmp_path):
     code = run("lab2_cnn", ["--data-dir", lab2, "--out", tmp_path, "--model", "alexnet", "--epochs", "1",
                             "--sweep", "loss=bce,hinge", *TINY])

@@ -24,6 +24,7 @@ def xray9_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_nine_class_run_labels_from_file_names_and_reports_per_class(xray9_run):
     assert all((xray9_run / name).is_file() for name in OUTPUTS), sorted(p.name for p in xray9_run.iterdir())
     predictions = read_csv(xray9_run / "predictions.csv")
@@ -40,6 +41,7 @@ def test_nine_class_run_labels_from_file_names_and_reports_per_class(xray9_run):
     assert keras.saving.load_model(xray9_run / "model.keras").output_shape == (None, 9)
 
 
+@pytest.mark.slow
 def test_sweep_vgg16_vs_alexnet_with_regularisation(tmp_path, monkeypatch):
     import labkit.batchnorm
 

@@ -3,6 +3,8 @@ one-line errors for bad flags."""
 
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import keras
 import nibabel
@@ -58,6 +60,45 @@ def test_embedded_run_writes_every_file(tmp_path, lab_runner, adam_instances):
     for steps in strips.values():
         assert [step for step, _ in steps] == [0, 1]
         assert steps[-1][1].shape == (32, 4 * 32 + 3 * GAP, 3)
+
+
+@pytest.mark.slow
+def test_surface_distances_of_a_real_run_are_in_the_spacing_given(tmp_path, lab_runner):
+    # A real tiny run, nothing patched: its per_case.csv against medpy on the saved model's own masks, predicted here
+    # on the central patch of each test volume read straight from its h5 file. The embedded files record their voxel
+    # size (0.625 × 0.625 × 1.25 mm); this copy drops it, as the UA-MT files have none, so --spacing 1.5 2 3 is the
+    # only source of the mm columns (three different sizes, so an axis taken for another shows).
+    import h5py
+    from medpy.metric import binary
+
+    from labkit.data.synthetic.atrium import atrium_dataset
+
+    data = Path(shutil.copytree(atrium_dataset(12, 3, (64, 64, 32)), tmp_path / "data"))
+    for file in data.glob("*/mri_norm2.h5"):
+        with h5py.File(file, "a") as volume:
+            del volume.attrs["spacing"]
+    patch, spacing = (32, 32, 16), (1.5, 2.0, 3.0)
+    code, _, err = lab_runner(LAB, ["--data-dir", data, "--out", tmp_path / "run", "--patch", *patch, *TINY,
+                                    "--patches-per-volume", 6, "--inference", "centre", "--spacing", *spacing])
+    assert code == 0, err
+    run = tmp_path / "run"
+    model = keras.saving.load_model(run / "model.keras")
+    rows = read_rows(run / "per_case.csv")
+    assert [row["case"] for row in rows] == (data / "test.list").read_text().split()
+    for row in rows:
+        with h5py.File(data / row["case"] / "mri_norm2.h5", "r") as volume:
+            image, label = volume["image"][()], volume["label"][()]
+        block = tuple(slice(n // 2 - p // 2, n // 2 - p // 2 + p) for n, p in zip(image.shape, patch))
+        mask = model.predict(image[block][None, ..., None].astype(np.float32), verbose=0)[0, ..., 0] > 0.5
+        reference = label[block] > 0
+        assert 0 < mask.sum() < mask.size and reference.any()  # a real, imperfect mask: every distance finite
+        dice = 2 * (mask & reference).sum() / (mask.sum() + reference.sum())
+        assert float(row["dice"]) == pytest.approx(dice, rel=1e-6)
+        for name in ("hd95", "asd"):  # medpy's asd is directed result → reference, as labkit's
+            in_mm, in_vox = (getattr(binary, name)(mask, reference, voxelspacing=s) for s in (spacing, None))
+            assert float(row[f"{name}_mm"]) == pytest.approx(in_mm, rel=1e-6)
+            assert float(row[f"{name}_vox"]) == pytest.approx(in_vox, rel=1e-6)
+            assert in_mm >= 1.5 * in_vox  # voxels of 1.5 mm or more: mm and voxel columns cannot be confused
 
 
 def write_nifti_set(folder, n_cases=5, shape=(20, 20, 12), zooms=(0.8, 0.8, 1.6)):

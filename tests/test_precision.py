@@ -1,6 +1,7 @@
 """Mixed precision: which policy --precision picks, float32 outputs/losses/metrics, Dice sums that cannot overflow."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import keras
@@ -59,6 +60,49 @@ def test_cpu_bf16_detection_reads_the_flags(monkeypatch, tmp_path, cpuinfo, expe
     (tmp_path / "cpuinfo").write_text(cpuinfo)
     monkeypatch.setattr("labkit.runtime.Path", lambda _: tmp_path / "cpuinfo")
     assert cpu_has_bf16() is expected
+
+
+def machine_supports():
+    """What this machine offers, found here without labkit: the CPU flags of /proc/cpuinfo (none elsewhere) and the
+    first GPU's compute capability (None without a GPU); and the policy `auto` should pick from them."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = set()
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.split(":")[0].strip() == "flags":
+                flags.update(line.split(":", 1)[1].split())
+    bf16_cpu = bool(flags & {"amx_bf16", "avx512_bf16"})
+    gpus = tf.config.list_physical_devices("GPU")
+    capability = tuple(tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))) \
+        if gpus else None
+    if capability is not None:
+        expected = "mixed_bfloat16" if capability >= (8, 0) else "mixed_float16"
+    else:
+        expected = "mixed_bfloat16" if bf16_cpu else "float32"
+    return bf16_cpu, capability, expected
+
+
+def test_auto_on_this_machine_picks_what_the_machine_really_supports():
+    bf16_cpu, _, expected = machine_supports()
+    assert cpu_has_bf16() is bf16_cpu
+    assert resolve_precision("auto") == expected
+    assert set_precision("auto") == expected and keras.mixed_precision.global_policy().name == expected
+
+
+@pytest.mark.slow
+def test_a_lab_run_with_auto_records_this_machines_policy(lab_runner, tmp_path):
+    from labkit.data.synthetic import xray_dataset
+
+    *_, expected = machine_supports()
+    data = xray_dataset(n_images=8, size=32, root=tmp_path / "data")
+    code, stdout, stderr = lab_runner("lab4_unet", ["--data-dir", data, "--out", tmp_path / "run", "--precision",
+                                                    "auto", "--img-size", "16", "--epochs", "1", "--base", "2",
+                                                    "--quiet"])
+    assert code == 0, stderr
+    assert f"precision policy: {expected}\n" in stdout
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["settings"]["precision"] == expected
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert model.get_layer("mask").dtype_policy.name == expected
 
 
 def test_unknown_policy_is_named():
@@ -129,10 +173,11 @@ def test_lab_records_the_resolved_policy_and_trains_in_it(lab_runner, monkeypatc
 def _exact_inputs(kind, background_only=False):
     """Hand-made targets and predictions whose values bfloat16 and float16 hold exactly (multiples of 1/8, logits
     in steps of 1/2), over 8 × 32 × 32 = 8,192 pixels: a sum taken in bfloat16 (8 significant bits) could not be
-    exact, so any low-precision reduction shows."""
+    exact, so any low-precision reduction shows. `background_only`: no foreground pixel, or for one-hot classes a
+    batch of one class only (the six others absent, as an all-background batch has no lung)."""
     rng = np.random.default_rng(3)
     if kind == "onehot":
-        truth = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 64)]
+        truth = np.eye(7, dtype=np.float32)[np.zeros(64, int) if background_only else rng.integers(0, 7, 64)]
         rows = np.array([0.5, 0.25, 0.125, 0.125, 0, 0, 0], np.float32)
         return truth, np.stack([rng.permutation(rows) for _ in range(64)])
     truth = np.zeros((8, 32, 32, 1), np.float32) if background_only else (rng.random((8, 32, 32, 1)) > 0.6)
@@ -182,8 +227,6 @@ def _value(function, truth, prediction):
 @pytest.mark.parametrize("name, function, kind", _shipped_losses_and_metrics(), ids=lambda v: v if isinstance(v, str) else "")
 def test_every_loss_and_metric_gives_the_float32_value_on_low_precision_inputs(name, function, kind, dtype,
                                                                                 background_only):
-    if background_only and kind == "onehot":
-        pytest.skip("classification has no background-only batch")
     truth, prediction = _exact_inputs(kind, background_only)
     reference = _value(function, truth, prediction)
     low = _value(function, keras.ops.cast(truth, dtype), keras.ops.cast(prediction, dtype))

@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from labkit.data.synthetic import xray_dataset
+from labkit.data.synthetic import ct_dataset, xray_dataset
 from labkit.data.synthetic.atrium import atrium_dataset
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
+from labkit.data.synthetic.lab1 import lab1_dataset
 from labkit.data.synthetic.skin_lesions7 import isic2018_task3_dataset
 
 LAB2 = ["--img-size", "32", "--n-base", "2", "--dataset", "bone"]
@@ -16,6 +17,22 @@ LAB2 = ["--img-size", "32", "--n-base", "2", "--dataset", "bone"]
 
 def first(folder, pattern="*"):
     return sorted(folder.glob(pattern))[0]
+
+
+def lab1(root):
+    data = lab1_dataset(n_train=6, n_test=3, size=32, root=root)
+    return data, first(data / "Skin" / "train"), ["--img-size", "32", "--base", "8", "--batch-size", "4"]
+
+
+def lab2_bone(root):
+    data = bone_skin_dataset(n_train=4, n_val=2, size=32, root=root)
+    return data, first(data / "Bone" / "train" / "NFF"), [
+        "--dataset", "bone", "--img-size", "32", "--base", "4", "--batch-size", "4"]
+
+
+def ct(root):
+    data = ct_dataset(n_patients=4, n_slices=3, size=32, root=root)
+    return data, first(data / "Image"), ["--task", "ct", "--img-size", "32", "--base", "4", "--batch-size", "4"]
 
 
 def xray(root):
@@ -52,7 +69,8 @@ def atrium(root):
         "--patch", 16, 16, 8, "--base", 4, "--depth", 2, "--batch-size", 4, "--val-split", 0.34]
 
 
-LABS = [("lab4_unet", xray), ("lab4_transfer", lab2_transfer), ("lab4_activation_map", lab2_cam),
+LABS = [("lab1_mlp", lab1), ("lab2_cnn", lab2_bone), ("lab3_cnn", lab2_bone), ("lab5_segmentation", ct),
+        ("lab4_unet", xray), ("lab4_transfer", lab2_transfer), ("lab4_activation_map", lab2_cam),
         ("mobilenet_segmentation", isic2016), ("resnet50_classification", isic2018), ("unet3d_segmentation", atrium)]
 
 

@@ -1,5 +1,7 @@
 """Two files of one name but for the extension (``a.png`` + ``a.jpg``, ``case.nii`` + ``case.nii.gz``, one image
-ID in both HAM10000 parts) are an error naming both files in every loader: labkit never keeps one of them silently."""
+ID in both HAM10000 parts) are an error naming both files in every loader: labkit never keeps one of them silently.
+So are two masks or labels for one image through a name suffix (``Mask/a.png`` + ``Mask/a_Mask.png``,
+``labelsTr/a.nii.gz`` + ``labelsTr/a_seg.nii.gz``), while a suffix alone pairs each file with its own image."""
 
 import re
 
@@ -9,6 +11,7 @@ from labkit import LabkitInputError
 from labkit.data.layouts import find_xray_pairs
 from labkit.data.layouts.filename_labels import get_data, list_labelled_files
 from labkit.data.layouts.isic2016 import pair_by_isic_id
+from labkit.data.layouts.ct_mri import find_lab5_pairs
 from labkit.data.layouts.isic2018 import ham10000_images, isic2018_images
 from labkit.data.layouts.lab2 import find_lab2_set
 from labkit.data.layouts.volumes import find_nifti_pairs
@@ -92,3 +95,56 @@ def test_a_stem_clash_is_an_error_naming_both_files(tmp_path, layout):
     assert "\n" not in message
     assert re.search(rf"two .*files for .*{re.escape(str(tmp_path / first))} and {re.escape(str(tmp_path / second))}",
                      message), message
+
+
+# --- two masks or labels for one image through a name suffix --------------------------------------------------------
+
+#: (finder, files, the two files that claim one image): X-ray under its parent folder, the CT layout of Lab 5 (its
+#: masks are ``<name>_Mask.png``), NIfTI labels with and without a label suffix.
+SUFFIX_CLASHES = [
+    (find_xray_pairs, ["X_ray/Image/a.png", "X_ray/Image/b.png", "X_ray/Mask/a.png", "X_ray/Mask/a_Mask.png",
+                       "X_ray/Mask/b.png"], "a.png", "a_Mask.png"),
+    (find_lab5_pairs, ["CT/Image/Im1_1.png", "CT/Mask/Im1_1.png", "CT/Mask/Im1_1_Mask.png"],
+     "Im1_1.png", "Im1_1_Mask.png"),
+    (find_lab5_pairs, ["CT/Image/Im1_1.png", "CT/Mask/Im1_1_mask.png", "CT/Mask/Im1_1_Mask.png"],
+     "Im1_1_Mask.png", "Im1_1_mask.png"),
+    (find_nifti_pairs, ["imagesTr/a.nii.gz", "labelsTr/a.nii.gz", "labelsTr/a_seg.nii.gz"],
+     "labelsTr/a.nii.gz", "labelsTr/a_seg.nii.gz"),
+    (find_nifti_pairs, ["imagesTr/a.nii.gz", "imagesTr/b.nii.gz", "labelsTr/a.nii.gz", "labelsTr/a_label.nii.gz",
+                        "labelsTr/b.nii.gz"], "labelsTr/a.nii.gz", "labelsTr/a_label.nii.gz"),
+    (find_nifti_pairs, ["imagesTr/a.nii.gz", "labelsTr/a_label.nii", "labelsTr/a_seg.nii.gz"],
+     "labelsTr/a_label.nii", "labelsTr/a_seg.nii.gz"),
+]
+
+
+@pytest.mark.parametrize("find, files, one, other", SUFFIX_CLASHES)
+def test_two_masks_or_labels_for_one_image_by_suffix_are_an_error_naming_both(tmp_path, find, files, one, other):
+    touch(tmp_path, *files)
+    with pytest.raises(LabkitInputError) as error:
+        find(tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and re.search(r"two (masks|labels) for image '(a|Im1_1)'", message), message
+    assert one in message and other in message, message
+
+
+#: (finder, files, the expected pairs as (image, mask) file names): names chosen so that pairing by listing order
+#: would be wrong (sorted, ``a.png`` < ``a1.png`` but ``a1_Mask.png`` < ``a_Mask.png``).
+SUFFIX_PAIRS = [
+    (find_xray_pairs, ["X_ray/Image/a.png", "X_ray/Image/a1.png", "X_ray/Mask/a_Mask.png", "X_ray/Mask/a1_Mask.png"],
+     [("a.png", "a_Mask.png"), ("a1.png", "a1_Mask.png")]),
+    (find_lab5_pairs, ["CT/Image/Im1_1.png", "CT/Image/Im1_10.png", "CT/Mask/Im1_1_Mask.png", "CT/Mask/Im1_10.png"],
+     [("Im1_1.png", "Im1_1_Mask.png"), ("Im1_10.png", "Im1_10.png")]),
+    (find_nifti_pairs, ["imagesTr/a.nii.gz", "imagesTr/a1.nii.gz", "labelsTr/a_seg.nii.gz", "labelsTr/a1_label.nii"],
+     [("a.nii.gz", "a_seg.nii.gz"), ("a1.nii.gz", "a1_label.nii")]),
+    # A file named exactly as its image is that image's, even when the name ends in a suffix.
+    (find_xray_pairs, ["Image/lung_seg.png", "Mask/lung_seg.png"], [("lung_seg.png", "lung_seg.png")]),
+    (find_nifti_pairs, ["imagesTr/a.nii.gz", "imagesTr/a_seg.nii.gz", "labelsTr/a.nii.gz", "labelsTr/a_seg.nii.gz"],
+     [("a.nii.gz", "a.nii.gz"), ("a_seg.nii.gz", "a_seg.nii.gz")]),
+]
+
+
+@pytest.mark.parametrize("find, files, expected", SUFFIX_PAIRS)
+def test_each_mask_or_label_pairs_with_its_own_image(tmp_path, find, files, expected):
+    touch(tmp_path, *files)
+    pairs = [pair[-2:] for pair in find(tmp_path)]  # NIfTI pairs start with the case name
+    assert [(image.name, mask.name) for image, mask in pairs] == expected

@@ -167,6 +167,7 @@ def test_get_loss_maps_names_to_pixel_weighted_losses():
 # --- Lab 5 end to end ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_lab5_weight_maps_run_trains_on_the_weighted_loss(lab_runner, tmp_path):
     """``--weight-maps``: weight_map.png and every lab file; the validation loss Keras logged is the weighted Dice
     loss of the trained model (one epoch, one validation batch), so the weight maps reached the loss."""

@@ -70,7 +70,8 @@ def _mask_key(path, suffixes):
 
 
 def pair_by_name(image_dir, mask_dir, mask_suffixes=MASK_SUFFIXES):
-    """Pair every image with the mask of the same name (ignoring extension and a mask suffix such as ``_Mask``).
+    """Pair every image with the mask of the same name (ignoring extension and a mask suffix such as ``_Mask``; a
+    mask named exactly as an image is that image's, even when its name ends in such a suffix).
 
     Args:
         image_dir: folder of images.
@@ -86,9 +87,10 @@ def pair_by_name(image_dir, mask_dir, mask_suffixes=MASK_SUFFIXES):
     """
     images = list_image_files(image_dir)
     require(images, f"no images (.png, .jpg, .jpeg, .bmp) in {image_dir}")
-    masks = {}
+    stems, masks = {p.stem for p in images}, {}
     for mask in list_image_files(mask_dir):
-        key = _mask_key(mask, mask_suffixes)
+        # The image's own name first: a mask named exactly as its image (``lung_seg.png``) is that image's mask.
+        key = mask.stem if mask.stem in stems else _mask_key(mask, mask_suffixes)
         require(key not in masks, f"two masks for image {key!r} in {mask_dir}: {masks.get(key, Path()).name}, {mask.name}")
         masks[key] = mask
     return match_keys({p.stem: p for p in images}, masks, image_dir, mask_dir)

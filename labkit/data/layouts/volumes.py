@@ -256,7 +256,8 @@ def find_nifti_pairs(data_dir, image_dir=None, label_dir=None):
     images, labels = _nifti_files(data_dir / image_dir), {}
     require(images, f"no .nii or .nii.gz images in {data_dir / image_dir}")
     for stem, path in _nifti_files(data_dir / label_dir).items():
-        key = _label_key(stem) if _label_key(stem) in images else stem
+        # The image's own name first (``a_seg`` may be a case of its own), then the name without a label suffix.
+        key = stem if stem in images or _label_key(stem) not in images else _label_key(stem)
         require(key not in labels, f"two labels for image {key!r} in {data_dir / label_dir}: {labels.get(key)}, {path}")
         labels[key] = path
     pairs = match_keys(images, labels, data_dir / image_dir, data_dir / label_dir, kind="label")
