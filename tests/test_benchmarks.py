@@ -35,6 +35,7 @@ def line_with(out, text):
     return next(line for line in out.splitlines() if text in line)
 
 
+@pytest.mark.slow
 def test_precision_rows_are_relative_to_the_float32_row_and_auto_names_its_policy():
     out = run_benchmark("precision", "--steps", "3", "--warmup-steps", "2", "--images", "10", "--size", "32")
     rows = {line.split("  ")[0]: numbers(line) for line in out.splitlines()
@@ -49,6 +50,7 @@ def test_precision_rows_are_relative_to_the_float32_row_and_auto_names_its_polic
     assert rows[auto_label] == rows[resolve_precision("auto")]  # the same measurement, not a second run
 
 
+@pytest.mark.slow
 def test_pipeline_ratios_divide_labkits_rates_by_the_baselines():
     out = run_benchmark("pipeline", "--images", "8", "--batches", "2", "--rounds", "2", "--train-steps", "0")
     baseline, from_disk, cached, disk_ratio, cached_ratio = (numbers(line_with(out, text)) for text in (
@@ -61,6 +63,7 @@ def test_pipeline_ratios_divide_labkits_rates_by_the_baselines():
             assert ratios[k] == pytest.approx(ratio, abs=ratio * (0.05 / rates[k] + 0.05 / baseline[k]) + 0.005 + 1e-9)
 
 
+@pytest.mark.slow
 def test_memory_epoch_delivers_every_file_and_reports_a_peak_above_the_import():
     # The benchmark's claim is about streaming (10,000 pairs do not fit the cache budget): a 1 MB budget makes
     # 40 pairs (21 MB decoded) take that same path.
@@ -73,6 +76,7 @@ def test_memory_epoch_delivers_every_file_and_reports_a_peak_above_the_import():
     assert "under the 2 GB limit" in peak_line
 
 
+@pytest.mark.slow
 def test_surface_benchmark_gets_identical_values_cropped_and_uncropped():
     out = run_benchmark("surface_distance", "--repeats", "1")
     rows = {"cropped": [], "uncropped": []}  # each name prints a time row, then a row of the four values
