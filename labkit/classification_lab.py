@@ -27,7 +27,7 @@ from scipy.special import expit
 from labkit.data.layouts import subfolders
 from labkit.data.layouts.filename_labels import list_labelled_files
 from labkit.data.layouts.lab2 import LAB2_SETS, ClassFolderSplit, find_lab2_set
-from labkit.data.pipeline import classification_dataset, even_replica_batches
+from labkit.data.pipeline import classification_dataset, even_replica_batches, map_batches
 from labkit.data.split import refold_class_splits
 from labkit.errors import LabkitInputError, require
 from labkit.evaluation.classification import write_classification_report
@@ -244,7 +244,7 @@ def datasets(train, val, img_size, batch_size, head, channels=1, augment=None, s
     train_data = classification_dataset(train.paths, train.labels, img_size, batch_size, n_class, channels,
                                         augment=augment, shuffle=True, seed=seed, cache="auto")
     val_data = classification_dataset(val.paths, val.labels, img_size, batch_size, n_class, channels, cache="auto")
-    return tuple(even_replica_batches(data.map(to_targets), len(split), batch_size, replicas)
+    return tuple(even_replica_batches(map_batches(data, to_targets), len(split), batch_size, replicas)
                  for data, split in ((train_data, train), (val_data, val)))
 
 

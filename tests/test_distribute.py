@@ -606,6 +606,26 @@ def test_even_replica_batches_leave_no_replica_empty_and_keep_every_item_once():
     assert even_replica_batches(infinite, 9, 4, 2) is infinite
 
 
+def test_a_mapped_and_regrouped_training_dataset_keeps_its_epoch_stream():
+    """`labkit.training.fit` trains a builder's training dataset epoch by epoch from its `EpochStream` (what makes
+    --resume exact): mapping it (Labs 1–3 map labels to targets) and regrouping it for replicas keep the stream,
+    each epoch mapped and regrouped alike."""
+    from labkit.data.pipeline import array_dataset, epoch_stream, even_replica_batches, map_batches
+
+    images = np.arange(9, dtype=np.float32).reshape(9, 1, 1, 1)
+    data = array_dataset(images, np.zeros_like(images), 4, shuffle=True, seed=3)
+    regrouped = even_replica_batches(map_batches(data, lambda x, y: (x, y + 1)), 9, 4, replicas=2)
+    stream, original = epoch_stream(regrouped), epoch_stream(data)
+    assert stream is not None and stream.steps_per_epoch == 2
+    for epoch in (0, 3):
+        items = [batch[0].numpy().ravel().tolist() for batch in original.epoch(epoch)]
+        batches = list(stream.epoch(epoch))
+        assert [b[0].numpy().ravel().tolist() for b in batches] == [items[0], items[1] + items[2]]
+        assert all(np.all(b[1].numpy() == 1) for b in batches)
+    assert [b[0].numpy().ravel().tolist() for b in stream.epoch(0)] != \
+        [b[0].numpy().ravel().tolist() for b in stream.epoch(3)]  # a new order every epoch
+
+
 EVEN_EVALUATION = """
 import numpy as np
 import keras

@@ -156,8 +156,14 @@ class EpochStream:
 
     def map(self, function):
         """The same stream with `function` applied to every batch (e.g. `labkit.data.weight_maps.with_weight_maps`)."""
-        return EpochStream(lambda key: self.one_epoch(key).map(function, num_parallel_calls=AUTOTUNE),
-                           self.steps_per_epoch, self.seed)
+        return self.apply(lambda batches: batches.map(function, num_parallel_calls=AUTOTUNE))
+
+    def apply(self, transformation, steps_per_epoch=None):
+        """The same stream with `transformation` (``dataset -> dataset``) applied to each epoch's batches, e.g. a
+        regrouping (`even_replica_batches`); `steps_per_epoch`: the batches of a transformed epoch, when it changes
+        their number."""
+        return EpochStream(lambda key: transformation(self.one_epoch(key)),
+                           self.steps_per_epoch if steps_per_epoch is None else steps_per_epoch, self.seed)
 
 
 _STREAMS = weakref.WeakKeyDictionary()
@@ -179,7 +185,12 @@ def with_stream(stream, repeat=False):
 
 
 def map_batches(dataset, function):
-    """``dataset.map(function)`` that keeps the dataset's `EpochStream` (mapped too), if it has one."""
+    """``dataset.map(function)`` that keeps the dataset's `EpochStream` (mapped too), if it has one.
+
+    Map a training dataset of labkit's builders this way, never with ``dataset.map``: a plain `tf.data` map makes
+    a dataset without the stream, which `labkit.training.fit` then trains on as Keras does (a new order on every
+    pass, counted from the first pass), so a resumed run would not see the batches of an uninterrupted one.
+    """
     mapped = dataset.map(function, num_parallel_calls=AUTOTUNE)
     stream = epoch_stream(dataset)
     if stream is not None:
@@ -332,7 +343,7 @@ def even_replica_batches(dataset, n_items, batch_size, replicas):
     batch of `batch_size` + r, at most one item more per replica); a set of fewer items than replicas is repeated R
     times into one batch, so every replica gets every item once (means and batch-wide metrics as on one device).
     With one replica, a repeated (infinite) dataset or a final batch of 0 or at least R items, `dataset` is returned
-    as it is.
+    as it is. A training dataset's `EpochStream` is regrouped alike, epoch by epoch.
 
     Example:
         >>> [len(b) for b in even_replica_batches(tf.data.Dataset.range(9).batch(4), 9, 4, replicas=2)]
@@ -343,11 +354,18 @@ def even_replica_batches(dataset, n_items, batch_size, replicas):
     finite = dataset.cardinality() != tf.data.INFINITE_CARDINALITY
     if replicas <= 1 or remainder == 0 or remainder >= replicas or not finite:
         return dataset
-    if n_items < replicas:  # every replica gets the whole set
-        batches, n_batches = dataset.unbatch().repeat(replicas).batch(n_items * replicas), 1
-    else:  # the final r < R items join the batch before them
-        n_batches = n_items // batch_size
-        batches = dataset.rebatch([batch_size] * (n_batches - 1) + [batch_size + remainder])
+    n_batches = 1 if n_items < replicas else n_items // batch_size
+
+    def regroup(batches):
+        if n_items < replicas:  # every replica gets the whole set
+            return batches.unbatch().repeat(replicas).batch(n_items * replicas)
+        # the final r < R items join the batch before them
+        return batches.rebatch([batch_size] * (n_batches - 1) + [batch_size + remainder])
+
     # The batch count stated: with an unknown one, Keras asks a distributed dataset for one step more, which hands
     # every replica an empty batch that batch-wide metrics count (Dice halved on a one-item set, measured).
-    return batches.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(AUTOTUNE)
+    regrouped = regroup(dataset).apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(AUTOTUNE)
+    stream = epoch_stream(dataset)
+    if stream is not None:  # a training dataset: its epochs regrouped alike (a resumed run sees the same batches)
+        _STREAMS[regrouped] = stream.apply(regroup, n_batches)
+    return regrouped
