@@ -71,7 +71,7 @@ class Case:
 
 CASES = {
     # U-Net (Lab 4 Task 4): shuffled, augmented batches, dropout, batch norm with precise statistics
-    "unet": Case("lab4_unet", "xray", ["--img-size", "16", "--base", "2", "--batch-size", "4", "--epochs", "3",
+    "unet": Case("lab4_unet", "xray", ["--img-size", "16", "--base", "2", "--batch-size", "4", "--epochs", "2",
                                        "--augment", "--dropout", "0.2", "--batchnorm", "--precise-bn"]),
     # MobileNetV2: the per-group optimizer (encoder and decoder rates, cosine schedule), its decoder's dropout and
     # BatchNorm, lesion augmentation, the random encoder's BatchNorm calibration; killed inside epoch 2
@@ -85,21 +85,22 @@ CASES = {
     # 3D U-Net: random (foreground-centred) crops, rotation/flip augmentation, dropout; killed inside epoch 2
     "unet3d": Case("unet3d_segmentation", "atrium", [
         "--patch", "16", "16", "8", "--base", "2", "--depth", "2", "--batch-size", "2", "--patches-per-volume", "2",
-        "--epochs", "3", "--augment", "--dropout", "0.2", "--precise-bn"], mid=True),
+        "--epochs", "2", "--augment", "--dropout", "0.2", "--precise-bn"], mid=True),
     # Labs 1–3 classifiers (labkit.classification_lab): VGG16 with batch norm, dropout, spatial dropout, augmentation
     "lab3_cnn": Case("lab3_cnn", "skin", [
         "--dataset", "skin", "--model", "vgg16", "--img-size", "32", "--base", "2", "--batch-size", "4", "--epochs",
-        "3", "--lr", "1e-3", "--augment", "--batchnorm", "--dropout", "0.4", "--spatial-dropout", "0.1",
+        "2", "--lr", "1e-3", "--augment", "--batchnorm", "--dropout", "0.4", "--spatial-dropout", "0.1",
         "--precise-bn"]),
     # Lab 5 auto-context: 2 steps, 2 inner folds (fits: step-1, step-1-fold-1, step-1-fold-2, step-2); killed in the
     # second fold model, after epoch 1: step 2 then trains on maps the resumed fold model made
     "autocontext": Case("lab5_segmentation", "ct", [
         "--task", "ct", "--autocontext", "2", "--autocontext-folds", "2", "--img-size", "16", "--base", "2",
         "--batch-size", "4", "--epochs", "2", "--augment", "--precise-bn"], fit=3),
-    # a sweep of the U-Net lab: killed inside epoch 2 of its second variant
-    "sweep": Case("lab4_unet", "xray", ["--img-size", "16", "--base", "2", "--batch-size", "4", "--epochs", "2",
-                                        "--augment", "--batchnorm", "--precise-bn", "--sweep", "dropout=0.1,0.3"],
-                  mid=True, fit=2),
+    # a sweep (the Lab 2 AlexNet with dropout, the cheapest network with random state): killed inside epoch 2 of its
+    # second variant, after the first variant finished
+    "sweep": Case("lab2_cnn", "skin", ["--dataset", "skin", "--model", "alexnet", "--img-size", "32", "--base", "2",
+                                       "--batch-size", "4", "--epochs", "2", "--sweep",
+                                       "dropout=0.1,0.3"], mid=True, fit=2),
 }
 
 
