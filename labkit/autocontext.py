@@ -13,7 +13,7 @@ channels. Where the maps come from decides whether the steps' numbers are honest
   user would keep. Its maps are a little better than the out-of-fold ones a step trains on (it saw 1/K more data),
   the usual price of stacking.
 
-Every model is a complete run of the lab (`labkit.compare`'s child runs: finished children are kept, an interrupted
+Every model is a complete run of the lab (`labkit.multirun`'s child runs: finished children are kept, an interrupted
 one resumes) in ``<out>/``:
 
 * ``step-<s>/``: the step's full model; its ``maps.npz`` holds its probability maps of the validation slices;
@@ -37,7 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
+from labkit.data.split import kfold_indices
 from labkit.errors import require
+from labkit.flags import positive_int
+from labkit.multirun.engine import run_child
+from labkit.multirun.tables import child_metrics
+from labkit.multirun.variants import jsonable, without_flags
+from labkit.plots import autocontext_curve
 from labkit.runs import RunFolder, atomic_write, default_run_dir
 
 MAPS_FILE = "maps.npz"
@@ -59,8 +65,6 @@ def _fold_spec(text):
 
 def add_arguments(parser):
     """``--autocontext S`` and ``--autocontext-folds K``, plus the internal flags of the child runs."""
-    from labkit.cli import positive_int
-
     parser.add_argument("--autocontext", type=positive_int, metavar="S", help="auto-context: S steps, step s trains "
                         "on the image plus step s−1's probability map (out-of-fold on training slices), each a "
                         "child run; autocontext.csv/.md/.png give the validation Dice per step")
@@ -84,8 +88,6 @@ def run_steps(main, args, argv=None):
         args: this call's parsed arguments (their parser parses the stored plan on ``--resume``).
         argv: this call's arguments (default ``sys.argv[1:]``).
     """
-    from labkit import compare
-
     config = Path(args.out) / "config.json" if args.resume and args.out else None
     resuming = bool(config and config.is_file() and "autocontext" in json.loads(config.read_text()))
     if not (args.autocontext or resuming):
@@ -102,9 +104,9 @@ def run_steps(main, args, argv=None):
         folds = args.autocontext_folds or 3
         require(folds >= 2, f"--autocontext-folds {folds}: out-of-fold maps need at least 2 folds")
         plan = {"steps": args.autocontext, "folds": folds,
-                "argv": compare.without_flags(args.parser, argv, PARENT_FLAGS)}
+                "argv": without_flags(args.parser, argv, PARENT_FLAGS)}
         run = RunFolder.create(args.out or default_run_dir(lab), overwrite=bool(args.overwrite))
-        run.write_json("config.json", {"settings": {k: compare.jsonable(v) for k, v in vars(args).items()},
+        run.write_json("config.json", {"settings": {k: jsonable(v) for k, v in vars(args).items()},
                                        "autocontext": plan, "command": " ".join([lab, *argv])})
     report(run, train_steps(main, run, plan))
     print(run.file("autocontext.md").read_text())
@@ -114,8 +116,6 @@ def run_steps(main, args, argv=None):
 
 def train_steps(main, run, plan):
     """Train every step (and, before the last, its fold models) as child runs; returns ``{step: child path}``."""
-    from labkit.compare import run_child
-
     steps, k, base = plan["steps"], plan["folds"], plan["argv"]
     children = {}
     for step in range(1, steps + 1):
@@ -153,9 +153,6 @@ def merge_maps(children):
 def report(run, children):
     """Write ``autocontext.csv``/``.md``, ``autocontext.png`` and ``metrics.json`` from the finished steps; returns
     the metrics."""
-    from labkit.compare import child_metrics
-    from labkit.plots import autocontext_curve
-
     metrics = child_metrics({f"step-{s}": path for s, path in children.items()})
     rows = [step_row(s, metrics[f"step-{s}"]) for s in children]
     run.write_table("autocontext", rows)
@@ -221,8 +218,6 @@ def _name(pair):
 def inner_fold(pairs, fold, seed, group_of=None):
     """Indices ``(kept, held_out)`` of inner fold ``fold = (i, k)`` of the training `pairs`, by group (patient) when
     `group_of` gives every pair one (`labkit.data.split.kfold_indices`)."""
-    from labkit.data.split import kfold_indices
-
     i, k = (int(v) for v in fold)
     groups = [group_of(p) for p in pairs] if group_of else None
     groups = None if groups is None or None in groups else groups

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 from scipy.special import expit
 
+from labkit import flags, lab
 from labkit.data.layouts import subfolders
 from labkit.data.layouts.filename_labels import list_labelled_files
 from labkit.data.layouts.lab2 import LAB2_SETS, ClassFolderSplit, find_lab2_set
@@ -35,9 +36,10 @@ from labkit.history import summarize
 from labkit.metrics import sign_accuracy
 from labkit.models.classic import lab1_mlp_model, vgg16_model
 from labkit.models.lenet_alexnet import alexnet_model, lenet_model
-from labkit.optimizers import OPTIMIZERS, optimizer_by_name
+from labkit.optimizers import OPTIMIZERS, learning_rate_schedule, optimizer_by_name
 from labkit.plots import classification_samples, confusion_matrix_figure, plot_history
-from labkit.training import collect_predictions, compile_model, learning_rate_schedule, steps_per_epoch
+from labkit.runtime import distribute
+from labkit.training import collect_predictions, compile_model, steps_per_epoch
 
 #: The course's sets: folder name, class names and the file-name pattern of each class (Lab 1's flat layout).
 COURSE_SETS = {
@@ -124,11 +126,9 @@ def load_splits(settings, data_dir):
     Returns:
         ``(train, validation, layout)`` as `find_labelled_set`.
     """
-    from labkit import cli
-
     train, val, layout = find_labelled_set(data_dir, settings.dataset)
     train, val = refold_class_splits(train, val, settings.kfold, settings.seed)
-    train, val = cli.readable(settings, train), cli.readable(settings, val)
+    train, val = lab.readable(settings, train), lab.readable(settings, val)
     return train, classes_in_turn(val), layout
 
 
@@ -167,14 +167,11 @@ def prepare_data(settings, run, data_dir, augment=None):
         A `LabData`; its ``distribution`` is `labkit.runtime.distribute`'s decision (``--batch-size`` per replica,
         ``--scale-lr``).
     """
-    from labkit import cli
-    from labkit.runtime import distribute
-
     train, val, layout = load_splits(settings, data_dir)
     print(f"data: {settings.dataset} ({layout} layout): {train.counts()} training and {val.counts()} validation "
           f"images from {data_dir}")
     distribution = distribute(settings)
-    cli.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths},
+    lab.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths},
                     distribution=distribution)
     head = head_for(settings.loss, len(train.class_names))
     train_data, val_data = datasets(train, val, settings.img_size, distribution.global_batch_size, head,
@@ -302,7 +299,7 @@ def build_classifier(model_name, img_size, channels, n_class, head, base, dropou
 def compile_classifier(model, head, optimizer, learning_rate, lr_schedule="constant", total_steps=None):
     """Compile with `optimizer` (``adam``, ``sgd`` or ``rmsprop``, Keras's defaults but the learning rate), the
     head's loss and accuracy; the rate is constant or follows `lr_schedule` over `total_steps`
-    (`labkit.training.learning_rate_schedule`)."""
+    (`labkit.optimizers.learning_rate_schedule`)."""
     rate = learning_rate_schedule(learning_rate, lr_schedule, total_steps)
     return compile_model(model, rate, head.loss, metrics=[head.accuracy()],
                          optimizer=optimizer_by_name(optimizer, rate))
@@ -359,7 +356,7 @@ __all__ = ["COURSE_SETS", "Head", "LabData", "MODELS", "MONITOR", "OPTIMIZERS", 
 
 
 def add_arguments(parser, course, names, choices=None):
-    """Add the Labs 1–3 classification flags `names` to a lab's parser (`labkit.cli.lab_parser`).
+    """Add the Labs 1–3 classification flags `names` to a lab's parser (`labkit.flags.lab_parser`).
 
     Args:
         parser: the lab's parser.
@@ -368,8 +365,6 @@ def add_arguments(parser, course, names, choices=None):
             ``spatial_dropout``, ``augment``.
         choices: ``{name: allowed values}`` for ``dataset`` and ``model`` (default: all).
     """
-    from labkit import cli
-
     choices = choices or {}
     default = lambda key: f" (course default: {course[key]})" if key in course else ""  # noqa: E731
     specs = {
@@ -377,15 +372,15 @@ def add_arguments(parser, course, names, choices=None):
                         "bone (AFF/NFF) or xray9 (organs C1–C9, flat layout)"),
         "model": dict(choices=choices.get("model", tuple(MODELS)), help="network: mlp (Lab 1), lenet, alexnet, "
                       "vgg16"),
-        "base": dict(type=cli.positive_int, help="filters of the first convolution (units of the first dense layer "
+        "base": dict(type=flags.positive_int, help="filters of the first convolution (units of the first dense layer "
                      "of the MLP)"),
         "optimizer": dict(choices=tuple(OPTIMIZERS), help="optimizer, Keras defaults but the learning rate"),
         "loss": dict(choices=LOSSES, help="bce: one sigmoid unit, binary cross-entropy; hinge: one linear score "
                      "unit, hinge loss on labels {-1, 1} (two-class sets only)"),
-        "dropout": dict(type=cli.dropout_rate, help="dropout rate in the dense head (default: none)"),
+        "dropout": dict(type=flags.dropout_rate, help="dropout rate in the dense head (default: none)"),
         "batchnorm": dict(action=argparse.BooleanOptionalAction, help="batch normalisation between each "
                           "convolution and its ReLU (--no-batchnorm: none)"),
-        "spatial_dropout": dict(type=cli.dropout_rate, help="SpatialDropout2D rate after each convolution block "
+        "spatial_dropout": dict(type=flags.dropout_rate, help="SpatialDropout2D rate after each convolution block "
                                 "(default: none)"),
         "augment": dict(action="store_true", help="augment the training images only: rotation 10°, shifts 0.1, "
                         "horizontal flip"),

@@ -1,381 +1,45 @@
-"""Argument pieces shared by the lab scripts, and the wrapper that turns bad input into one line and exit code 2.
+"""The ``labkit`` console command (installed with the package): ``labkit compare RUN_DIR... [--out DIR]``.
 
-Every lab flag defaults to None in the parser, so `resolve_settings` can tell a flag the user gave from one left
-alone: explicit flags always win, then (on the embedded data) the lab's demo profile, then the course default.
-
-A lab script uses these pieces in one order: `lab_parser` (plus its own flags) in ``parse_args``; `begin` as the first
-lines of ``main`` (flags, --sweep/--folds, run folder, seed, precision, demo notice); `readable`,
-`labkit.runtime.distribute` and `save_config` (with that distribution) once its data is found; `fit_options` for
-`labkit.training.fit`; `run_lab` under ``if __name__ == "__main__"``:
-
-    def main(argv=None):
-        settings, run = cli.begin(main, argv, "lab4_unet", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
-        if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold
-            return
-        ...
-
-    if __name__ == "__main__":
-        cli.run_lab(main)
+``compare`` builds one comparison table and figure from finished run folders, as a multi-run builds them for its
+children (`labkit.multirun.tables`). The lab scripts' own flags live in `labkit.flags`, their run lifecycle in
+`labkit.lab`.
 """
 
-import argparse
-import errno
-import platform
 import sys
 from pathlib import Path
 
-from labkit.data.layouts import forget_skipped, skipped_files
-from labkit.errors import LabkitInputError, RunWriteError
-from labkit.runtime import PRECISIONS, STRATEGIES
-from labkit.training import LR_SCHEDULES, TrainingDiverged, TrainingStopped
+from labkit.errors import LabkitInputError, require
+from labkit.flags import LabArgumentParser
+from labkit.multirun.tables import summarize_run, write_comparison
+from labkit.runs import RunFolder, default_run_dir
 
 
-class LabArgumentParser(argparse.ArgumentParser):
-    """An `ArgumentParser` whose usage errors are one line, ``error: …``, and exit code 2."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
-
-    def parse_known_args(self, args=None, namespace=None):
-        # The namespace knows its parser (a class attribute, so not among vars(args) and the settings): a sweep
-        # parses its values with the flags' own types (labkit.compare).
-        namespace = namespace or type("LabArguments", (argparse.Namespace,), {"parser": self})()
-        return super().parse_known_args(args, namespace)
-
-    def add_argument(self, *args, **kwargs):
-        # An on/off flag left alone parses as None, so settings can tell it from an explicit --no-… (False).
-        if kwargs.get("action") in ("store_true", argparse.BooleanOptionalAction) and "default" not in kwargs:
-            kwargs["default"] = None
-        return super().add_argument(*args, **kwargs)
-
-
-def _number(kind, check, rule):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
-        if not check(value):
-            raise argparse.ArgumentTypeError(f"{text} is not {rule}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-positive_int = _number(int, lambda v: v > 0, "> 0")
-positive_float = _number(float, lambda v: v > 0, "> 0")
-nonnegative_float = _number(float, lambda v: v >= 0, ">= 0")
-dropout_rate = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
-open_fraction = _number(float, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")
-
-
-def lab_parser(description, course):
-    """A parser with the flags every lab shares; `course` holds the course defaults shown in ``--help``."""
-    parser = LabArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default = lambda key: f" (course default: {course[key]})" if key in course else ""  # noqa: E731
-    add = parser.add_argument
-    add("--data-dir", type=Path, help="dataset folder in the lab's layout (absent: the embedded synthetic data, "
-        "with a demo-sized profile)")
-    add("--out", type=Path, help="run folder (default: runs/<lab>-<timestamp>)")
-    add("--epochs", type=positive_int, help="training epochs" + default("epochs"))
-    add("--batch-size", type=positive_int, help="images per batch" + default("batch_size"))
-    add("--lr", type=positive_float, help="learning rate of the optimizer" + default("lr"))
-    add("--img-size", type=positive_int, help="side of the square network input in pixels" + default("img_size"))
-    add("--seed", type=int, help="seed of the split, augmentation and weight initialisation" + default("seed"))
-    add("--precision", choices=PRECISIONS, help="Keras dtype policy; auto picks mixed_bfloat16 on CPUs/GPUs with "
-        "native bf16, mixed_float16 on older GPUs, float32 otherwise (default: auto)")
-    add("--distribute", choices=STRATEGIES, help="tf.distribute strategy: mirrored (all local GPUs) or multiworker "
-        "(TF_CONFIG, or a SLURM job step); the global batch is --batch-size × replicas (default: none)")
-    add("--scale-lr", action="store_true", help="multiply the learning rate(s) by the number of replicas (linear "
-        "scaling rule for the larger global batch); default: unchanged")
-    add("--config", type=Path, help="repeat a run: take every setting from its config.json (flags given here "
-        "still win)")
-    add("--resume", action="store_true", help="continue the interrupted run in --out from its last completed epoch")
-    add("--overwrite", action="store_true", help="replace a run already in --out")
-    add("--deterministic", action="store_true", help="enable TensorFlow op determinism: repeatable numbers, "
-        "somewhat slower training")
-    add("--tensorboard", action="store_true", help="also write TensorBoard logs to <out>/tensorboard")
-    add("--skip-bad-files", action="store_true", help="skip unreadable images with a warning instead of stopping")
-    add("--quiet", action="store_true", help="no progress bars, one line per epoch")
-    add("--stop-dead", action=argparse.BooleanOptionalAction, help="stop (exit code 1, best model kept) when the "
-        "network has died: constant predictions and a flat loss for 5 epochs; --no-stop-dead keeps training "
-        "(default: stop)")
-    add("--precise-bn", action=argparse.BooleanOptionalAction, help="before each validation, set the BatchNorm "
-        "statistics from the current weights (the mean over up to 16 training batches, dropout off) instead of "
-        "Keras's moving average, which lags the weights in short runs; --no-precise-bn: Keras's (default: Keras's; "
-        "see the demo profile)")
-    from labkit import compare
-
-    compare.add_arguments(parser)  # --sweep, --folds, --fold: runs of many models (labkit.compare)
-    return parser
-
-
-def begin(main, argv, lab_name, parse_args, course, demo, demo_text=None, course_command=None, preset=None,
-          multirun=None, auto_avoids=None):
-    """The opening of every lab's ``main``: parse the flags, hand several runs to `labkit.compare`, or start this run.
-
-    With ``--sweep``, ``--folds`` or a preset (a lab's ``--compare``), `labkit.compare` calls `main` once per variant
-    and fold, each into a child run folder, compares them, and this returns ``(None, None)``: ``main`` stops there.
-    Otherwise it resolves the settings and opens the run folder (`start_run`) and, when the demo profile applies,
-    prints ``demo profile: `` followed by `demo_text` and the command of a course-sized run.
-
-    Args:
-        main: the lab's ``main(argv)``.
-        argv: the lab's arguments (None: the command line).
-        lab_name: names the default run folder (``runs/<lab_name>-<timestamp>``).
-        parse_args: the lab's ``parse_args(argv)``, built on `lab_parser`.
-        course: the course defaults: a dict, or a function of the parsed flags giving it (defaults that follow from
-            a flag, e.g. the loss; it may also check the flags before any folder is made).
-        demo: the demo profile: a dict, or a function of the parsed flags giving it or None (no demo profile for
-            this run, e.g. when data was given another way than ``--data-dir``).
-        demo_text: what the demo run is (data, size, epochs, ...), one sentence: a `str.format` template of the
-            settings (``"{epochs} epochs at {img_size} px."``) or a function of the settings giving the text.
-        course_command: the command line of a run with the course's settings on real data, shown after it.
-        preset: the lab's preset function, see `run_many`.
-        multirun: another multi-run mechanism of the lab, called as ``multirun(main, args, argv)`` after `run_many`
-            and returning True when it ran (e.g. `labkit.autocontext.run_steps`).
-        auto_avoids: ``{policy: reason}``, the precision policies ``--precision auto`` must not pick for this lab
-            (measured to cost it quality); auto then trains in float32 and says why.
-
-    Returns:
-        ``(settings, run)`` as `start_run` gives them, or ``(None, None)``. ``settings.flags`` holds the parsed
-        flags (None where not given), for choices that depend on whether a flag was typed (e.g. ``--weights``).
-    """
-    args = parse_args(argv)
-    if run_many(main, args, argv, preset=preset) or (multirun is not None and multirun(main, args, argv)):
-        return None, None
-    pick = lambda value: value(args) if callable(value) else value  # noqa: E731
-    course, profile = pick(course), pick(demo)
-    settings, run = start_run(lab_name, args, course, profile or {}, auto_avoids)
-    settings.demo = settings.demo and profile is not None
-    if settings.demo and demo_text:
-        course_run = f" Course settings on real data: {course_command}" if course_command else ""
-        text = demo_text(settings) if callable(demo_text) else demo_text.format(**vars(settings))
-        print(f"demo profile: {text}{course_run}")
-    return settings, run
-
-
-def run_many(main, args, argv=None, preset=None):
-    """Hand a lab's call to `labkit.compare` when it asks for several runs (``--sweep``, ``--folds`` or a preset such
-    as ``--compare``; ``--resume`` of such a run too). Returns True when it did, so the lab's ``main`` stops there.
-
-    `preset` is a function of the parsed arguments giving the lab's `labkit.compare.Preset` for them (or None).
-
-    Example:
-        >>> if cli.run_many(main, args, argv, preset=comparison_preset):
-        ...     return
-    """
-    from labkit import compare
-
-    compare.check_fold_flags(args)
-    chosen = preset(args) if preset else None
-    if not (chosen or compare.is_multirun(args)):
-        return False
-    compare.run_many(main, args.parser, args, argv, preset)
-    return True
-
-
-#: Defaults of the flags every lab shares, under the lab's own course defaults.
-COMMON_DEFAULTS = {"seed": 42, "precision": "auto", "distribute": "none", "resume": False, "overwrite": False,
-                   "deterministic": False, "tensorboard": False, "skip_bad_files": False, "quiet": False,
-                   "scale_lr": False, "stop_dead": True, "precise_bn": False}
-
-
-_NOT_REPEATED = ("out", "resume", "overwrite", "config", "demo")
-
-
-def stored_settings(config_path):
-    """The settings of an earlier run's ``config.json`` (without its output folder and resume flags)."""
-    import json
-
-    path = Path(config_path)
-    if not path.is_file():
-        raise LabkitInputError(f"--config {path}: file not found")
+def main(argv=None):
+    """The ``labkit`` console script: ``labkit compare RUN_DIR... [--out DIR]``."""
+    parser = LabArgumentParser(prog="labkit", description="labkit command-line tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    compare = commands.add_parser("compare", help="one comparison table and figure of finished run folders")
+    compare.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="finished run folders (each with "
+                         "metrics.json), e.g. one per task of a lab")
+    compare.add_argument("--out", type=Path, help="where comparison.csv/.md/.png and metrics.json go (default: "
+                         "runs/compare-<timestamp>)")
+    compare.error = parser.error
+    args = parser.parse_args(argv)
     try:
-        settings = json.loads(path.read_text())["settings"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LabkitInputError(f"--config {path}: not a labkit config.json ({type(exc).__name__})") from None
-    return {k: v for k, v in settings.items() if k not in _NOT_REPEATED}
-
-
-def resolve_settings(args, course, demo):
-    """Settings from explicit flags, then ``--config``, then the demo profile (only without a data folder), then
-    the course defaults.
-
-    Returns:
-        ``(settings, is_demo)``: a dict with every key of `course` and `demo`, and whether the demo profile applied.
-    """
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    repeated = stored_settings(args.config) if getattr(args, "config", None) else {}
-    is_demo = {**repeated, **given}.get("data_dir") is None
-    settings = {**vars(args), **COMMON_DEFAULTS, **course, **(demo if is_demo else {}), **repeated, **given}
-    return settings, is_demo
-
-
-def versions():
-    """Versions of Python, labkit, TensorFlow, Keras and NumPy, for ``config.json``."""
-    import keras
-    import numpy
-    import tensorflow
-
-    import labkit
-
-    return {
-        "python": platform.python_version(),
-        "labkit": labkit.__version__,
-        "tensorflow": tensorflow.__version__,
-        "keras": keras.__version__,
-        "numpy": numpy.__version__,
-    }
-
-
-#: OS errors that are faults of the machine or its set-up, not of labkit: one line and exit code 1.
-FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
-
-
-def run_lab(main, argv=None):
-    """Run a lab's ``main(argv)`` and exit: 0 done, 2 bad input (one ``error:`` line), 1 diverged or dead training
-    or a fault of the machine (a full disk, a folder that became unwritable: one ``error:`` line saying what the run
-    folder keeps and how to continue)."""
-    try:
-        main(argv)
+        summaries = [summarize_run(p) for p in args.runs]
+        names = [s["name"] for s in summaries]
+        require(len(set(names)) == len(names), f"two runs share the folder name {names}: names label the rows")
+        run = RunFolder(args.out or default_run_dir("compare"))
+        run.path.mkdir(parents=True, exist_ok=True)
+        metrics = write_comparison(run, summaries)
+        run.write_json("metrics.json", {**metrics, "runs": [str(p) for p in args.runs]})
     except LabkitInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except TrainingStopped as exc:
-        kind = "diverged" if isinstance(exc, TrainingDiverged) else "stopped"
-        print(f"error: training {kind}: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except RunWriteError as exc:
-        remedy = "free space" if exc.disk_full else "make it writable"
-        print(f"error: {exc}; {what_the_run_keeps(exc.path, remedy)}", file=sys.stderr)
-        sys.exit(1)
-    except OSError as exc:
-        if exc.errno not in FAULTS:
-            raise
-        print(f"error: {exc.strerror}: {exc.filename or exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted: rerun with --resume --out <run folder> to continue", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(0)
+        return 2
+    print(run.file("comparison.md").read_text())
+    print(f"winner (best {metrics['monitor']}): {metrics['winner']}\nwritten to {run.path}")
+    return 0
 
 
-def what_the_run_keeps(path, remedy="free space"):
-    """``<run> keeps epochs 1–k; free space and rerun with --resume`` for a file of a run that could not be
-    written (k from the run's resume checkpoint)."""
-    from labkit import resume, runs
-
-    folder = runs.run_folder_of(path)
-    if folder is None:
-        return f"{remedy} and run again"
-    epochs = resume.completed_epochs(runs.RunFolder(folder))
-    kept = {0: "keeps no completed epoch", 1: "keeps epoch 1"}.get(epochs, f"keeps epochs 1–{epochs}")
-    return f"{folder} {kept}; {remedy} and rerun with --resume"
-
-
-def start_run(lab_name, args, course, demo, auto_avoids=None):
-    """Resolve the settings, open the run folder and set seed, precision and progress output.
-
-    On ``--resume`` the settings stored in the run's ``config.json`` are used, so the run continues as it began.
-
-    Returns:
-        ``(settings, run)``: an `argparse.Namespace` of resolved settings (``settings.demo`` says whether the demo
-        profile applied; ``settings.precision`` is the resolved policy; ``settings.flags`` is `args`, the flags as
-        given) and the `labkit.runs.RunFolder`.
-    """
-    from labkit import progress, runs, runtime
-
-    settings, is_demo = resolve_settings(args, course, demo)
-    out = args.out or runs.default_run_dir(lab_name)
-    out = runtime.worker_run_dir(out, settings["distribute"], args.resume)  # a private folder on non-chief workers
-    run = runs.RunFolder.create(out, overwrite=args.overwrite, resume=args.resume)
-    if args.resume:
-        stored = run.read_json("config.json")["settings"]
-        # settings added since the run began take their course default (the behaviour the run had)
-        settings = {**COMMON_DEFAULTS, **course, **stored, "resume": True, "out": str(run.path),
-                    "quiet": bool(args.quiet)}
-        is_demo = stored.get("demo", is_demo)
-        print(f"resuming {run.path} with the settings in its config.json")
-    # The parsed flags ride along as a class attribute: not a setting, so not in vars(settings) nor config.json.
-    settings = type("LabSettings", (argparse.Namespace,), {"flags": args})(**{**settings, "demo": is_demo,
-                                                                              "out": str(run.path)})
-    # --folds K --fold I: the lab's split validates on fold I (labkit.data.split.kfold_indices)
-    fold, folds = getattr(settings, "fold", None), getattr(settings, "folds", None)
-    settings.kfold = (fold, folds) if fold else None
-    settings.data_dir = str(settings.data_dir) if settings.data_dir is not None else None
-    progress.set_quiet(settings.quiet)
-    forget_skipped()  # this run's config.json lists only the files this run skipped
-    runtime.set_seed(settings.seed, deterministic=settings.deterministic)
-    requested, avoided = settings.precision, auto_avoids or {}
-    settings.precision = runtime.set_precision(requested, avoid=avoided)
-    hardware_pick = runtime.resolve_precision(requested) if requested == "auto" and avoided else None  # for why
-    why = (f" (auto would pick {hardware_pick} here, which this lab avoids: {avoided[hardware_pick]})"
-           if hardware_pick in avoided else "")
-    print(f"precision policy: {settings.precision}{why}")
-    return settings, run
-
-
-def fit_options(settings):
-    """The keyword arguments of `labkit.training.fit` that come from the shared flags (--quiet, --tensorboard,
-    --no-stop-dead, --precise-bn)."""
-    return {"verbose": 2 if settings.quiet else 1, "tensorboard": settings.tensorboard,
-            "stop_dead": settings.stop_dead, "precise_batchnorm": settings.precise_bn}
-
-
-def readable(settings, files):
-    """`labkit.data.check_readable` under the lab's ``--skip-bad-files``: bad files raise (one ``error:`` line
-    naming the file) or, with the flag, are left out and listed in ``config.json`` (``data.skipped_files``).
-
-    `files`: paths, tuples of paths (image/mask pairs) or a split object (``paths`` and ``labels``); the same kind
-    comes back. Call it before `save_config`.
-    """
-    from labkit.data.layouts import check_readable
-
-    return check_readable(files, skip_bad=settings.skip_bad_files)
-
-
-def save_config(run, settings, data_dir, n_files, splits=None, distribution=None):
-    """Write ``config.json``: every resolved setting, the data folder with its file count and the files
-    ``--skip-bad-files`` left out (``data.skipped_files``, from `labkit.data.check_readable`), and the versions.
-
-    `splits` (``{"train": items, "val": items, ...}``, items paths or (image, mask) pairs) also writes
-    ``split.csv``: which image is in which split (with ``--folds``, the fold's validation images).
-    `distribution` (the `labkit.runtime.Distribution` of `labkit.runtime.distribute`) adds what the run trained with
-    to the settings: ``replicas``, ``global_batch_size``, ``lr_scale`` and ``learning_rate``.
-    """
-    if splits:
-        name = lambda item: Path(item[0] if isinstance(item, (tuple, list)) else item).name  # noqa: E731
-        run.write_csv("split.csv", [{"item": name(i), "split": s} for s, items in splits.items() for i in items])
-    run.write_json(
-        "config.json",
-        {
-            "settings": {**vars(settings), **(distribution.record() if distribution else {})},
-            "data": {"dir": str(data_dir), "files": int(n_files), "skipped_files": skipped_files()},
-            "versions": versions(),
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        },
-    )
-
-
-def add_lr_schedule_argument(parser, demo):
-    """``--lr-schedule constant|cosine`` (`labkit.training.learning_rate_schedule`); `demo` is the lab's demo
-    profile, whose schedule (constant unless it names one) the help shows."""
-    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant, or cosine: warm up to the learning "
-                        "rate over the first 10%% of the steps, then decay to 0 (course default: constant; demo: "
-                        f"{demo.get('lr_schedule', 'constant')})")
-
-
-def precise_bn_text(settings, batchnorm=True):
-    """``", precise BatchNorm statistics"`` for a demo text when the run re-estimates them before each validation
-    (``--precise-bn``) and its model has BatchNorm (`batchnorm`), else ``""``."""
-    return ", precise BatchNorm statistics" if batchnorm and settings.precise_bn else ""
-
-
-def add_weights_argument(parser, default="imagenet"):
-    """``--weights imagenet|none|PATH`` for labs with an ImageNet encoder."""
-    # default None: settings then tell a typed --weights from the lab's course default / demo profile
-    parser.add_argument("--weights", default=None, help="encoder weights: imagenet (Keras's cache; no network "
-                        "needed once cached), none (random initialisation) or a path to a local .h5 file "
-                        f"(default: {default})")
+if __name__ == "__main__":
+    sys.exit(main())

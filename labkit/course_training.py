@@ -17,6 +17,8 @@ it through labkit's one fit path (`labkit.training.fit`). Three differences from
 
 import keras
 
+from labkit.data.generators import training_stream
+from labkit.data.pipeline import array_dataset
 from labkit.errors import LabkitInputError, require
 from labkit.training import compile_model, fit, resolve_loss
 
@@ -121,9 +123,6 @@ def train_unet(
         >>> model, history = train_unet(get_unet((256, 256, 1)), xt, yt, xv, yv, 8, 150, 1e-4,
         ...                             [dice_coef, Precision(), Recall()], loss=[dice_coef_loss], generator=datagen)
     """
-    from labkit.data.generators import training_stream
-    from labkit.data.pipeline import array_dataset
-
     for images, masks, split in ((train_images, train_masks, "training"), (val_images, val_masks, "validation")):
         require(len(images) == len(masks), f"{len(images)} {split} images but {len(masks)} masks")
     try:

@@ -12,6 +12,7 @@ import tensorflow as tf
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from labkit.data.pipeline import decode_image
 from labkit.errors import LabkitInputError, require
 
 _FINAL_ACTIVATIONS = (keras.activations.softmax, keras.activations.sigmoid)
@@ -258,8 +259,6 @@ def class_examples(model, paths, labels, predicted, img_size, per_class=2, layer
         ``(images, heatmaps, true, predicted)`` of the chosen images, class by class: lists of arrays, then two
         int arrays.
     """
-    from labkit.data.pipeline import decode_image
-
     labels, predicted = np.asarray(labels), np.asarray(predicted)
     rng = np.random.default_rng(seed)
     chosen = [i for k in np.unique(labels) for i in rng.permutation(np.flatnonzero(labels == k))[:per_class]]

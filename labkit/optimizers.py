@@ -13,6 +13,8 @@ from its config reproduces, so a saved ``model.keras`` reloads with its optimize
 `keras.saving.load_model`. `per_layer_learning_rates` builds the groups from layers (or nested models).
 
 The wrapper is stateful (TensorFlow and PyTorch backends; JAX's stateless training loop is not supported).
+
+`learning_rate_schedule` gives the optimizer's learning rate for the labs' ``--lr`` and ``--lr-schedule``.
 """
 
 import keras
@@ -261,3 +263,38 @@ def per_layer_learning_rates(optimizer, model, learning_rates):
                                    "outside it: rename the layers so paths are unique")
         groups.append({"name": layer.name, "learning_rate": _group_rate(rate, layer.name), "paths": paths})
     return GroupedOptimizer(optimizer, groups)
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate_schedule(learning_rate, schedule="constant", total_steps=None):
+    """The optimizer's learning rate for ``--lr`` and ``--lr-schedule``.
+
+    ``constant`` keeps `learning_rate` for the whole run (the course's choice). ``cosine`` (Keras's `CosineDecay`)
+    rises linearly from 0 to `learning_rate` over the first 10 % of the steps, then decays to 0 along half a cosine.
+    The warm-up spares the network Adam's first updates, which move every weight by about the learning rate at once
+    and can saturate a sigmoid output for good; the decay makes the last epochs take ever smaller steps, so a run
+    ends where it is best instead of bouncing out of it. On a resumed run the optimizer's step counter is restored,
+    so the schedule goes on where it stopped.
+
+    Args:
+        learning_rate: the starting (for ``constant``, the only) learning rate.
+        schedule: ``constant`` or ``cosine``.
+        total_steps: optimizer steps of the whole run (epochs × steps per epoch); needed for ``cosine``.
+
+    Returns:
+        A float or a `keras.optimizers.schedules.LearningRateSchedule`, for an optimizer's ``learning_rate``.
+
+    Example:
+        >>> keras.optimizers.Adam(learning_rate_schedule(1e-3, "cosine", total_steps=12 * 16))
+    """
+    require(schedule in LR_SCHEDULES, f"unknown --lr-schedule {schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
+    require(float(learning_rate) > 0, f"learning rate must be > 0, got {learning_rate}")
+    if schedule == "constant":
+        return float(learning_rate)
+    require(total_steps is not None and int(total_steps) >= 1,
+            f"a cosine schedule needs the run's steps, got {total_steps}")
+    warmup = max(1, int(total_steps) // 10)
+    return keras.optimizers.schedules.CosineDecay(0.0, max(1, int(total_steps) - warmup), alpha=0.0,
+                                                  warmup_target=float(learning_rate), warmup_steps=warmup)

@@ -1,6 +1,6 @@
 """Runtime set-up of a run: numeric precision, seeds, and distribution over devices and machines.
 
-A lab sets precision and seeds through `labkit.cli.start_run`, then calls `distribute` once: it returns a
+A lab sets precision and seeds through `labkit.lab.start_run`, then calls `distribute` once: it returns a
 `Distribution` (strategy, replicas, global batch size, learning rate) that the lab builds its datasets and model with
 and that ``config.json`` records. Under ``--distribute multiworker`` `start_run` also asks `worker_run_dir` where this
 process writes: only the chief writes ``--out``.
@@ -348,7 +348,7 @@ class Distribution:
 def distribute(settings):
     """Set up a lab run's ``--distribute``: its strategy, global batch size and learning-rate factor.
 
-    Every lab calls this once, before it saves its config, and passes the result to `labkit.cli.save_config`, so
+    Every lab calls this once, before it saves its config, and passes the result to `labkit.lab.save_config`, so
     ``config.json`` records what really ran (`Distribution.record`). Labs with several learning rates multiply each
     by ``lr_scale``. `settings` is only read.
 

@@ -53,44 +53,9 @@ def resolve_loss(loss):
         return keras.losses.get(loss)
 
 
-LR_SCHEDULES = ("constant", "cosine")
-
-
 def steps_per_epoch(n_items, batch_size):
     """Optimizer steps of one epoch over `n_items` in batches of `batch_size`, the last one partial."""
     return -(-int(n_items) // int(batch_size))
-
-
-def learning_rate_schedule(learning_rate, schedule="constant", total_steps=None):
-    """The optimizer's learning rate for ``--lr`` and ``--lr-schedule``.
-
-    ``constant`` keeps `learning_rate` for the whole run (the course's choice). ``cosine`` (Keras's `CosineDecay`)
-    rises linearly from 0 to `learning_rate` over the first 10 % of the steps, then decays to 0 along half a cosine.
-    The warm-up spares the network Adam's first updates, which move every weight by about the learning rate at once
-    and can saturate a sigmoid output for good; the decay makes the last epochs take ever smaller steps, so a run
-    ends where it is best instead of bouncing out of it. On a resumed run the optimizer's step counter is restored,
-    so the schedule goes on where it stopped.
-
-    Args:
-        learning_rate: the starting (for ``constant``, the only) learning rate.
-        schedule: ``constant`` or ``cosine``.
-        total_steps: optimizer steps of the whole run (epochs × steps per epoch); needed for ``cosine``.
-
-    Returns:
-        A float or a `keras.optimizers.schedules.LearningRateSchedule`, for an optimizer's ``learning_rate``.
-
-    Example:
-        >>> keras.optimizers.Adam(learning_rate_schedule(1e-3, "cosine", total_steps=12 * 16))
-    """
-    require(schedule in LR_SCHEDULES, f"unknown --lr-schedule {schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
-    require(float(learning_rate) > 0, f"learning rate must be > 0, got {learning_rate}")
-    if schedule == "constant":
-        return float(learning_rate)
-    require(total_steps is not None and int(total_steps) >= 1,
-            f"a cosine schedule needs the run's steps, got {total_steps}")
-    warmup = max(1, int(total_steps) // 10)
-    return keras.optimizers.schedules.CosineDecay(0.0, max(1, int(total_steps) - warmup), alpha=0.0,
-                                                  warmup_target=float(learning_rate), warmup_steps=warmup)
 
 
 def compile_model(model, learning_rate, loss, metrics=(), optimizer=None):
@@ -406,19 +371,3 @@ def collect_predictions(model, dataset, max_items=None):
             break
     stack = lambda parts: np.concatenate(parts)[:max_items]  # noqa: E731
     return stack(inputs), stack(targets), stack(predictions)
-
-
-def parameter_counts(layer):
-    """Trainable, non-trainable and total parameter counts of a model or layer (as ``model.summary()`` counts them).
-
-    Returns:
-        ``{"trainable": int, "non_trainable": int, "total": int}``; BatchNorm moving statistics and the weights of
-        frozen layers are non-trainable.
-
-    Example:
-        >>> parameter_counts(keras.layers.Dense(2, input_shape=(3,)))   # once built
-        {'trainable': 8, 'non_trainable': 0, 'total': 8}
-    """
-    size = lambda weights: sum(math.prod(w.shape) for w in weights)  # noqa: E731
-    trainable, total = size(layer.trainable_weights), size(layer.weights)
-    return {"trainable": int(trainable), "non_trainable": int(total - trainable), "total": int(total)}

@@ -22,8 +22,9 @@ example:
   python labs/lab1_mlp.py --data-dir /DL_course_data/Lab1 --sweep lr=1e-4,0.1
 """
 
-from labkit import classification_lab as lab
-from labkit import cli
+from labkit import classification_lab as classify
+from labkit import flags, lab
+from labkit.data.synthetic.lab1 import lab1_dataset
 from labkit.training import fit
 
 COURSE = {"dataset": "skin", "model": "mlp", "base": 64, "optimizer": "sgd", "loss": "bce", "lr": 1e-4,
@@ -36,45 +37,43 @@ FULL_COURSE_COMMAND = "python labs/lab1_mlp.py --data-dir /path/to/Lab1 (then --
 
 
 def parse_args(argv=None):
-    parser = cli.lab_parser(__doc__, COURSE)
-    lab.add_arguments(parser, COURSE, ("dataset", "base", "optimizer"), choices={"dataset": ("skin", "bone")})
-    cli.add_lr_schedule_argument(parser, DEMO)
+    parser = flags.lab_parser(__doc__, COURSE)
+    classify.add_arguments(parser, COURSE, ("dataset", "base", "optimizer"), choices={"dataset": ("skin", "bone")})
+    flags.add_lr_schedule_argument(parser, DEMO)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = cli.begin(main, argv, "lab1_mlp", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
-    if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
+    settings, run = lab.begin(main, argv, "lab1_mlp", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
+    if run is None:  # --sweep / --folds: labkit.multirun ran this main once per variant and fold, then compared them
         return
 
     # Data: the flat train/ and test/ folders, class from the file name (with --folds, fold i of both pooled).
     if settings.data_dir:
         data_dir = settings.data_dir
     else:
-        from labkit.data.synthetic.lab1 import lab1_dataset
-
         data_dir = lab1_dataset(settings.n_train, settings.n_test, size=max(32, settings.img_size))
-    data = lab.prepare_data(settings, run, data_dir)
+    data = classify.prepare_data(settings, run, data_dir)
     distribution = data.distribution  # --batch-size per replica; --scale-lr scales the learning rate
 
     # Model: Flatten → Dense(base) → Dense(base/2) → Dense(base/4) → one sigmoid unit.
     with distribution.strategy.scope():
-        model = lab.build_classifier("mlp", settings.img_size, 1, data.n_class, data.head, settings.base)
-        lab.compile_classifier(model, data.head, settings.optimizer, distribution.learning_rate,
+        model = classify.build_classifier("mlp", settings.img_size, 1, data.n_class, data.head, settings.base)
+        classify.compile_classifier(model, data.head, settings.optimizer, distribution.learning_rate,
                                settings.lr_schedule, settings.epochs * data.steps_per_epoch)
     print(f"model: Lab 1 MLP, base {settings.base}, {model.count_params():,} parameters; {settings.optimizer} "
           f"lr {distribution.learning_rate:g}, batch {settings.batch_size}, {settings.epochs} epochs")
 
     # Training: history.csv every epoch, model.keras at every new best validation accuracy.
-    history = fit(model, data.train_data, data.val_data, settings.epochs, run=run, monitor=lab.MONITOR,
-                  **cli.fit_options(settings))
+    history = fit(model, data.train_data, data.val_data, settings.epochs, run=run, monitor=classify.MONITOR,
+                  **lab.fit_options(settings))
 
     # Evaluation and figures (metrics.json last: its presence marks a finished run).
     title = f"Lab 1 MLP on {settings.dataset}: base {settings.base}, lr {settings.lr:g}"
-    lab.evaluate_and_report(run, history, run.file("model.keras"), data.val, data.val_data, data.head, title)
+    classify.evaluate_and_report(run, history, run.file("model.keras"), data.val, data.val_data, data.head, title)
     print(f"run folder: {run.path}")
 
 
 if __name__ == "__main__":
-    cli.run_lab(main)
+    lab.run_lab(main)

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from labkit import cli, numpy_net
+from labkit import flags, lab, numpy_net
 from labkit.errors import require
 from labkit.history import summarize
 from labkit.runs import atomic_write
@@ -54,14 +54,14 @@ NOT_USED = {"data_dir": "the data is the gate's truth table", "batch_size": "the
 
 
 def parse_args(argv=None):
-    parser = cli.lab_parser(__doc__, COURSE)
+    parser = flags.lab_parser(__doc__, COURSE)
     parser.add_argument("--gate", choices=tuple(numpy_net.GATES), help="logic gate to learn (course: and, then xor; "
                         "default: xor)")
     parser.add_argument("--model", choices=tuple(MODEL_DEFAULTS), help="numpy: the hand-written network (Tasks "
                         "1–2); keras: the course's Keras MLP (Task 3) (default: numpy)")
-    parser.add_argument("--hidden", type=cli.positive_int, help="hidden units (course: 1, 2, 5, 10, 50; default: "
+    parser.add_argument("--hidden", type=flags.positive_int, help="hidden units (course: 1, 2, 5, 10, 50; default: "
                         "2 for numpy, 10 for keras)")
-    parser.add_argument("--iterations", type=cli.positive_int, help="gradient-descent updates, for keras epochs "
+    parser.add_argument("--iterations", type=flags.positive_int, help="gradient-descent updates, for keras epochs "
                         "(course: 10–2000; default: 2000)")
     return parser.parse_args(argv)
 
@@ -108,7 +108,7 @@ def train_keras(settings, X, y, run):
                   optimizer=keras.optimizers.SGD(learning_rate=settings.lr))
     steps = record_interval(settings.iterations)
     data = tf.data.Dataset.from_tensors((X.astype("float32"), y.astype("float32"))).repeat()
-    options = {**cli.fit_options(settings), "verbose": 0}  # a few seconds; a line per recorded epoch is noise
+    options = {**lab.fit_options(settings), "verbose": 0}  # a few seconds; a line per recorded epoch is noise
     history = fit(model, data, None, settings.iterations // steps, run=run, monitor="loss", steps_per_epoch=steps,
                   **options)
     history["epoch"] = [epoch * steps for epoch in history["epoch"]]
@@ -137,16 +137,16 @@ def point_table(X, y, outputs):
 
 
 def main(argv=None):
-    # Settings: explicit flags, then the course defaults; with --sweep, labkit.compare runs this main once per value,
+    # Settings: explicit flags, then the course defaults; with --sweep, labkit.multirun runs this main once per value,
     # each into its own child folder, and compares them.
     args = parse_args(argv)
     check_flags(args)
-    if cli.run_many(main, args, argv):
+    if lab.run_many(main, args, argv):
         return
-    settings, run = cli.start_run("lab1_perceptron", args, COURSE, {})
+    settings, run = lab.start_run("lab1_perceptron", args, COURSE, {})
     for key, value in MODEL_DEFAULTS[settings.model].items():
         setattr(settings, key, value if getattr(settings, key) is None else getattr(settings, key))
-    cli.save_config(run, settings, f"built-in {settings.gate.upper()} truth table", 0)
+    lab.save_config(run, settings, f"built-in {settings.gate.upper()} truth table", 0)
 
     # Data and training: the four points of the truth table, one batch.
     X, y = numpy_net.logic_gate_data(settings.gate)
@@ -175,4 +175,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run_lab(main)
+    lab.run_lab(main)

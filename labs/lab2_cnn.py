@@ -25,8 +25,8 @@ example:
   python labs/lab2_cnn.py --model alexnet --loss hinge
 """
 
-from labkit import classification_lab as lab
-from labkit import cli
+from labkit import classification_lab as classify
+from labkit import flags, lab
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.training import fit
 
@@ -45,10 +45,10 @@ FULL_COURSE_COMMAND = "python labs/lab2_cnn.py --data-dir /path/to/Lab2 --model 
 
 
 def parse_args(argv=None):
-    parser = cli.lab_parser(__doc__, {**COURSE, "epochs": "20 lenet, 50 alexnet", "lr": "1e-5 lenet, 1e-4 alexnet"})
-    lab.add_arguments(parser, COURSE, ("dataset", "model", "base", "optimizer", "loss", "dropout"),
+    parser = flags.lab_parser(__doc__, {**COURSE, "epochs": "20 lenet, 50 alexnet", "lr": "1e-5 lenet, 1e-4 alexnet"})
+    classify.add_arguments(parser, COURSE, ("dataset", "model", "base", "optimizer", "loss", "dropout"),
                       choices={"dataset": ("skin", "bone"), "model": tuple(COURSE_BY_MODEL)})
-    cli.add_lr_schedule_argument(parser, DEMO)
+    flags.add_lr_schedule_argument(parser, DEMO)
     return parser.parse_args(argv)
 
 
@@ -59,36 +59,36 @@ def course_defaults(args):
 
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults of the model.
-    settings, run = cli.begin(main, argv, "lab2_cnn", parse_args, course_defaults, DEMO, DEMO_TEXT,
+    settings, run = lab.begin(main, argv, "lab2_cnn", parse_args, course_defaults, DEMO, DEMO_TEXT,
                               FULL_COURSE_COMMAND)
-    if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
+    if run is None:  # --sweep / --folds: labkit.multirun ran this main once per variant and fold, then compared them
         return
 
     # Data: the set's train/ and validation/ class folders (with --folds, fold i of both pooled).
     data_dir = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val, size=max(32, settings.img_size))
-    data = lab.prepare_data(settings, run, data_dir)
+    data = classify.prepare_data(settings, run, data_dir)
     distribution, head = data.distribution, data.head  # --batch-size per replica; --scale-lr scales the lr
 
     # Model: the course's LeNet or AlexNet on grey images, with the output the loss needs.
     with distribution.strategy.scope():
-        model = lab.build_classifier(settings.model, settings.img_size, 1, data.n_class, head,
+        model = classify.build_classifier(settings.model, settings.img_size, 1, data.n_class, head,
                                      settings.base, dropout=settings.dropout, dense=DENSE)
-        lab.compile_classifier(model, head, settings.optimizer, distribution.learning_rate,
+        classify.compile_classifier(model, head, settings.optimizer, distribution.learning_rate,
                                settings.lr_schedule, settings.epochs * data.steps_per_epoch)
     print(f"model: {settings.model}, base {settings.base}, {model.count_params():,} parameters; loss {head.loss}, "
           f"{settings.optimizer} lr {distribution.learning_rate:g}, batch {settings.batch_size}, "
           f"{settings.epochs} epochs")
 
     # Training: history.csv every epoch, model.keras at every new best validation accuracy.
-    history = fit(model, data.train_data, data.val_data, settings.epochs, run=run, monitor=lab.MONITOR,
-                  **cli.fit_options(settings))
+    history = fit(model, data.train_data, data.val_data, settings.epochs, run=run, monitor=classify.MONITOR,
+                  **lab.fit_options(settings))
 
     # Evaluation and figures (metrics.json last: its presence marks a finished run).
     title = (f"{settings.model} on {settings.dataset}: base {settings.base}, {settings.optimizer} lr "
              f"{settings.lr:g}, {head.loss} loss")
-    lab.evaluate_and_report(run, history, run.file("model.keras"), data.val, data.val_data, head, title)
+    classify.evaluate_and_report(run, history, run.file("model.keras"), data.val, data.val_data, head, title)
     print(f"run folder: {run.path}")
 
 
 if __name__ == "__main__":
-    cli.run_lab(main)
+    lab.run_lab(main)

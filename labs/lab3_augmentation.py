@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit import cli
+from labkit import flags, lab
 from labkit.data.augment import LAB3_T7_AUGMENT, make_augmenter
 from labkit.data.image_transforms import apply_transforms, embedded_preview_image
 from labkit.data.io import load_image
@@ -34,21 +34,21 @@ COURSE = {"dataset": "xray", "img_size": 128, "rotation": LAB3_T7_AUGMENT["rotat
 
 
 def parse_args(argv=None):
-    parser = cli.LabArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = flags.LabArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("--dataset", choices=("xray", "bone", "skin"), default=COURSE["dataset"], help="embedded set to draw the "
         "image from; skin is RGB, the others grey (default: xray)")
     add("--image", type=Path, help="an image file to preview instead")
     add("--data-dir", type=Path, help="a folder of images: the first by name is previewed")
-    add("--img-size", type=cli.positive_int, default=COURSE["img_size"], help="side in pixels (default: 128)")
-    add("--rotation", type=cli.nonnegative_float, default=COURSE["rotation"], help="rotation_range in degrees "
+    add("--img-size", type=flags.positive_int, default=COURSE["img_size"], help="side in pixels (default: 128)")
+    add("--rotation", type=flags.nonnegative_float, default=COURSE["rotation"], help="rotation_range in degrees "
         "(course: 20)")
-    add("--shift", type=cli.dropout_rate, default=COURSE["shift"], help="width_shift_range, a fraction of the "
+    add("--shift", type=flags.dropout_rate, default=COURSE["shift"], help="width_shift_range, a fraction of the "
         "width (course: 0.2)")
-    add("--height-shift", type=cli.dropout_rate, default=COURSE["height_shift"], help="height_shift_range "
+    add("--height-shift", type=flags.dropout_rate, default=COURSE["height_shift"], help="height_shift_range "
         "(course: 0)")
     add("--flip", action=argparse.BooleanOptionalAction, default=COURSE["flip"], help="horizontal_flip (course: on)")
-    add("--count", type=cli.positive_int, default=COURSE["count"], help="random augmentations shown (course: 5)")
+    add("--count", type=flags.positive_int, default=COURSE["count"], help="random augmentations shown (course: 5)")
     add("--seed", type=int, default=COURSE["seed"], help="seed of the embedded image and the augmentations")
     add("--out", type=Path, help="run folder (default: runs/lab3_augmentation-<timestamp>)")
     add("--overwrite", action="store_true", help="replace a preview already in --out")
@@ -99,4 +99,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run_lab(main)
+    lab.run_lab(main)

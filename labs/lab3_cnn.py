@@ -27,8 +27,8 @@ example:
   python labs/lab3_cnn.py --data-dir /DL_course_data/Lab2 --model alexnet --batchnorm --dropout 0.4 --augment
 """
 
-from labkit import classification_lab as lab
-from labkit import cli
+from labkit import classification_lab as classify
+from labkit import flags, lab
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.data.synthetic.lab1 import lab1_dataset
 from labkit.training import fit
@@ -49,11 +49,11 @@ FULL_COURSE_COMMAND = "python labs/lab3_cnn.py --data-dir /path/to/Lab2 (--datas
 
 
 def parse_args(argv=None):
-    parser = cli.lab_parser(__doc__, COURSE)
-    lab.add_arguments(parser, COURSE, ("dataset", "model", "base", "optimizer", "dropout", "batchnorm",
+    parser = flags.lab_parser(__doc__, COURSE)
+    classify.add_arguments(parser, COURSE, ("dataset", "model", "base", "optimizer", "dropout", "batchnorm",
                                        "spatial_dropout", "augment"),
                       choices={"model": ("vgg16", "alexnet", "lenet")})
-    cli.add_lr_schedule_argument(parser, DEMO)
+    flags.add_lr_schedule_argument(parser, DEMO)
     return parser.parse_args(argv)
 
 
@@ -63,7 +63,7 @@ def demo_text(settings):
             f"images per class), {settings.img_size}×{settings.img_size} grey, {settings.epochs} epochs, lr "
             f"{settings.lr:g} ({settings.lr_schedule} schedule)"
             f"{', batch normalisation (Tasks 1–4 have none)' if settings.batchnorm else ''}"
-            f"{cli.precise_bn_text(settings, settings.batchnorm)}.")
+            f"{lab.precise_bn_text(settings, settings.batchnorm)}.")
 
 
 def embedded_data(settings):
@@ -76,23 +76,23 @@ def embedded_data(settings):
 
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = cli.begin(main, argv, "lab3_cnn", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND)
-    if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
+    settings, run = lab.begin(main, argv, "lab3_cnn", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND)
+    if run is None:  # --sweep / --folds: labkit.multirun ran this main once per variant and fold, then compared them
         return
 
     # Data: the set's training and validation images (with --folds, fold i of both pooled); augmentation on
     # training batches only.
     data_dir = settings.data_dir or embedded_data(settings)
-    data = lab.prepare_data(settings, run, data_dir, augment=settings.augment or None)
+    data = classify.prepare_data(settings, run, data_dir, augment=settings.augment or None)
     # softmax and categorical cross-entropy for the nine classes; --batch-size per replica, --scale-lr scales the lr
     n_class, head, distribution = data.n_class, data.head, data.distribution
 
     # Model: the course's network with the regularisation asked for.
     with distribution.strategy.scope():
-        model = lab.build_classifier(settings.model, settings.img_size, 1, n_class, head, settings.base,
+        model = classify.build_classifier(settings.model, settings.img_size, 1, n_class, head, settings.base,
                                      dropout=settings.dropout, batchnorm=settings.batchnorm,
                                      spatial_dropout=settings.spatial_dropout, dense=DENSE)
-        lab.compile_classifier(model, head, settings.optimizer, distribution.learning_rate,
+        classify.compile_classifier(model, head, settings.optimizer, distribution.learning_rate,
                                settings.lr_schedule, settings.epochs * data.steps_per_epoch)
     extras = [name for name, on in (("batch norm", settings.batchnorm), (f"dropout {settings.dropout}",
               settings.dropout), (f"spatial dropout {settings.spatial_dropout}", settings.spatial_dropout),
@@ -102,15 +102,15 @@ def main(argv=None):
           f"{distribution.learning_rate:g}, batch {settings.batch_size}, {settings.epochs} epochs")
 
     # Training: history.csv every epoch, model.keras at every new best validation accuracy.
-    history = fit(model, data.train_data, data.val_data, settings.epochs, run=run, monitor=lab.MONITOR,
-                  **cli.fit_options(settings))
+    history = fit(model, data.train_data, data.val_data, settings.epochs, run=run, monitor=classify.MONITOR,
+                  **lab.fit_options(settings))
 
     # Evaluation and figures (metrics.json last: its presence marks a finished run).
     title = f"{settings.model} on {settings.dataset}: base {settings.base}, lr {settings.lr:g}" + \
         "".join(f", {e}" for e in extras)
-    lab.evaluate_and_report(run, history, run.file("model.keras"), data.val, data.val_data, head, title)
+    classify.evaluate_and_report(run, history, run.file("model.keras"), data.val, data.val_data, head, title)
     print(f"run folder: {run.path}")
 
 
 if __name__ == "__main__":
-    cli.run_lab(main)
+    lab.run_lab(main)

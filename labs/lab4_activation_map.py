@@ -23,7 +23,7 @@ example:
 import argparse
 from pathlib import Path
 
-from labkit import cli, loss_accuracy_plot
+from labkit import flags, lab, loss_accuracy_plot
 from labkit.data.layouts.lab2 import find_lab2_set
 from labkit.data.pipeline import classification_dataset
 from labkit.data.split import refold_class_splits
@@ -32,7 +32,8 @@ from labkit.gradcam import activation_map_figure, grad_cam
 from labkit.history import summarize
 from labkit.models.classic import vgg16_model
 from labkit.runtime import distribute
-from labkit.training import collect_predictions, compile_model, fit, learning_rate_schedule, steps_per_epoch
+from labkit.optimizers import learning_rate_schedule
+from labkit.training import collect_predictions, compile_model, fit, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 import numpy as np
@@ -60,21 +61,21 @@ def widths(text):
 
 
 def parse_args(argv=None):
-    parser = cli.lab_parser(__doc__, COURSE)
+    parser = flags.lab_parser(__doc__, COURSE)
     parser.add_argument("--dataset", choices=("bone", "skin"), help="which Lab 2 set (default: bone)")
-    parser.add_argument("--n-base", type=cli.positive_int, help="filters of the first block (course Task 3: 8)")
+    parser.add_argument("--n-base", type=flags.positive_int, help="filters of the first block (course Task 3: 8)")
     parser.add_argument("--dense-layers", type=widths, help="hidden dense widths, comma-separated "
                         "(course Task 3: 64,64,64)")
-    parser.add_argument("--dropout", type=cli.dropout_rate, help="dropout after each hidden dense layer "
+    parser.add_argument("--dropout", type=flags.dropout_rate, help="dropout after each hidden dense layer "
                         "(course Task 3: 0.4)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                         help="no augmentation (course Task 3 augments: rotation 10°, shift 0.1, horizontal flip)")
     parser.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
                         help="batch normalisation after every convolution (course: off; the demo turns it on so "
                         "the from-scratch network learns within its few epochs)")
-    parser.add_argument("--maps-per-class", type=cli.positive_int, help="validation images explained per class "
+    parser.add_argument("--maps-per-class", type=flags.positive_int, help="validation images explained per class "
                         "(default: 3)")
-    cli.add_lr_schedule_argument(parser, DEMO)
+    flags.add_lr_schedule_argument(parser, DEMO)
     return parser.parse_args(argv)
 
 
@@ -99,19 +100,19 @@ def demo_text(settings):
 
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = cli.begin(main, argv, "lab4_activation_map", parse_args, COURSE, DEMO, demo_text,
+    settings, run = lab.begin(main, argv, "lab4_activation_map", parse_args, COURSE, DEMO, demo_text,
                               FULL_COURSE_COMMAND)
-    if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
+    if run is None:  # --sweep / --folds: labkit.multirun ran this main once per variant and fold, then compared them
         return
     size, channels = settings.img_size, CHANNELS[settings.dataset]
 
     # Data: the class folders of one Lab 2 set; augmentation on training batches only.
     data_dir = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val, size=max(64, size))
     train, val = refold_class_splits(*find_lab2_set(data_dir, settings.dataset), settings.kfold, settings.seed)
-    train, val = cli.readable(settings, train), cli.readable(settings, val)  # --skip-bad-files
+    train, val = lab.readable(settings, train), lab.readable(settings, val)  # --skip-bad-files
     distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
     batch = distribution.global_batch_size
-    cli.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths},
+    lab.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths},
                     distribution=distribution)
     print(f"data: {train.counts()} training and {val.counts()} validation images from {data_dir}")
     n_class = len(train.class_names)
@@ -132,7 +133,7 @@ def main(argv=None):
 
     # Training: history.csv every epoch, model.keras at every new best validation accuracy.
     history = fit(model, train_data, val_data, settings.epochs, run=run, monitor="val_accuracy",
-                  **cli.fit_options(settings))
+                  **lab.fit_options(settings))
 
     # Evaluation: the best model on every validation image, then Grad-CAM of a few images of each class.
     best = keras.saving.load_model(run.file("model.keras"))
@@ -161,4 +162,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run_lab(main)
+    lab.run_lab(main)

@@ -9,7 +9,7 @@ recorded.
 
 One model (one --dataset, one --method) trains into the run folder: config.json, history.csv, model.keras,
 metrics.json, comparison.csv/.md (its row) and curves_<dataset>_<method>.png. Several (--dataset both and/or
---method both, the default) are a preset of labkit.compare: each model is a child run folder (bone_bottleneck/,
+--method both, the default) are a preset of labkit.multirun: each model is a child run folder (bone_bottleneck/,
 bone_scratch/, skin_bottleneck/, skin_scratch/), and the top folder gets history.csv (every model's epochs, with
 dataset and method columns), comparison.csv and comparison.md (method, dataset, training seconds, best and final
 validation accuracy and loss), every curves_<dataset>_<method>.png (best epoch by validation accuracy marked),
@@ -35,7 +35,9 @@ example:
 
 import argparse
 
-from labkit import cli, compare, loss_accuracy_plot
+from labkit import flags, lab, loss_accuracy_plot
+from labkit.multirun.tables import child_metrics, keep_file, stacked_history
+from labkit.multirun.variants import Preset
 from labkit.data.layouts.lab2 import find_lab2_set
 from labkit.data.pipeline import array_dataset, classification_dataset
 from labkit.data.split import refold_class_splits
@@ -63,16 +65,16 @@ MONITOR = "val_accuracy"
 
 
 def parse_args(argv=None):
-    parser = cli.lab_parser(__doc__, COURSE)
+    parser = flags.lab_parser(__doc__, COURSE)
     add = parser.add_argument
     add("--dataset", choices=("bone", "skin", "both"), help="which Lab 2 set(s) to train on (default: both)")
     add("--method", choices=("bottleneck", "scratch", "both"), help="bottleneck: VGG16 features + MLP (Task 1); "
         "scratch: VGG16 trained from the images (Task 2) (default: both)")
-    cli.add_weights_argument(parser)
-    add("--mlp-base", type=cli.positive_int, help="width of the MLP's hidden layer (course: 128)")
-    add("--n-base", type=cli.positive_int, help="filters of the first block of the from-scratch VGG16 (course: 64, "
+    flags.add_weights_argument(parser)
+    add("--mlp-base", type=flags.positive_int, help="width of the MLP's hidden layer (course: 128)")
+    add("--n-base", type=flags.positive_int, help="filters of the first block of the from-scratch VGG16 (course: 64, "
         "VGG16 itself)")
-    add("--dropout", type=cli.dropout_rate, help="dropout after the hidden dense layer(s) of both models (course: "
+    add("--dropout", type=flags.dropout_rate, help="dropout after the hidden dense layer(s) of both models (course: "
         "0.5)")
     add("--batchnorm", action=argparse.BooleanOptionalAction, default=None, help="batch normalisation after every "
         "convolution of the from-scratch VGG16 (course: off; the demo turns it on so it learns within its few "
@@ -86,7 +88,7 @@ def comparison_preset(args):
     methods = tuple(METHODS) if (args.method or "both") == "both" else (args.method,)
     if len(datasets) * len(methods) == 1:
         return None
-    return compare.Preset("bottleneck + MLP vs from scratch", [
+    return Preset("bottleneck + MLP vs from scratch", [
         (f"{d}_{m}", {"dataset": d, "method": m}) for d in datasets for m in methods], report=report_models,
         table="variants")
 
@@ -106,9 +108,9 @@ def demo_text(settings):
 
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = cli.begin(main, argv, "lab4_transfer", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND,
+    settings, run = lab.begin(main, argv, "lab4_transfer", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND,
                               preset=comparison_preset)
-    if run is None:  # several sets or methods, --sweep, --folds: labkit.compare ran one child run each
+    if run is None:  # several sets or methods, --sweep, --folds: labkit.multirun ran one child run each
         return
     dataset, method, size = settings.dataset, settings.method, settings.img_size
     channels = CHANNELS[dataset]
@@ -118,7 +120,7 @@ def main(argv=None):
     # Data: the Lab 2 class folders of the set (with --folds, fold i of both pooled).
     root = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val, size=max(64, size))
     train, val = refold_class_splits(*find_lab2_set(root, dataset), settings.kfold, settings.seed)
-    train, val = cli.readable(settings, train), cli.readable(settings, val)
+    train, val = lab.readable(settings, train), lab.readable(settings, val)
     print(f"data: {dataset}: {train.counts()} training and {val.counts()} validation images")
     distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
     batch = distribution.global_batch_size
@@ -142,14 +144,14 @@ def main(argv=None):
         val_data = classification_dataset(val.paths, val.labels, size, batch, n_class, channels, cache=True)
         build = lambda: vgg16_model(size, size, channels, settings.n_base, settings.dropout, n_class,  # noqa: E731
                                     batchnorm=settings.batchnorm)
-    cli.save_config(run, settings, root, len(train) + len(val), distribution=distribution)
+    lab.save_config(run, settings, root, len(train) + len(val), distribution=distribution)
     with distribution.strategy.scope():
         model = build()
         compile_model(model, distribution.learning_rate, "categorical_crossentropy", metrics=["accuracy"])
     print(f"{dataset}_{method}: {model.name}, {model.count_params():,} parameters")
 
     # Training: history.csv every epoch, model.keras at every new best validation accuracy.
-    history = fit(model, train_data, val_data, settings.epochs, run=run, monitor=MONITOR, **cli.fit_options(settings))
+    history = fit(model, train_data, val_data, settings.epochs, run=run, monitor=MONITOR, **lab.fit_options(settings))
 
     # Evaluation: this model's row of the comparison table.
     row = {"dataset": dataset, "method": method_name(method, settings), "parameters": int(model.count_params()),
@@ -176,15 +178,15 @@ def main(argv=None):
 def report_models(run, children):
     """The top folder's files (see the module docstring); returns the entries it adds to its metrics.json. The best
     model: the best validation accuracy, ties broken by the lower validation loss."""
-    models = compare.child_metrics(children)
+    models = child_metrics(children)
     rows = [row for m in models.values() for row in m["comparison"]]
     run.write_table("comparison", rows)
-    run.write_csv("history.csv", compare.stacked_history(children, {
+    run.write_csv("history.csv", stacked_history(children, {
         name: {"dataset": m["dataset"], "method": m["method"]} for name, m in models.items()}))
     for name, m in models.items():
-        compare.keep_file(run, children[name] / m["curves"], m["curves"])
+        keep_file(run, children[name] / m["curves"], m["curves"])
     winner = max(models, key=lambda n: (models[n]["best"][MONITOR], -models[n]["comparison"][0]["best_val_loss"]))
-    compare.keep_file(run, children[winner] / "model.keras")
+    keep_file(run, children[winner] / "model.keras")
     print(markdown_table(rows, ["dataset", "method", "train_seconds", "best_val_accuracy", "best_val_loss",
                                 "final_val_accuracy", "final_val_loss"]))
     return {**{k: models[winner][k] for k in ("monitor", "best", "final", "epochs_run", "model")}, "winner": winner,
@@ -193,4 +195,4 @@ def report_models(run, children):
 
 
 if __name__ == "__main__":
-    cli.run_lab(main)
+    lab.run_lab(main)

@@ -14,7 +14,7 @@ example:
   python labs/lab4_unet.py --data-dir /DL_course_data/Lab3/X_ray --img-size 256 --epochs 150 --augment
 """
 
-from labkit import cli, dice_coef, get_unet, loss_dice_plot
+from labkit import dice_coef, flags, get_unet, lab, loss_dice_plot
 from labkit.data import check_readable, find_xray_pairs, segmentation_dataset, synthetic
 from labkit.data.split import train_val_split
 from labkit.evaluation import mean_std, per_image_scores
@@ -22,7 +22,8 @@ from labkit.history import summarize
 from labkit.plots import segmentation_samples
 from labkit.runtime import distribute
 from labkit.tensorboard import SegmentationImages
-from labkit.training import collect_predictions, compile_model, fit, learning_rate_schedule, steps_per_epoch
+from labkit.optimizers import learning_rate_schedule
+from labkit.training import collect_predictions, compile_model, fit, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 
@@ -39,18 +40,18 @@ FULL_COURSE_COMMAND = "python labs/lab4_unet.py --data-dir /path/to/X_ray --img-
 
 
 def parse_args(argv=None):
-    parser = cli.lab_parser(__doc__, COURSE)
+    parser = flags.lab_parser(__doc__, COURSE)
     parser.add_argument("--loss", choices=("bce", "dice"), help="bce: binary cross-entropy; dice: 1 − soft Dice "
                         "(course default: bce)")
-    parser.add_argument("--base", type=cli.positive_int, help="filters of the first level; Task 4d tries 8, 16 and 32 "
+    parser.add_argument("--base", type=flags.positive_int, help="filters of the first level; Task 4d tries 8, 16 and 32 "
                         "(course default: 8)")
-    parser.add_argument("--dropout", type=cli.dropout_rate, help="dropout after each pooling and concatenation "
+    parser.add_argument("--dropout", type=flags.dropout_rate, help="dropout after each pooling and concatenation "
                         "(course Task 4c: 0.2; default: none)")
     parser.add_argument("--batchnorm", action="store_true", help="batch normalisation after every convolution")
     parser.add_argument("--augment", action="store_true", help="Task 4e augmentation on training data: rotation "
                         "10°, shift 0.1, zoom 0.2, horizontal flip")
-    cli.add_lr_schedule_argument(parser, DEMO)
-    parser.add_argument("--val-split", type=cli.open_fraction, help="validation fraction (course default: 0.2)")
+    flags.add_lr_schedule_argument(parser, DEMO)
+    parser.add_argument("--val-split", type=flags.open_fraction, help="validation fraction (course default: 0.2)")
     parser.add_argument("--image-dir", default="Image", help="image subfolder of --data-dir (default: Image)")
     parser.add_argument("--mask-dir", default="Mask", help="mask subfolder of --data-dir (default: Mask)")
     return parser.parse_args(argv)
@@ -58,8 +59,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = cli.begin(main, argv, "lab4_unet", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
-    if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
+    settings, run = lab.begin(main, argv, "lab4_unet", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
+    if run is None:  # --sweep / --folds: labkit.multirun ran this main once per variant and fold, then compared them
         return
     size = settings.img_size
 
@@ -71,7 +72,7 @@ def main(argv=None):
     # --batch-size is per replica: the global batch grows with the replicas (the learning rate too with --scale-lr).
     distribution = distribute(settings)
     batch = distribution.global_batch_size
-    cli.save_config(run, settings, data_dir, 2 * len(pairs), splits={"train": train_pairs, "val": val_pairs},
+    lab.save_config(run, settings, data_dir, 2 * len(pairs), splits={"train": train_pairs, "val": val_pairs},
                     distribution=distribution)
     print(f"data: {len(train_pairs)} training and {len(val_pairs)} validation pairs from {data_dir}")
     # Decoded images stay in memory when they fit (cache="auto"), else they stream from disk every epoch.
@@ -92,7 +93,7 @@ def main(argv=None):
     callbacks = [SegmentationImages.from_dataset(run.file("tensorboard"), val, n_images=3,
                                                  names=[p[0].stem for p in val_pairs])] if settings.tensorboard else []
     history = fit(model, train, val, settings.epochs, run=run, monitor="val_dice_coef", callbacks=callbacks,
-                  **cli.fit_options(settings))
+                  **lab.fit_options(settings))
 
     # Evaluation: the best model on every validation image, masks binarised at 0.5.
     best = keras.saving.load_model(run.file("model.keras"))
@@ -115,4 +116,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run_lab(main)
+    lab.run_lab(main)

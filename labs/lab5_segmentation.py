@@ -29,12 +29,13 @@ example:
 
 import argparse
 
-from labkit import autocontext, cli, get_unet
+from labkit import autocontext, flags, get_unet, lab
 from labkit.data import COURSE_AUGMENT, array_dataset, check_readable, synthetic
 from labkit.data.layouts.ct_mri import (BINARY_LEVELS, BRATS_MODALITIES, CT_LEVELS, brats_as_course_layout,
                                         find_lab5_pairs, is_brats_folder, load_class_slices, patient_of)
 from labkit.data.split import train_val_split
 from labkit.data.weight_maps import COURSE_STRENGTH, weight_map, with_weight_maps
+from labkit.errors import require
 from labkit.evaluation import class_channels, mean_std, per_image_class_scores, per_image_scores
 from labkit.history import summarize
 from labkit.losses import get_loss
@@ -60,7 +61,7 @@ CLASSES = list(CT_LEVELS)  # ["left", "right"]: the lungs at grey levels ≈ 0.9
 
 
 def parse_args(argv=None):
-    parser = cli.lab_parser(__doc__, COURSE)
+    parser = flags.lab_parser(__doc__, COURSE)
     parser.add_argument("--task", choices=TASKS, help="ct: both lungs (Task 1); ct-lr: left/right lung (Task 2); "
                         "mri: brain tumours (bonus) (default: ct)")
     parser.add_argument("--loss", choices=("dice", "ce", "bce", "bce+dice"), help="dice: 1 − Dice (multi-class: "
@@ -68,8 +69,8 @@ def parse_args(argv=None):
                         "cross-entropy (course default: dice)")
     parser.add_argument("--heads", choices=("softmax", "sigmoid"), help="ct-lr output: softmax over background, "
                         "left, right, or two independent sigmoid heads (default: softmax)")
-    parser.add_argument("--base", type=cli.positive_int, help="filters of the first level (course default: 8)")
-    parser.add_argument("--dropout", type=cli.dropout_rate, help="dropout after pooling and concatenation (course "
+    parser.add_argument("--base", type=flags.positive_int, help="filters of the first level (course default: 8)")
+    parser.add_argument("--dropout", type=flags.dropout_rate, help="dropout after pooling and concatenation (course "
                         "default: 0.2)")
     parser.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, help="batch normalisation after "
                         "every convolution (course default: on)")
@@ -80,10 +81,10 @@ def parse_args(argv=None):
                         "volumes, sliced once into PNGs): the image volume to use (default: flair)")
     parser.add_argument("--keep-empty", action="store_true", help="mri on a BraTS folder: keep slices without "
                         "tumour (default: dropped)")
-    parser.add_argument("--val-split", type=cli.open_fraction, help="validation fraction (course default: 0.2)")
+    parser.add_argument("--val-split", type=flags.open_fraction, help="validation fraction (course default: 0.2)")
     parser.add_argument("--weight-maps", action="store_true", help="boundary weight maps (2022 option a): pixels "
                         "within 2 of a mask edge weigh 1 + --weight-strength in the loss")
-    parser.add_argument("--weight-strength", type=cli.nonnegative_float, help="extra loss weight of boundary pixels "
+    parser.add_argument("--weight-strength", type=flags.nonnegative_float, help="extra loss weight of boundary pixels "
                         f"with --weight-maps (course: {COURSE_STRENGTH})")
     autocontext.add_arguments(parser)  # --autocontext S (2022 option b), --autocontext-folds K
     return parser.parse_args(argv)
@@ -91,8 +92,6 @@ def parse_args(argv=None):
 
 def check_choices(settings):
     """Loss and heads that fit the task, else one clear error."""
-    from labkit.errors import require
-
     two_class = settings.task == "ct-lr"
     require(settings.loss != "ce" or (two_class and settings.heads == "softmax"),
             "--loss ce needs --task ct-lr with --heads softmax (use dice or bce)")
@@ -174,7 +173,7 @@ def evaluate(settings, model, val, names):
 def course_defaults(args):
     """The task's course settings; the loss and heads are checked against the task before any run folder exists."""
     course = {**COURSE, **TASK_COURSE[args.task or "ct"]}
-    check_choices(argparse.Namespace(**cli.resolve_settings(args, course, DEMO)[0]))
+    check_choices(argparse.Namespace(**lab.resolve_settings(args, course, DEMO)[0]))
     return course
 
 
@@ -189,7 +188,7 @@ def demo_text(settings):
 
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the task's course defaults.
-    settings, run = cli.begin(main, argv, "lab5_segmentation", parse_args, course_defaults, DEMO, demo_text,
+    settings, run = lab.begin(main, argv, "lab5_segmentation", parse_args, course_defaults, DEMO, demo_text,
                               multirun=autocontext.run_steps)
     if run is None:  # --sweep / --folds / --autocontext: this main ran once per variant, fold or step
         return
@@ -204,7 +203,7 @@ def main(argv=None):
     (train_pairs, train_x, train_y), (val_pairs, val_x, val_y) = parts["train"], parts["val"]
     distribution = distribute(settings)
     batch = distribution.global_batch_size
-    cli.save_config(run, settings, data_dir, 2 * len(pairs), splits={"train": train_pairs, "val": val_pairs},
+    lab.save_config(run, settings, data_dir, 2 * len(pairs), splits={"train": train_pairs, "val": val_pairs},
                     distribution=distribution)
     print(f"data: {len(train_pairs)} training and {len(val_pairs)} validation slices from {data_dir}")
     train = array_dataset(train_x, train_y, batch, augment=augmentation(settings), shuffle=True, seed=settings.seed)
@@ -226,7 +225,7 @@ def main(argv=None):
           f"{model.count_params():,} parameters, loss {settings.loss}")
 
     # Training: history.csv every epoch, model.keras at every new best validation Dice.
-    history = fit(model, train, fit_val, settings.epochs, run=run, monitor=monitor, **cli.fit_options(settings))
+    history = fit(model, train, fit_val, settings.epochs, run=run, monitor=monitor, **lab.fit_options(settings))
 
     # Evaluation: the best model on every validation slice (binarised at 0.5, or each pixel's most likely class).
     best = keras.saving.load_model(run.file("model.keras"))
@@ -256,4 +255,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run_lab(main)
+    lab.run_lab(main)

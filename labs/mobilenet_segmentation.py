@@ -23,7 +23,7 @@ the initial 0/1 statistics its features vanish (~1e-12) at inference and the mod
 
 The run folder gets config.json, history.csv, metrics.json (best/final epoch, test Dice/IoU, parameter counts),
 per_image.csv, curves.png, samples.png (and samples.npz, their arrays) and model.keras. --compare (a preset of
-labkit.compare) trains frozen/ and finetune/ (--compare decoder: transpose/ and unet/), each a run folder as above,
+labkit.multirun) trains frozen/ and finetune/ (--compare decoder: transpose/ and unet/), each a run folder as above,
 then writes comparison.csv/.md (epoch rows, then a parameter-count row), summary.csv/.md (the course report's table),
 curves.png (both models' loss, IoU, Dice), samples.png (image, true mask, then each model's probability and mask at
 0.5), per_image.csv and history.csv with both models' rows, model.keras (the better validation Dice) and, as every
@@ -38,14 +38,16 @@ example:
 
 from pathlib import Path
 
-from labkit import cli, compare
+from labkit import flags, lab
+from labkit.multirun.tables import child_histories, child_metrics, epoch_table, keep_file, side_by_side, stacked_history
+from labkit.multirun.variants import Preset
 from labkit.data import segmentation_dataset
 from labkit.data.augment import LesionAugment
 from labkit.data.layouts.isic2016 import isic2016_splits
 from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
 from labkit.errors import require
 from labkit.evaluation import mean_std
-from labkit.evaluation.segmentation import evaluate_segmenter, samples_figure, write_samples
+from labkit.reports import evaluate_segmenter, samples_figure, write_samples
 from labkit.history import summarize
 from labkit.models.mobilenet_seg import DECODERS, compiled_segmenter, encoder_fingerprint, parameter_split
 from labkit.models.transfer import resolve_weights
@@ -75,29 +77,29 @@ CALIBRATION_IMAGES = 64  # BatchNorm statistics of a random encoder come from th
 
 
 def parse_args(argv=None):
-    parser = cli.lab_parser(__doc__, COURSE)
+    parser = flags.lab_parser(__doc__, COURSE)
     add = parser.add_argument
     add("--decoder", choices=DECODERS, help="transpose: 5 × ConvTranspose(k4, s2) + BN + ReLU + Dropout, 1280 → 32, "
         "then 1×1 conv (the course's); unet: with MobileNetV2 skip connections (default: transpose)")
     add("--strategy", choices=STRATEGIES, help="frozen: train the decoder only (encoder weights and BatchNorm "
         "statistics fixed); finetune: train both (default: finetune)")
-    add("--encoder-lr", type=cli.nonnegative_float, help="encoder learning rate with --strategy finetune; 0 freezes "
+    add("--encoder-lr", type=flags.nonnegative_float, help="encoder learning rate with --strategy finetune; 0 freezes "
         "the encoder (course default: 1e-4)")
-    add("--decoder-lr", type=cli.positive_float, help="decoder learning rate (default: --lr, course 1e-3)")
+    add("--decoder-lr", type=flags.positive_float, help="decoder learning rate (default: --lr, course 1e-3)")
     add("--compare", nargs="?", const="strategy", choices=("strategy", "decoder"), help="train two models in one run "
         "and compare them: strategy (default) = frozen vs finetune; decoder = transpose vs unet with --strategy")
     add("--loss", choices=("bce", "dice", "bce+dice"), help="loss on logits: bce (BCEWithLogits), dice (1 − soft "
         "Dice of sigmoid) or their sum (default: bce)")
-    add("--dropout", type=cli.dropout_rate, help="decoder dropout (course: 0.5)")
+    add("--dropout", type=flags.dropout_rate, help="decoder dropout (course: 0.5)")
     add("--channels", type=int, choices=(1, 3), help="read images as RGB (3) or grey (1, fed to MobileNetV2 through "
         "the grey-to-RGB adapter) (default: 3)")
     add("--augment", action="store_true", help="training augmentation: random resized crop, horizontal and vertical "
         "flips, rotation (image and mask alike), colour jitter (image only)")
-    add("--val-split", type=cli.open_fraction, help="validation fraction of the training images (default: 0.2)")
-    add("--n-images", type=cli.positive_int, help="training images of the embedded synthetic set (test: a quarter as "
+    add("--val-split", type=flags.open_fraction, help="validation fraction of the training images (default: 0.2)")
+    add("--n-images", type=flags.positive_int, help="training images of the embedded synthetic set (test: a quarter as "
         "many); ignored with --data-dir (demo: 160)")
-    cli.add_lr_schedule_argument(parser, DEMO)
-    cli.add_weights_argument(parser)
+    flags.add_lr_schedule_argument(parser, DEMO)
+    flags.add_weights_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -105,7 +107,7 @@ def demo_text(settings):
     """What the demo run is, for the screen."""
     return (f"embedded synthetic dermoscopy set ({settings.n_images} training images), {settings.img_size}×"
             f"{settings.img_size}, {settings.epochs} epochs, batch {settings.batch_size}, {settings.decoder} decoder, "
-            f"{settings.lr_schedule} schedule{cli.precise_bn_text(settings)}.")
+            f"{settings.lr_schedule} schedule{lab.precise_bn_text(settings)}.")
 
 
 def comparison_preset(args):
@@ -113,11 +115,11 @@ def comparison_preset(args):
     if not args.compare:
         return None
     if args.compare == "decoder":
-        return compare.Preset("transpose vs unet decoder", [(d, {"decoder": d}) for d in DECODERS],
+        return Preset("transpose vs unet decoder", [(d, {"decoder": d}) for d in DECODERS],
                               report=report_models, table="variants")
     require(args.encoder_lr != 0, "--compare strategy with --encoder-lr 0 would compare frozen with frozen: give "
             "--encoder-lr > 0")
-    return compare.Preset("frozen vs finetune", [("frozen", {"strategy": "frozen", "encoder_lr": None}),
+    return Preset("frozen vs finetune", [("frozen", {"strategy": "frozen", "encoder_lr": None}),
                                                  ("finetune", {"strategy": "finetune", "encoder_lr": args.encoder_lr})],
                           report=report_models, table="variants")
 
@@ -157,9 +159,9 @@ def lesion_data(settings, batch):
 
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = cli.begin(main, argv, "mobilenet_segmentation", parse_args, COURSE, DEMO, demo_text,
+    settings, run = lab.begin(main, argv, "mobilenet_segmentation", parse_args, COURSE, DEMO, demo_text,
                               FULL_COURSE_COMMAND, preset=comparison_preset)
-    if run is None:  # --compare, --sweep, --folds: labkit.compare ran one child run per model, variant and fold
+    if run is None:  # --compare, --sweep, --folds: labkit.multirun ran one child run per model, variant and fold
         return
     size = settings.img_size
     weights = resolve_weights(settings, settings.flags.weights, "mobilenet_v2", (size, size, 3))  # demo: no download
@@ -168,7 +170,7 @@ def main(argv=None):
 
     # Data: pairs matched by ISIC id; a seeded validation split of the training images; the test split evaluates.
     data = lesion_data(settings, distribution.global_batch_size)
-    cli.save_config(run, settings, data["dir"], data["files"], distribution=distribution)
+    lab.save_config(run, settings, data["dir"], data["files"], distribution=distribution)
 
     # Model: MobileNetV2 encoder (frozen or with its own learning rate) + decoder, on logits, compiled inside the
     # strategy's scope; a random encoder first gets BatchNorm statistics from training images.
@@ -189,7 +191,7 @@ def main(argv=None):
     callbacks = [SegmentationImages.from_dataset(run.file("tensorboard"), data["val"], n_images=3, from_logits=True,
                                                  names=data["val_names"])] if settings.tensorboard else []
     history = fit(model, data["train"], data["val"], settings.epochs, run=run, monitor=MONITOR, callbacks=callbacks,
-                  **cli.fit_options(settings))
+                  **lab.fit_options(settings))
 
     # Evaluation: the best epoch on every test image, masks at probability 0.5.
     best = keras.saving.load_model(run.file("model.keras"))
@@ -215,15 +217,15 @@ def main(argv=None):
 
 def report_models(run, children):
     """The --compare files (see the module docstring); returns the entries it adds to the parent's metrics.json."""
-    models, histories = compare.child_metrics(children), compare.child_histories(children)
+    models, histories = child_metrics(children), child_histories(children)
     names, first = list(models), next(iter(models.values()))
-    epochs = compare.epoch_table(histories, {"loss": "train_loss", "val_loss": "val_loss", "val_iou": "val_iou",
+    epochs = epoch_table(histories, {"loss": "train_loss", "val_loss": "val_loss", "val_iou": "val_iou",
                                              "val_dice": "val_dice"})
     run.write_table("comparison", epochs + [{"epoch": "parameters", **{
         f"{n}_{kind}_params": models[n]["parameters"]["model"][kind] for n in names
         for kind in ("trainable", "non_trainable")}}])
     both = {n: {**models[n], "history": histories[n]} for n in names}
-    run.write_table("summary", compare.side_by_side(both, {
+    run.write_table("summary", side_by_side(both, {
         "final train loss": lambda r: r["final"]["loss"], "final validation loss": lambda r: r["final"]["val_loss"],
         "best validation IoU": lambda r: max(r["history"]["val_iou"]),
         "best validation Dice": lambda r: max(r["history"]["val_dice"]),
@@ -236,14 +238,14 @@ def report_models(run, children):
     run.write_csv("per_image.csv", [{"name": row["name"], **{f"{n}_{k}": per_image[n][i][k] for n in names
                                                              for k in ("dice", "iou")}}
                                     for i, row in enumerate(per_image[names[0]])])
-    run.write_csv("history.csv", compare.stacked_history(children, {n: {"model": n} for n in names}))
+    run.write_csv("history.csv", stacked_history(children, {n: {"model": n} for n in names}))
     same_strategy = len({m["variant"]["strategy"] for m in models.values()}) == 1
     subject = first["variant"]["strategy"] if same_strategy else first["variant"]["decoder"] + " decoder"
     run.save_figure("curves.png", comparison_curves(histories, ("loss", "iou", "dice"), " vs ".join(names) +
                                                     f" ({subject})", monitor=MONITOR))
     run.save_figure("samples.png", samples_figure(children, f"{first['test']['split']} images"))
     winner = max(names, key=lambda n: models[n]["best"][MONITOR])
-    compare.keep_file(run, Path(children[winner]) / "model.keras")
+    keep_file(run, Path(children[winner]) / "model.keras")
     return {"compare": names, "winner": winner, "monitor": MONITOR, "best": {"model": winner, **models[winner]["best"]},
             "final": {"model": winner, **models[winner]["final"]}, "epochs_run": models[winner]["epochs_run"],
             "train_seconds": round(sum(m["train_seconds"] for m in models.values()), 2),
@@ -252,4 +254,4 @@ def report_models(run, children):
 
 
 if __name__ == "__main__":
-    cli.run_lab(main)
+    lab.run_lab(main)

@@ -36,7 +36,9 @@ example:
 
 from pathlib import Path
 
-from labkit import cli, compare
+from labkit import flags, lab
+from labkit.multirun.tables import child_metrics, keep_file, side_by_side, stacked_history
+from labkit.multirun.variants import Preset
 from labkit.data.augment import dermoscopy_augmentation
 from labkit.data.layouts.isic2018 import CLASSES, SPLITS, describe_splits, lesion_splits
 from labkit.data.pipeline import classification_dataset, even_replica_batches
@@ -50,8 +52,9 @@ from labkit.models.classifiers import resnet50_classifier, resnet50_gradcam_laye
 from labkit.models.transfer import resolve_weights, weights_text
 from labkit.plots import class_gradcam_figure, confusion_matrix_figure, plot_history, roc_figure
 from labkit.runtime import distribute
-from labkit.training import (balanced_class_weight, compile_model, fit, learning_rate_schedule, parameter_counts,
-                              steps_per_epoch)
+from labkit.optimizers import learning_rate_schedule
+from labkit.models.summary import parameter_counts
+from labkit.training import balanced_class_weight, compile_model, fit, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 import tensorflow as tf
@@ -67,7 +70,7 @@ DEMO = {"img_size": 64, "epochs": 12, "batch_size": 32, "n_images": 640, "min_pe
         "image_px": 96, "lr_schedule": "cosine", "precise_bn": True}
 FULL_COURSE_COMMAND = ("python labs/resnet50_classification.py --data-dir /path/to/HAM10000 --compare "
                        "(224×224, batch 32, Adam 1e-3, 15 epochs CE / 10 epochs CE+focal, ImageNet weights)")
-#: `--precision auto` trains this lab in float32 where it would pick mixed_bfloat16 (see `labkit.cli.begin`).
+#: `--precision auto` trains this lab in float32 where it would pick mixed_bfloat16 (see `labkit.lab.begin`).
 AUTO_AVOIDS = {"mixed_bfloat16": "at a constant rate with Keras's moving BatchNorm averages, as the course trains, "
                "its old demo lost quality under it (validation macro F1 0.40 ± 0.03 against 0.53 ± 0.08 in float32); "
                "the demo now (cosine, precise statistics) does not (0.90 ± 0.10 against 0.91 ± 0.06), but course runs "
@@ -77,32 +80,32 @@ MONITOR = "val_f1_macro"
 
 
 def parse_args(argv=None):
-    parser = cli.lab_parser(__doc__, {**COURSE, "epochs": "15 for ce, 10 for focal and ce+focal"})
+    parser = flags.lab_parser(__doc__, {**COURSE, "epochs": "15 for ce, 10 for focal and ce+focal"})
     add = parser.add_argument
     add("--loss", choices=COURSE_EPOCHS, help="ce: categorical cross-entropy; focal: Keras's categorical focal "
         "cross-entropy; ce+focal: their sum (course default: ce)")
-    add("--focal-gamma", type=cli.nonnegative_float, help="focusing parameter of the focal term (default: 2.0)")
-    add("--focal-alpha", type=cli.positive_float, help="weight of the focal term (default: 0.25, Keras's)")
+    add("--focal-gamma", type=flags.nonnegative_float, help="focusing parameter of the focal term (default: 2.0)")
+    add("--focal-alpha", type=flags.positive_float, help="weight of the focal term (default: 0.25, Keras's)")
     add("--class-weights", choices=("none", "balanced"), help="balanced: weight each training image by "
         "n / (7 · images of its class) (scikit-learn's 'balanced') (default: none)")
     add("--augment", action="store_true", help="augment training images: flips, rotation, random crop, colour "
         "jitter")
-    cli.add_weights_argument(parser)
-    cli.add_lr_schedule_argument(parser, DEMO)
+    flags.add_weights_argument(parser)
+    flags.add_lr_schedule_argument(parser, DEMO)
     add("--freeze-backbone", action="store_true", help="train the head only (the backbone keeps its weights and "
         "BatchNorm statistics)")
-    add("--dropout", type=cli.dropout_rate, help="dropout before the dense head (default: 0.5)")
-    add("--bn-momentum", type=cli.open_fraction, help="momentum of the backbone's BatchNorm moving averages "
+    add("--dropout", type=flags.dropout_rate, help="dropout before the dense head (default: 0.5)")
+    add("--bn-momentum", type=flags.open_fraction, help="momentum of the backbone's BatchNorm moving averages "
         "(default: Keras's 0.99 with pretrained weights, 0.9 from random initialisation, where short runs otherwise "
         "leave the averages far behind)")
     add("--compare", action="store_true", help="train CE and CE+focal in one run and write comparison.csv/.md")
     add("--skip-missing", action="store_true", help="leave out images listed in a CSV but missing on disk, with a "
         "warning (default: stop with an error naming the first)")
-    add("--val-split", type=cli.open_fraction, help="validation fraction carved from training when no validation "
+    add("--val-split", type=flags.open_fraction, help="validation fraction carved from training when no validation "
         "CSV is given (default: 0.15)")
-    add("--test-split", type=cli.open_fraction, help="test fraction carved from training when no test CSV is given "
+    add("--test-split", type=flags.open_fraction, help="test fraction carved from training when no test CSV is given "
         "(default: 0.15)")
-    add("--gradcam-per-class", type=cli.positive_int, help="test images per class in gradcam.png (default: 2)")
+    add("--gradcam-per-class", type=flags.positive_int, help="test images per class in gradcam.png (default: 2)")
     add("--gradcam-layer", help="layer Grad-CAM explains (default: conv5_block3_out, the last block, when its map "
         "is at least 7×7, i.e. from 224 px; at smaller sizes the deepest stage output that is)")
     for split, name in (("train", "training"), ("val", "validation"), ("test", "test")):
@@ -147,7 +150,7 @@ def demo_text(settings):
     """What the demo run is, for the screen."""
     return (f"embedded synthetic seven-class lesions ({settings.n_images} images, at least {settings.min_per_class} "
             f"of each class), {settings.img_size}×{settings.img_size}, {settings.epochs} epochs, batch "
-            f"{settings.batch_size}, {settings.lr_schedule} schedule{cli.precise_bn_text(settings)}.")
+            f"{settings.batch_size}, {settings.lr_schedule} schedule{lab.precise_bn_text(settings)}.")
 
 
 def demo_profile(args):
@@ -157,9 +160,9 @@ def demo_profile(args):
 
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = cli.begin(main, argv, "resnet50_classification", parse_args, COURSE, demo_profile, demo_text,
+    settings, run = lab.begin(main, argv, "resnet50_classification", parse_args, COURSE, demo_profile, demo_text,
                               FULL_COURSE_COMMAND, preset=comparison_preset, auto_avoids=AUTO_AVOIDS)
-    if run is None:  # --compare, --sweep, --folds: labkit.compare ran one child run per variant and fold
+    if run is None:  # --compare, --sweep, --folds: labkit.multirun ran one child run per variant and fold
         return
     inputs = explicit_inputs(settings.flags)
     weights = resolve_model_settings(settings, settings.flags.weights)
@@ -171,7 +174,7 @@ def main(argv=None):
     splits, layout, origin = lesion_splits(data_dir, inputs, settings.val_split, settings.test_split, settings.seed,
                                            settings.kfold, settings.skip_missing, settings.skip_bad_files)
     distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
-    cli.save_config(run, settings, data_dir or "given per split", sum(len(s) for s in splits.values()),
+    lab.save_config(run, settings, data_dir or "given per split", sum(len(s) for s in splits.values()),
                     distribution=distribution)
     print(f"data: {layout} from {data_dir or 'the given folders'}")
     split_table = describe_splits(splits, origin)
@@ -196,7 +199,7 @@ def main(argv=None):
     # Training: history.csv every epoch, model.keras at every new best validation macro F1.
     class_weight = balanced_class_weight(splits["train"].labels) if settings.class_weights == "balanced" else None
     history = fit(model, train, val, epochs, run=run, monitor=MONITOR, class_weight=class_weight,
-                  **cli.fit_options(settings))
+                  **lab.fit_options(settings))
 
     # Evaluation: the best model on the test split.
     best = keras.saving.load_model(run.file("model.keras"))
@@ -230,15 +233,15 @@ def comparison_rows(results):
     scores.update({f"{name} {key}": (lambda m, name=name, key=key: m["test"]["per_class"][name][key])
                    for name in CLASSES for key in ("precision", "recall", "f1", "auc")})
     costs = {"epochs": lambda m: m["epochs_run"], "train seconds": lambda m: m["train_seconds"]}
-    return (compare.side_by_side(results, scores, label="metric", difference=True)
-            + compare.side_by_side(results, costs, label="metric"))
+    return (side_by_side(results, scores, label="metric", difference=True)
+            + side_by_side(results, costs, label="metric"))
 
 
 def comparison_preset(args):
     """``--compare``: CE and CE+focal, each a child run (``ce/``, ``ce_focal/``), then `report_losses`."""
     if not args.compare:
         return None
-    return compare.Preset("ce vs ce+focal", [(name.replace("+", "_"), {"loss": name}) for name in COMPARED],
+    return Preset("ce vs ce+focal", [(name.replace("+", "_"), {"loss": name}) for name in COMPARED],
                           report=report_losses, table="variants")
 
 
@@ -247,14 +250,14 @@ def report_losses(run, children):
     losses' epochs, with a ``loss_function`` column), model.keras (the model with the better best validation macro
     F1, chosen on validation data, never on test data); returns the entries it adds to metrics.json (that model's
     best/final epoch, both losses' numbers, the table and the total training time)."""
-    by_child = compare.child_metrics(children)
+    by_child = child_metrics(children)
     results = {m["loss"]: m for m in by_child.values()}
     rows = comparison_rows(results)
     run.write_table("comparison", rows)
-    run.write_csv("history.csv", compare.stacked_history(children, {n: {"loss_function": m["loss"]}
+    run.write_csv("history.csv", stacked_history(children, {n: {"loss_function": m["loss"]}
                                                                     for n, m in by_child.items()}))
     chosen = max(results, key=lambda name: results[name]["best"][MONITOR])
-    compare.keep_file(run, Path(children[chosen.replace("+", "_")]) / "model.keras")
+    keep_file(run, Path(children[chosen.replace("+", "_")]) / "model.keras")
     first = next(iter(results.values()))
     return {**{k: results[chosen][k] for k in ("monitor", "best", "final", "epochs_run")},
             "chosen_by_validation": chosen, "compare": rows, "variants": results, "weights": first.get("weights"),
@@ -262,4 +265,4 @@ def report_losses(run, children):
 
 
 if __name__ == "__main__":
-    cli.run_lab(main)
+    lab.run_lab(main)

@@ -22,7 +22,7 @@ example:
 import argparse
 from pathlib import Path
 
-from labkit import cli, dice_coef, get_unet3d, loss_dice_plot
+from labkit import dice_coef, flags, get_unet3d, lab, loss_dice_plot
 from labkit.data.layouts.volumes import find_la2018_cases, find_nifti_pairs, load_cases, volume_layout
 from labkit.data.patches import BLENDS, centre_crop, patch_dataset, sliding_window_inference, validation_patches
 from labkit.data.pipeline import even_replica_batches
@@ -34,7 +34,8 @@ from labkit.history import summarize
 from labkit.plots import surface_view, volume_slices
 from labkit.runtime import distribute
 from labkit.tensorboard import SegmentationImages
-from labkit.training import compile_model, fit, learning_rate_schedule, steps_per_epoch
+from labkit.optimizers import learning_rate_schedule
+from labkit.training import compile_model, fit, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 import tensorflow as tf
@@ -60,37 +61,37 @@ N_FIGURE_CASES = 3
 
 
 def parse_args(argv=None):
-    parser = cli.lab_parser(__doc__, HELP_COURSE)
+    parser = flags.lab_parser(__doc__, HELP_COURSE)
     add = parser.add_argument
     add("--loss", choices=("bce", "dice", "bce+dice"), help="bce: binary cross-entropy (course: Adam 1e-3, batch "
         "4, 50 epochs); dice: 1 − soft Dice (course: Adam 1e-5, batch 2, 75 epochs); bce+dice: their sum "
         "(default: bce)")
-    add("--patch", nargs=3, type=cli.positive_int, metavar=("X", "Y", "Z"), help="training patch and inference "
+    add("--patch", nargs=3, type=flags.positive_int, metavar=("X", "Y", "Z"), help="training patch and inference "
         "window in voxels; each side a multiple of 2^--depth (course default: 112 112 80)")
-    add("--overlap", type=cli.nonnegative_float, help="overlap of neighbouring inference windows, in [0, 1) "
+    add("--overlap", type=flags.nonnegative_float, help="overlap of neighbouring inference windows, in [0, 1) "
         "(default: 0.5)")
     add("--blend", choices=BLENDS, help="weights of overlapping windows (default: gaussian)")
     add("--inference", choices=("sliding", "centre"), help="sliding: whole volumes by sliding windows; centre: "
         "score only the central --patch block of each test volume (default: sliding)")
     add("--augment", action="store_true", help="random rotation (±20° in the axial plane) and flips of training "
         "patches, identical for image and label")
-    add("--base", type=cli.positive_int, help="filters of the first level (course default: 16)")
-    add("--depth", type=cli.positive_int, help="pooling levels of the U-Net (course default: 4)")
-    add("--dropout", type=cli.dropout_rate, help="dropout after each pooling and concatenation (default: none)")
+    add("--base", type=flags.positive_int, help="filters of the first level (course default: 16)")
+    add("--depth", type=flags.positive_int, help="pooling levels of the U-Net (course default: 4)")
+    add("--dropout", type=flags.dropout_rate, help="dropout after each pooling and concatenation (default: none)")
     add("--batchnorm", action=argparse.BooleanOptionalAction, help="batch normalisation after every "
         "convolution (course default: on)")
-    add("--val-split", type=cli.open_fraction, help="share of the training cases used to pick the best epoch "
+    add("--val-split", type=flags.open_fraction, help="share of the training cases used to pick the best epoch "
         "(default: 0.2)")
-    add("--test-split", type=cli.open_fraction, help="NIfTI data only (no case lists): share of the cases held "
+    add("--test-split", type=flags.open_fraction, help="NIfTI data only (no case lists): share of the cases held "
         "out for testing (default: 0.2)")
-    add("--patches-per-volume", type=cli.positive_int, help="random patches drawn per training volume and epoch "
+    add("--patches-per-volume", type=flags.positive_int, help="random patches drawn per training volume and epoch "
         "(default: 1)")
-    add("--foreground-prob", type=cli.nonnegative_float, help="share of training patches centred on a foreground "
+    add("--foreground-prob", type=flags.nonnegative_float, help="share of training patches centred on a foreground "
         "voxel (default: 0.5)")
-    add("--spacing", nargs=3, type=cli.positive_float, metavar=("SX", "SY", "SZ"), help="voxel size in mm for "
+    add("--spacing", nargs=3, type=flags.positive_float, metavar=("SX", "SY", "SZ"), help="voxel size in mm for "
         "volumes whose files do not carry one (UA-MT h5 files carry none; LA 2018 is 0.625 mm isotropic); NIfTI "
         "headers are used otherwise")
-    cli.add_lr_schedule_argument(parser, DEMO)
+    flags.add_lr_schedule_argument(parser, DEMO)
     return parser.parse_args(argv)
 
 
@@ -100,7 +101,7 @@ def resolve(args):
     if args.data_dir is not None:
         volume_layout(args.data_dir)  # a missing folder or unknown layout stops here, before the run folder exists
     course = {**COURSE, **LOSS_COURSE[args.loss or COURSE["loss"]]}
-    settings, _ = cli.resolve_settings(args, course, DEMO)
+    settings, _ = lab.resolve_settings(args, course, DEMO)
     depth, patch = settings["depth"], settings["patch"]
     require(all(p % 2**depth == 0 for p in patch), f"--patch {' '.join(map(str, patch))} is not divisible by "
             f"2^{depth} = {2**depth} on every side: a U-Net with --depth {depth} halves each side {depth} times")
@@ -131,14 +132,14 @@ def demo_text(settings):
     return (f"{settings.n_volumes} embedded synthetic volumes of about {'×'.join(map(str, settings.volume_shape))}, "
             f"patches {'×'.join(map(str, settings.patch))}, base {settings.base}, depth {settings.depth}, "
             f"{settings.epochs} epochs, lr {settings.lr} ({settings.lr_schedule} schedule)"
-            f"{cli.precise_bn_text(settings, settings.batchnorm)}.")
+            f"{lab.precise_bn_text(settings, settings.batchnorm)}.")
 
 
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults for the loss.
-    settings, run = cli.begin(main, argv, "unet3d_segmentation", parse_args, resolve, DEMO, demo_text,
+    settings, run = lab.begin(main, argv, "unet3d_segmentation", parse_args, resolve, DEMO, demo_text,
                               FULL_COURSE_COMMAND)
-    if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
+    if run is None:  # --sweep / --folds: labkit.multirun ran this main once per variant and fold, then compared them
         return
     patch = tuple(settings.patch)
 
@@ -152,7 +153,7 @@ def main(argv=None):
     batch = distribution.global_batch_size
     train_cases, val_cases, test_cases = (load_cases(e, skip_bad=settings.skip_bad_files)
                                           for e in (train_entries, val_entries, test_entries))
-    cli.save_config(run, settings, data_dir, sum(len(e) - 1 for e in train_entries + val_entries + test_entries),
+    lab.save_config(run, settings, data_dir, sum(len(e) - 1 for e in train_entries + val_entries + test_entries),
                     distribution=distribution)
     for case in train_cases + val_cases + test_cases:
         if case.spacing is None and settings.spacing:
@@ -180,7 +181,7 @@ def main(argv=None):
     # No replica left without a patch (a lone validation patch goes to every replica): Dice as on one device.
     val_batches = even_replica_batches(val, len(val_cases), batch, distribution.replicas)
     history = fit(model, train, val_batches, settings.epochs, run=run, monitor="val_dice_coef",
-                  steps_per_epoch=steps, callbacks=callbacks, **cli.fit_options(settings))
+                  steps_per_epoch=steps, callbacks=callbacks, **lab.fit_options(settings))
 
     # Evaluation: the best model on every test volume, masks binarised at 0.5, surface distances in voxels and mm.
     best = keras.saving.load_model(run.file("model.keras"))
@@ -217,4 +218,4 @@ def report(metrics, summary):
 
 
 if __name__ == "__main__":
-    cli.run_lab(main)
+    lab.run_lab(main)

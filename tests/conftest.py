@@ -72,12 +72,12 @@ def sgd_instances(monkeypatch):
 
 
 def run_lab_inprocess(module, argv, capsys):
-    """Run a lab's ``main`` through `labkit.cli.run_lab`; returns ``(exit_code, stdout, stderr)``.
+    """Run a lab's ``main`` through `labkit.lab.run_lab`; returns ``(exit_code, stdout, stderr)``.
 
     A run that finished leaves only files its manifest lists (else ``--overwrite`` would refuse labkit's own files):
     every in-process lab run of the suite checks that its ``--out`` holds nothing unrecorded.
     """
-    from labkit.cli import run_lab
+    from labkit.lab import run_lab
     from labkit.runs import foreign_file
 
     with pytest.raises(SystemExit) as exit_info:

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from labkit.data import COURSE_AUGMENT
-from labkit.data.affine import JointAffineAugment, affine_resample, affine_transforms
+from labkit.data.augment.affine import JointAffineAugment, affine_resample, affine_transforms
 from labkit.data.pipeline import array_dataset
 
 NONE = {"rotation_range": 0, "width_shift_range": 0.0, "height_shift_range": 0.0, "zoom_range": 0.0,

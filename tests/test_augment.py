@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from labkit.data.augment import (AUGMENT_DEFAULTS, CLASSIFICATION_AUGMENT, COURSE_AUGMENT, VOLUME_AUGMENT, ImageOnly,
                                  dermoscopy_augmentation, make_augmenter, resolve_augment)
-from labkit.data.augment3d import VolumeAugment, random_rotate_flip
+from labkit.data.augment.spatial3d import VolumeAugment, random_rotate_flip
 from labkit.data.patches import patch_dataset, training_patches
 from labkit.data.pipeline import array_dataset, classification_dataset
 from labkit.errors import LabkitInputError

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labkit import autocontext, cli
+from labkit import autocontext, flags, lab
 from labkit.runs import read_csv
 
 N_TRAIN, N_VAL, SIZE = 8, 2, 4
@@ -29,12 +29,12 @@ class Memoriser:
 
 def fake_lab(argv=None):
     """A lab with the four auto-context hooks; image i is constant i, the last two are the validation slices."""
-    parser = cli.lab_parser("fake lab", {})
+    parser = flags.lab_parser("fake lab", {})
     autocontext.add_arguments(parser)
     args = parser.parse_args(argv)
     if autocontext.run_steps(fake_lab, args, argv):
         return
-    settings, run = cli.start_run("fake_lab", args, {"epochs": 1}, {})
+    settings, run = lab.start_run("fake_lab", args, {"epochs": 1}, {})
     pairs = [(Path(f"Im{i}_0.png"), Path(f"Im{i}_0_mask.png")) for i in range(N_TRAIN + N_VAL)]
     images = np.arange(N_TRAIN + N_VAL, dtype=np.float32)[:, None, None, None] * np.ones((1, SIZE, SIZE, 1), np.float32)
     masks = np.zeros_like(images)

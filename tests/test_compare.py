@@ -1,4 +1,5 @@
-"""labkit.compare: --sweep parsing, the child-run loop, --folds partitions, resume after SIGKILL, `labkit compare`."""
+"""labkit.multirun and the `labkit` command: --sweep parsing, the child-run loop, --folds partitions, resume after
+SIGKILL, `labkit compare`."""
 
 import json
 import os
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, load_lab
 
-from labkit import compare
+from labkit.cli import main
+from labkit.multirun.variants import parse_sweep, plan, without_flags
 from labkit.data.split import grouped_stratified_split, kfold_indices, train_val_split
 from labkit.data.synthetic import xray_dataset
 from labkit.errors import LabkitInputError
@@ -43,7 +45,7 @@ def unet_parser():
     ("loss=bce,dice", "loss", ["bce", "dice"]),
 ])
 def test_sweep_values_are_parsed_by_the_flags_own_types(unet_parser, spec, key, values):
-    assert compare.parse_sweep(unet_parser, [spec]) == [(key, values)]
+    assert parse_sweep(unet_parser, [spec]) == [(key, values)]
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -57,7 +59,7 @@ def test_sweep_values_are_parsed_by_the_flags_own_types(unet_parser, spec, key, 
 ])
 def test_a_bad_key_or_value_is_named(unet_parser, spec, message):
     with pytest.raises(LabkitInputError) as error:
-        compare.parse_sweep(unet_parser, [spec])
+        parse_sweep(unet_parser, [spec])
     assert message in str(error.value)
 
 
@@ -70,11 +72,11 @@ def test_a_bad_sweep_is_one_error_line_before_any_folder_exists(lab_runner, tmp_
 def test_grid_names_and_child_flags(unet_parser):
     args = unet_parser.parse_args(["--sweep", "lr=1e-4,1e-5", "--sweep", "augment=off,on", "--augment", "--epochs",
                                    "3", "--out", "x"])
-    variants = compare.plan(unet_parser, args, [])
+    variants = plan(unet_parser, args, [])
     assert [v["name"] for v in variants] == ["lr=0.0001,augment=off", "lr=0.0001,augment=on",
                                              "lr=1e-05,augment=off", "lr=1e-05,augment=on"]
     assert variants[3]["argv"] == ["--lr", "1e-05", "--augment"] and variants[0]["argv"] == ["--lr", "0.0001"]
-    base = compare.without_flags(unet_parser, ["--sweep", "lr=1", "--augment", "--epochs", "3", "--out", "x",
+    base = without_flags(unet_parser, ["--sweep", "lr=1", "--augment", "--epochs", "3", "--out", "x",
                                                "--sweep=augment=on", "--resume"], {"sweep", "augment", "out", "resume"})
     assert base == ["--epochs", "3"]
     for variant in variants:  # the child's own parser reads the variant back
@@ -248,6 +250,6 @@ def test_labkit_compare_rebuilds_the_table_from_the_run_folders(resumed_sweep, t
     winner = json.loads((out / "metrics.json").read_text())["winner"]
     assert json.loads((tmp_path / "again" / "metrics.json").read_text())["winner"] == winner
 
-    assert compare.main(["compare", str(tmp_path / "nothing")]) == 2  # the console script's function, in-process
+    assert main(["compare", str(tmp_path / "nothing")]) == 2  # the console script's function, in-process
     stderr = capsys.readouterr().err
     assert stderr.startswith("error: ") and "no finished run" in stderr and stderr.count("\n") == 1

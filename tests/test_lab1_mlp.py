@@ -11,7 +11,7 @@ import pytest
 from conftest import load_lab
 
 from labkit.classification_lab import classes_in_turn, find_labelled_set
-from labkit.cli import run_lab
+from labkit.lab import run_lab
 from labkit.data.synthetic.lab1 import lab1_dataset
 from labkit.errors import LabkitInputError
 from labkit.runs import read_csv

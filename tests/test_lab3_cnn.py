@@ -69,8 +69,8 @@ def test_sweep_vgg16_vs_alexnet_with_regularisation(tmp_path, monkeypatch):
 def test_the_demo_validates_with_precise_batchnorm_statistics(argv, precise):
     from conftest import load_lab
 
-    from labkit import cli
+    from labkit import lab
 
     lab = load_lab("lab3_cnn")
-    settings, _ = cli.resolve_settings(lab.parse_args(argv), lab.COURSE, lab.DEMO)
-    assert cli.fit_options(argparse.Namespace(**settings))["precise_batchnorm"] is precise
+    settings, _ = lab.resolve_settings(lab.parse_args(argv), lab.COURSE, lab.DEMO)
+    assert lab.fit_options(argparse.Namespace(**settings))["precise_batchnorm"] is precise

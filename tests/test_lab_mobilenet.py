@@ -96,7 +96,7 @@ def test_tiny_compare_run_writes_the_course_tables_and_figures(tiny_isic, tmp_pa
     finetune = json.loads((out / "finetune" / "metrics.json").read_text())["variant"]  # each model: a run folder
     assert (finetune["encoder_lr"], finetune["decoder_lr"]) == (1e-4, 1e-3)
     for name in ("comparison.png", "variants.csv", "frozen/samples.png", "finetune/per_image.csv"):
-        assert (out / name).is_file(), name  # --compare is a labkit.compare preset: it gains the sweep's files
+        assert (out / name).is_file(), name  # --compare is a labkit.multirun preset: it gains the sweep's files
     config = json.loads((out / "config.json").read_text())["settings"]
     assert config["compare"] == "strategy" and config["weights"] == "none"
 

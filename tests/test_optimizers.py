@@ -174,7 +174,7 @@ def test_optimizer_by_name_gives_the_named_optimizer_at_the_learning_rate():
 
 
 def test_groups_with_schedules_follow_them_and_reload_where_they_stopped(tmp_path):
-    from labkit.training import learning_rate_schedule
+    from labkit.optimizers import learning_rate_schedule
 
     model = _two_layer_model()
     decoder, encoder = (learning_rate_schedule(rate, "cosine", total_steps=20) for rate in (1e-2, 1e-3))

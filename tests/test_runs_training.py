@@ -282,7 +282,7 @@ class PoisonAt(keras.callbacks.Callback):
 
 def test_a_nan_loss_keeps_the_last_good_model_byte_for_byte_and_exits_1(tmp_path, capsys):
     """The README's promise: a NaN loss stops training, the last good model.keras stays as it was, exit code 1."""
-    from labkit.cli import run_lab
+    from labkit.lab import run_lab
 
     images, masks = tiny_data()
     run = RunFolder.create(tmp_path)

@@ -7,7 +7,8 @@ import keras
 import pytest
 from conftest import CrashAt
 
-from labkit.training import learning_rate_schedule, steps_per_epoch
+from labkit.optimizers import learning_rate_schedule
+from labkit.training import steps_per_epoch
 
 
 @pytest.mark.parametrize("step, expected", [(0, 0.0), (5, 0.5e-3), (10, 1e-3), (55, 0.5e-3), (100, 0.0)])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from labkit.data.augment3d import context_shape, random_rotate_flip, rotate_axial
+from labkit.data.augment.spatial3d import context_shape, random_rotate_flip, rotate_axial
 from labkit.data.layouts.volumes import (
     find_la2018_cases, find_nifti_pairs, is_la2018_layout, load_cases, load_h5_case, load_nifti_case, zscore)
 from labkit.data.patches import (
@@ -18,7 +18,8 @@ from labkit.data.patches import (
     validation_patches, window_starts)
 from labkit.data.synthetic.atrium import atrium_dataset
 from labkit.errors import LabkitInputError
-from labkit.evaluation import evaluate_volumes, write_per_case_csv
+from labkit.evaluation import evaluate_volumes
+from labkit.reports import write_per_case_csv
 
 
 def cube_pair(gap_start=10):

@@ -1,8 +1,8 @@
 """Data: dataset layouts, file decoding, joint augmentation, tf.data pipelines and embedded synthetic sets.
 
-This module also holds the course's loader names (`load_data`, `load_partial_data`, `binarize_mask`, `get_length`)
-and re-exports the course's generators (`create_generator`, `image_mask_generator`, from `generators`) and Lab 1–3
-file-name-label helpers (`gen_labels`, `get_data`, …, from `layouts.filename_labels`).
+This module also holds the course's loader names (`load_data`, `load_partial_data`, `get_length`) and re-exports
+`binarize_mask` (from `io`), the course's generators (`create_generator`, `image_mask_generator`, from
+`generators`) and Lab 1–3 file-name-label helpers (`gen_labels`, `get_data`, …, from `layouts.filename_labels`).
 """
 
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.data.augment import COURSE_AUGMENT, augmentation_layers, make_augmenter, resolve_augment
-from labkit.data.io import IMAGE_EXTENSIONS, find_unreadable, load_image, load_mask, load_mask_levels
+from labkit.data.io import IMAGE_EXTENSIONS, binarize_mask, find_unreadable, load_image, load_mask, load_mask_levels
 from labkit.data.layouts import check_readable, find_xray_pairs, list_image_files, pair_by_name
 from labkit.data.generators import create_generator, image_mask_generator
 from labkit.data.layouts.filename_labels import (
@@ -140,30 +140,6 @@ def load_partial_data(data_dir, image_dir, mask_dir, img_width, img_height, numb
                                                                                    unit="img")]
     masks = [load_mask_levels(m, img_width, img_height) for _, m in chosen]
     return np.stack(images), np.stack(masks)
-
-
-def binarize_mask(data, img_height, img_width, val_lower=0.5, val_upper=1):
-    """The course's ``binarize_mask`` (Lab 5), vectorised: 1 where ``val_lower <= value <= val_upper``, else 0.
-
-    Used to pick one structure from a mask that codes several as grey levels (the CT masks hold the two lungs at
-    two levels). The course looped over every pixel in Python; this is one NumPy comparison.
-
-    Args:
-        data: masks of any shape holding ``n × img_height × img_width`` values (a list of masks is fine).
-        img_height, img_width: size of one mask.
-        val_lower, val_upper: the inclusive range of values that become 1.
-
-    Returns:
-        float32 array ``(n, img_height, img_width, 1)`` in {0, 1}.
-
-    Example:
-        >>> right_lung = binarize_mask(masks, 256, 256, val_lower=0.4, val_upper=0.6)
-    """
-    data = np.asarray(data, dtype=np.float32)
-    require(data.size % (int(img_height) * int(img_width)) == 0,
-            f"binarize_mask: {data.shape} does not hold whole {img_height}×{img_width} masks")
-    inside = (data >= val_lower) & (data <= val_upper)
-    return inside.astype(np.float32).reshape((-1, int(img_height), int(img_width), 1))
 
 
 __all__ = [

@@ -8,6 +8,8 @@ image in [0, 1], ``(h, w)`` grey or ``(h, w, 3)`` RGB, and returns one in [0, 1]
 import numpy as np
 from skimage import exposure, transform
 
+from labkit.data.synthetic.bone_skin import bone_radiograph, skin_lesion
+from labkit.data.synthetic.lab1 import organ_radiograph
 from labkit.errors import require
 
 
@@ -66,9 +68,6 @@ def embedded_preview_image(dataset="xray", size=128, seed=0):
     Returns:
         ``(size, size)`` for the grey sets, ``(size, size, 3)`` for skin.
     """
-    from labkit.data.synthetic.bone_skin import bone_radiograph, skin_lesion
-    from labkit.data.synthetic.lab1 import organ_radiograph
-
     draw = {"xray": lambda rng: organ_radiograph(rng, 3, size), "bone": lambda rng: bone_radiograph(rng, True, size),
             "skin": lambda rng: skin_lesion(rng, True, size)}
     require(dataset in draw, f"unknown embedded set {dataset!r}: choose {', '.join(draw)}")

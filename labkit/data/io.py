@@ -130,3 +130,27 @@ def inspect_images(paths, workers=4):
 def find_unreadable(paths, workers=4):
     """Check that each file decodes completely; returns ``[(path, reason), …]`` for those that do not."""
     return [(path, problem) for path, (_, problem) in inspect_images(paths, workers).items() if problem]
+
+
+def binarize_mask(data, img_height, img_width, val_lower=0.5, val_upper=1):
+    """The course's ``binarize_mask`` (Lab 5), vectorised: 1 where ``val_lower <= value <= val_upper``, else 0.
+
+    Used to pick one structure from a mask that codes several as grey levels (the CT masks hold the two lungs at
+    two levels). The course looped over every pixel in Python; this is one NumPy comparison.
+
+    Args:
+        data: masks of any shape holding ``n × img_height × img_width`` values (a list of masks is fine).
+        img_height, img_width: size of one mask.
+        val_lower, val_upper: the inclusive range of values that become 1.
+
+    Returns:
+        float32 array ``(n, img_height, img_width, 1)`` in {0, 1}.
+
+    Example:
+        >>> right_lung = binarize_mask(masks, 256, 256, val_lower=0.4, val_upper=0.6)
+    """
+    data = np.asarray(data, dtype=np.float32)
+    require(data.size % (int(img_height) * int(img_width)) == 0,
+            f"binarize_mask: {data.shape} does not hold whole {img_height}×{img_width} masks")
+    inside = (data >= val_lower) & (data <= val_upper)
+    return inside.astype(np.float32).reshape((-1, int(img_height), int(img_width), 1))

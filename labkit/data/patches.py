@@ -13,6 +13,8 @@ import itertools
 
 import numpy as np
 
+from labkit.data.augment import make_augmenter
+from labkit.data.pipeline import EpochStream, default_seed, with_stream
 from labkit.errors import require
 
 BLENDS = ("gaussian", "uniform")
@@ -187,10 +189,8 @@ def training_patches(cases, patch, seed=None, foreground_prob=0.5, augment=False
         foreground_prob: share of crops centred on a foreground voxel.
         augment: as every builder's (`labkit.data.augment.make_augmenter`, kind ``"volume"``): True is a random
             rotation (±20° about the slice axis) and in-plane flips, identical for image and label
-            (`labkit.data.augment3d.VolumeAugment`); an augmenter is called ``(image_block, label_block)``.
+            (`labkit.data.augment.spatial3d.VolumeAugment`); an augmenter is called ``(image_block, label_block)``.
     """
-    from labkit.data.augment import make_augmenter
-
     patch = as_patch(patch)
     rng = np.random.default_rng(seed)
     augmenter = make_augmenter(augment, "volume", seed=rng)  # one generator: crops and transforms in one sequence
@@ -223,8 +223,6 @@ def patch_dataset(cases, patch, batch_size, seed=None, foreground_prob=0.5, augm
         steps_per_epoch: batches of one epoch (default: enough for one patch per case).
     """
     import tensorflow as tf
-
-    from labkit.data.pipeline import EpochStream, default_seed, with_stream
 
     patch = as_patch(patch)
     training_patches(cases, patch, seed, foreground_prob, augment)  # bad options fail here, not inside tf.data

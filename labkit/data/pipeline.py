@@ -3,7 +3,7 @@
 They stream from disk: without a cache only file paths are held in memory (they are shuffled before decoding), so
 memory does not grow with the number of files; ``cache="auto"`` keeps decoded data in memory only when it fits
 `CACHE_BUDGET_BYTES`. Every stage runs with ``AUTOTUNE`` parallelism. Every builder's ``augment`` is resolved by
-`labkit.data.augment.make_augmenter`; segmentation batches get `labkit.data.affine.JointAffineAugment` (one
+`labkit.data.augment.make_augmenter`; segmentation batches get `labkit.data.augment.affine.JointAffineAugment` (one
 composed affine resampling per batch, seeded per batch), classification batches an image-only augmenter.
 
 Training data is made epoch by epoch (`EpochStream`): epoch e's order and augmentation depend only on the seed and

@@ -2,7 +2,7 @@
 
 from sklearn.model_selection import train_test_split
 
-from labkit.errors import require
+from labkit.errors import LabkitInputError, require
 
 
 def kfold_indices(n_items, kfold, seed=42, labels=None, groups=None):
@@ -80,8 +80,6 @@ def _grouped_holdout(labels, groups, fraction, seed, class_names):
 
     import numpy as np
     from sklearn.model_selection import StratifiedGroupKFold
-
-    from labkit.errors import LabkitInputError
 
     n_splits = max(2, round(1.0 / float(fraction)))
     classes, sizes = np.unique(labels, return_counts=True)

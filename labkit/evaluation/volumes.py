@@ -107,10 +107,3 @@ def metric_columns(rows):
     if any("asd_mm" in row for row in rows):
         columns += [f"{m}_mm" for m in DISTANCE_METRICS]
     return columns
-
-
-def write_per_case_csv(rows, path):
-    """Write the per-case table as CSV (atomically, no pandas); ``inf`` is written as ``inf``."""
-    from labkit.runs import write_csv
-
-    return write_csv(path, rows, ["case", *metric_columns(rows)])

@@ -30,9 +30,11 @@ from keras import layers
 
 from labkit.batchnorm import batchnorm_layers, calibrate_batchnorm
 from labkit.errors import require
+from labkit.losses import get_loss
+from labkit.metrics import logit_segmentation_metrics
+from labkit.models.summary import parameter_counts
 from labkit.models.transfer import backbone_features, imagenet_backbone
-from labkit.optimizers import optimizer_by_name, per_layer_learning_rates
-from labkit.training import parameter_counts
+from labkit.optimizers import learning_rate_schedule, optimizer_by_name, per_layer_learning_rates
 
 ENCODER = "encoder"
 DECODERS = ("transpose", "unet")
@@ -184,7 +186,7 @@ def encoder_decoder_optimizer(model, encoder_lr, decoder_lr, optimizer="adam", l
         optimizer: a name of `labkit.optimizers.OPTIMIZERS` (``"adam"``, ``"sgd"``, ``"rmsprop"``), or a Keras
             optimizer whose learning rate is replaced by `decoder_lr`.
         lr_schedule: ``constant``, or ``cosine``: both rates warm up and decay along the same curve
-            (`labkit.training.learning_rate_schedule`), each to its own peak.
+            (`labkit.optimizers.learning_rate_schedule`), each to its own peak.
         total_steps: optimizer steps of the whole run; needed for ``cosine``.
 
     Returns:
@@ -193,8 +195,6 @@ def encoder_decoder_optimizer(model, encoder_lr, decoder_lr, optimizer="adam", l
     Example:
         >>> model.compile(optimizer=encoder_decoder_optimizer(model, 1e-4, 1e-3), loss=...)
     """
-    from labkit.training import learning_rate_schedule
-
     decoder_rate = learning_rate_schedule(decoder_lr, lr_schedule, total_steps)
     encoder_rate = learning_rate_schedule(encoder_lr, lr_schedule, total_steps) if encoder_lr > 0 else 0.0
     if isinstance(optimizer, str):
@@ -220,17 +220,13 @@ def compiled_segmenter(input_shape, decoder, weights, encoder_lr, decoder_lr, lo
     Example:
         >>> model = compiled_segmenter((128, 128, 3), "transpose", "imagenet", 1e-4, 1e-3, loss="bce+dice")
     """
-    from labkit.losses import get_loss
-    from labkit.metrics import logit_segmentation_metrics
-    from labkit.training import compile_model
-
     model = mobilenet_segmenter(input_shape, decoder, weights, encoder_trainable=encoder_lr > 0, dropout=dropout)
     if weights == "none":
         calibrate_batchnorm(model.get_layer(ENCODER), calibration_images)
     optimizer = encoder_decoder_optimizer(model, encoder_lr, decoder_lr, lr_schedule=lr_schedule,
                                           total_steps=total_steps)
-    return compile_model(model, decoder_lr, get_loss(loss, from_logits=True), metrics=logit_segmentation_metrics(),
-                         optimizer=optimizer)
+    model.compile(optimizer=optimizer, loss=get_loss(loss, from_logits=True), metrics=logit_segmentation_metrics())
+    return model
 
 
 def parameter_split(model):
@@ -238,7 +234,7 @@ def parameter_split(model):
 
     Returns:
         ``{"encoder": {...}, "decoder": {...}, "model": {...}}``, each ``{"trainable", "non_trainable", "total"}``
-        (see `labkit.training.parameter_counts`); the decoder is everything outside the ``"encoder"`` layer.
+        (see `labkit.models.summary.parameter_counts`); the decoder is everything outside the ``"encoder"`` layer.
     """
     encoder, whole = parameter_counts(model.get_layer(ENCODER)), parameter_counts(model)
     decoder = {key: whole[key] - encoder[key] for key in whole}

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.data.io import load_image, load_mask_levels
-from labkit.data.layouts import find_xray_pairs
+from labkit.data.io import binarize_mask, load_image, load_mask_levels
+from labkit.data.layouts.volumes import load_nifti
+from labkit.data.layouts.xray import find_xray_pairs
+from labkit.data.synthetic.common import default_data_home, write_once
 from labkit.errors import LabkitInputError, require
 
 #: Grey levels (after /255) of the two lungs in the course's CT masks.
@@ -91,8 +93,6 @@ def load_class_slices(pairs, img_size, levels, one_hot=True):
     Returns:
         ``(images, masks)`` float32 arrays; images ``(n, s, s, 1)`` in [0, 1].
     """
-    from labkit.data import binarize_mask
-
     values = list(levels.values())
     images, masks = [], []
     for image_path, mask_path in pairs:
@@ -127,8 +127,6 @@ def brats_slices(case_dir, modality="flair", keep_empty=False, axis=2):
     Raises:
         LabkitInputError: the modality or segmentation file is missing or unreadable.
     """
-    from labkit.data.layouts.volumes import load_nifti
-
     case_dir = Path(case_dir)
     require(modality in BRATS_MODALITIES, f"unknown modality {modality!r}: choose one of {', '.join(BRATS_MODALITIES)}")
 
@@ -174,8 +172,6 @@ def brats_as_course_layout(brats_dir, modality="flair", keep_empty=False, root=N
     the embedded-data home (`labkit.data.synthetic.default_data_home`, or `root`) and reused while the folder's
     path, the modality and `keep_empty` stay the same. Returns the folder holding ``Image/`` and ``Mask/``."""
     import hashlib
-
-    from labkit.data.synthetic.common import default_data_home, write_once
 
     key = hashlib.sha1(str(Path(brats_dir).resolve()).encode()).hexdigest()[:12]
     name = f"brats-{key}-{modality}-{'all' if keep_empty else 'tumour'}-slices"

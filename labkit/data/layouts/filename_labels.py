@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.data.io import IMAGE_EXTENSIONS, load_image
-from labkit.data.layouts import by_key, list_image_files
+from labkit.data.layouts.common import by_key, list_image_files
 from labkit.data.paths import resolve_path
 from labkit.errors import LabkitInputError, require
 from labkit.progress import progress

@@ -17,7 +17,8 @@ pipeline's rule); images of any size are resized to the network's input by the p
 import re
 from pathlib import Path
 
-from labkit.data.layouts import list_image_files, match_keys, name_some, subfolders
+from labkit.data.layouts.common import check_readable, list_image_files, match_keys, name_some, subfolders
+from labkit.data.split import train_val_split
 from labkit.errors import LabkitInputError, require
 
 OFFICIAL = {
@@ -156,9 +157,6 @@ def isic2016_splits(data_dir, val_split=0.2, seed=42, kfold=None, skip_bad=False
         ``{"train", "val", "test": pairs, "evaluated_on": "test" or "validation", "layout": "official" or
         "kaggle"}``.
     """
-    from labkit.data.layouts import check_readable
-    from labkit.data.split import train_val_split
-
     layout, folders = isic2016_layout(data_dir)
     pairs = check_readable(find_isic2016_pairs(data_dir, "train"), skip_bad=skip_bad)
     train, val = train_val_split(pairs, val_split, seed, kfold=kfold)

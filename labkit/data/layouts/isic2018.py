@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.data.layouts import by_key, list_image_files, name_some, subfolders
+from labkit.data.layouts.common import by_key, check_readable, list_image_files, name_some, subfolders
+from labkit.data.split import grouped_stratified_split
 from labkit.errors import LabkitInputError, require
 
 #: The ISIC 2018 Task 3 class order (the ground-truth CSV's column order); labels are indices into it.
@@ -357,9 +358,6 @@ def lesion_splits(data_dir=None, inputs=None, val_split=0.15, test_split=0.15, s
         ``(splits, layout, origin)``: ``{"train", "val", "test": LabelledImages}``, the layout's name, and for each
         split where it came from (``given`` or carved).
     """
-    from labkit.data.layouts import check_readable
-    from labkit.data.split import grouped_stratified_split
-
     splits, layout = skin_lesion_splits(data_dir, inputs, skip_missing=skip_missing, warn=warn)
     for split, images in splits.items():
         readable = set(check_readable(images.paths, skip_bad=skip_bad))

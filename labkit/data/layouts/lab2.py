@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit.data.layouts import list_image_files, subfolders
+from labkit.data.layouts.common import list_image_files, subfolders
 from labkit.data.paths import find_path, resolve_path
 from labkit.errors import LabkitInputError, require
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.data.layouts import by_key, match_keys, name_some, note_skipped, subfolders
+from labkit.data.layouts.common import by_key, match_keys, name_some, note_skipped, subfolders
 from labkit.errors import LabkitInputError, require
 from labkit.progress import progress
 

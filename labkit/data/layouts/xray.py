@@ -6,7 +6,7 @@
 
 from pathlib import Path
 
-from labkit.data.layouts import pair_by_name, subfolders
+from labkit.data.layouts.common import pair_by_name, subfolders
 from labkit.errors import require
 
 

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from labkit.data.augment import resolve_augment
+from labkit.data.augment.options import resolve_augment
 from labkit.errors import require
 
 AXIAL_AXES = (0, 1)

@@ -1,4 +1,6 @@
-"""A trained segmenter on evaluation images: its probabilities, per-image scores, and a few kept for figures.
+"""Reports of a trained model in its run folder: a segmenter's scores and samples, and the per-case table of volumes.
+
+The numbers come from `labkit.evaluation` (NumPy/SciPy); this module runs the model and writes the files.
 
 `evaluate_segmenter` runs the model over a dataset of ``(image, mask)`` batches and scores every image with Dice and
 Jaccard at a threshold (`labkit.evaluation.overlap`). `write_samples` keeps the first few images, masks and
@@ -12,7 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from labkit.evaluation.overlap import per_image_scores
-from labkit.runs import atomic_write
+from labkit.evaluation.volumes import metric_columns
+from labkit.plots import comparison_samples
+from labkit.runs import atomic_write, read_csv, write_csv
+from labkit.training import collect_predictions
 
 SAMPLES_FILE = "samples.npz"
 
@@ -34,8 +39,6 @@ def evaluate_segmenter(model, dataset, names=None, from_logits=False, threshold=
         >>> result = evaluate_segmenter(best, test, names, from_logits=True)
         >>> mean_std(result["scores"], ("dice", "jaccard"))
     """
-    from labkit.training import collect_predictions
-
     images, masks, outputs = collect_predictions(model, dataset)
     probabilities = outputs.astype(np.float32)
     if from_logits:
@@ -75,12 +78,15 @@ def samples_figure(runs, title=None):
     Returns:
         A `matplotlib.figure.Figure`.
     """
-    from labkit.plots import comparison_samples
-    from labkit.runs import read_csv
-
     samples = {name: read_samples(path) for name, path in runs.items()}
     scores = {name: [row["dice"] for row in read_csv(Path(path) / "per_image.csv")] for name, path in runs.items()}
     first = next(iter(samples.values()))
     probabilities = {name: s["probabilities"] for name, s in samples.items()}
     return comparison_samples(first["images"], first["masks"], probabilities, names=first["names"], scores=scores,
                               title=title)
+
+
+def write_per_case_csv(rows, path):
+    """Write the per-case table of `labkit.evaluation.evaluate_volumes` as CSV (atomically, no pandas); ``inf`` is
+    written as ``inf``."""
+    return write_csv(path, rows, ["case", *metric_columns(rows)])

@@ -15,7 +15,7 @@ import math
 
 import tensorflow as tf  # runs inside tf.data graphs, where TensorFlow ops are the native language
 
-from labkit.data.augment import resolve_augment, zoom_bounds
+from labkit.data.augment.options import resolve_augment, zoom_bounds
 
 
 def affine_transforms(seed, batch, height, width, rotation_range=0, width_shift_range=0.0, height_shift_range=0.0,
