@@ -23,7 +23,7 @@ LAYERS = [
     ("multirun", ["labkit.multirun"]),
     ("flags", ["labkit.flags"]),
     ("course", ["labkit.course_training", "labkit.features"]),
-    ("training", ["labkit.training", "labkit.callbacks", "labkit.resume", "labkit.tensorboard"]),
+    ("training", ["labkit.training", "labkit.callbacks", "labkit.resume"]),
     ("plots", ["labkit.plots"]),
     ("explain", ["labkit.gradcam", "labkit.numpy_net"]),
     ("models", ["labkit.models", "labkit.optimizers", "labkit.batchnorm"]),

@@ -7,7 +7,7 @@ epochs of a demo, so the validation score of an epoch measures the network with 
 jumps from epoch to epoch. Dropout before a BatchNorm layer adds a second gap: the statistics are gathered with
 units dropped, and used without.
 
-`PreciseBatchNorm` (``labkit.training.fit(precise_batchnorm=True)``, a lab's ``--precise-bn``; off by default as in
+`labkit.callbacks.PreciseBatchNorm` (``labkit.training.fit(precise_batchnorm=True)``, a lab's ``--precise-bn``; off by default as in
 Keras, on in the demos measured to need it) replaces the moving statistics before each validation with the plain
 mean of the batch statistics over a few training batches, computed with the current weights and dropout off. Frozen
 BatchNorm layers (``trainable=False``, e.g. a frozen ImageNet encoder) keep theirs.
@@ -16,9 +16,6 @@ BatchNorm layers (``trainable=False``, e.g. a frozen ImageNet encoder) keep thei
 import contextlib
 
 import keras
-
-#: Training batches `PreciseBatchNorm` averages over before each validation (fewer when an epoch has fewer).
-PRECISE_BN_BATCHES = 16
 
 
 def nested_layers(layer, kind):
@@ -108,27 +105,3 @@ def calibrate_batchnorm(layer, images):
     finally:
         layer.trainable = trainable
     return len(batchnorm_layers(layer))
-
-
-class PreciseBatchNorm(keras.callbacks.Callback):
-    """Before each validation in `Model.fit`, set the BatchNorm statistics from the current weights
-    (`estimate_batchnorm_statistics` over the first `batches` batches of the training data), so the epoch's
-    validation score, and the model saved with it, use statistics that match its weights.
-
-    Args:
-        data: the training dataset (a `tf.data.Dataset` of ``(inputs, targets)``; repeated ones are fine), or a
-            function of the epoch (0-based) giving that epoch's batches (`labkit.data.pipeline.EpochStream.epoch`:
-            then a resumed run estimates from the batches an uninterrupted one would use).
-        batches: how many of its batches to average over.
-    """
-
-    def __init__(self, data, batches=PRECISE_BN_BATCHES):
-        super().__init__()
-        self.data, self.batches, self.epoch = data, batches, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_test_begin(self, logs=None):
-        data = self.data(self.epoch) if callable(self.data) else self.data
-        estimate_batchnorm_statistics(self.model, data.take(self.batches))

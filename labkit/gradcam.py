@@ -4,13 +4,13 @@ The target layer's output is captured during an ordinary forward pass and watche
 map works wherever the layer sits: in a Sequential or functional model, or inside a nested backbone model (where
 rebuilding a "gradient model" from layer outputs, the usual recipe, breaks because the inner layer's output belongs
 to the inner model's graph, not the outer one).
+
+Its figures (heatmap overlays) are in `labkit.plots.explain`.
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
-from matplotlib import colormaps
-from matplotlib.figure import Figure
 
 from labkit.data.pipeline import decode_image
 from labkit.errors import LabkitInputError, require
@@ -178,69 +178,6 @@ def grad_cam(model, image, layer_name=None, class_index=None):
     cam = tf.image.resize(cam[..., None], batch.shape[1:3], method="bilinear")[..., 0].numpy()
     peak = float(np.nanmax(cam)) if cam.size else 0.0
     return (cam / peak if peak > 0 else np.zeros_like(cam)).astype(np.float32)
-
-
-def _as_rgb(image):
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    return np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image[..., :3]
-
-
-def overlay_heatmap(image, heatmap, alpha=0.4, cmap="jet"):
-    """Blend a [0, 1] heatmap (coloured with `cmap`) over an image in [0, 1].
-
-    Args:
-        image: ``(h, w)``, ``(h, w, 1)`` or ``(h, w, 3)`` in [0, 1].
-        heatmap: ``(h', w')`` in [0, 1]; resized (bilinear) to the image when the sizes differ.
-        alpha: weight of the heatmap's colour.
-        cmap: a matplotlib colormap name.
-
-    Returns:
-        float32 RGB array ``(h, w, 3)`` in [0, 1].
-
-    Example:
-        >>> overlay = overlay_heatmap(images[0], grad_cam(model, images[0]))
-    """
-    image = _as_rgb(image)
-    heatmap = np.asarray(heatmap, dtype=np.float32)
-    if heatmap.shape != image.shape[:2]:
-        heatmap = tf.image.resize(heatmap[..., None], image.shape[:2], method="bilinear")[..., 0].numpy()
-    colour = colormaps[cmap](np.clip(heatmap, 0, 1))[..., :3]
-    return np.clip((1 - alpha) * image + alpha * colour, 0, 1).astype(np.float32)
-
-
-def activation_map_figure(images, heatmaps, titles=None, alpha=0.4, title=None, save_to=None):
-    """One row per image: the image, its Grad-CAM heatmap and the overlay.
-
-    Args:
-        images: images in [0, 1], each ``(h, w)``, ``(h, w, 1)`` or ``(h, w, 3)``.
-        heatmaps: one ``(h, w)`` map in [0, 1] per image.
-        titles: optional label per image (e.g. ``"AFF (pred. AFF 0.93)"``), shown over the image.
-        alpha: heatmap weight in the overlay.
-        title: optional figure title.
-        save_to: optional PNG path.
-
-    Returns:
-        A `matplotlib.figure.Figure`.
-    """
-    n = len(images)
-    require(n == len(heatmaps) and n > 0, f"need one heatmap per image, got {n} images and {len(heatmaps)} maps")
-    figure = Figure(figsize=(8, 2.7 * n), layout="constrained")
-    axes = figure.subplots(n, 3, squeeze=False)
-    for i, (image, heatmap) in enumerate(zip(images, heatmaps)):
-        shown = np.squeeze(np.asarray(image))
-        axes[i, 0].imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1)
-        axes[i, 1].imshow(heatmap, cmap="jet", vmin=0, vmax=1)
-        axes[i, 2].imshow(overlay_heatmap(image, heatmap, alpha))
-        for axis, label in zip(axes[i], ("image", "Grad-CAM", "overlay")):
-            axis.set_title(f"{titles[i]}" if titles and label == "image" else label, fontsize="small")
-            axis.axis("off")
-    if title:
-        figure.suptitle(title)
-    if save_to is not None:
-        figure.savefig(save_to, dpi=110, bbox_inches="tight")
-    return figure
 
 
 def class_examples(model, paths, labels, predicted, img_size, per_class=2, layer_name=None, seed=42, channels=3):

@@ -3,7 +3,8 @@ full-batch gradient descent, on the logic gates AND, OR and XOR.
 
 This is the one place in labkit where training is hand-written, on purpose: the lab is about seeing what Keras does
 for you. The network is ``inputs → hidden layer (sigmoid) → one output unit (sigmoid)`` and the loss is the sum of
-squares ``E = ½ Σ (output − target)²`` over the four points of the truth table.
+squares ``E = ½ Σ (output − target)²`` over the four points of the truth table. Its figure, the decision boundary, is
+`labkit.plots.decision_boundary_figure`.
 
 Example:
     >>> X, y = logic_gate_data("xor")
@@ -12,8 +13,6 @@ Example:
 """
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from labkit.errors import require
 
@@ -132,55 +131,5 @@ def predict(params, X):
     return forward(params, X)[0]
 
 
-def decision_boundary_figure(predict_fn, X, y, title=None, save_to=None):
-    """A two-input classifier's output over the plane with the training points on top.
-
-    The background shows the output from 0 (blue) to 1 (red) on ``[−0.5, 1.5]²``, the black line is where it crosses
-    0.5 (the decision boundary), and each point is drawn in its target's colour with the network's output beside it;
-    a point on the wrong side of the boundary is ringed.
-
-    Args:
-        predict_fn: a function of inputs (n, 2) giving outputs (n, 1) or (n,), e.g. ``lambda x: predict(params, x)``
-            or ``lambda x: model.predict(x, verbose=0)``.
-        X, y: the points (n, 2) and their 0/1 targets.
-        title: figure title.
-        save_to: optional PNG path.
-
-    Returns:
-        A `Figure`.
-    """
-    grid = np.linspace(-0.5, 1.5, 201)
-    xx, yy = np.meshgrid(grid, grid)
-    field = np.asarray(predict_fn(np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32)))
-    field = field.reshape(xx.shape)
-    outputs = np.asarray(predict_fn(np.asarray(X, np.float32))).reshape(-1)
-    targets = np.asarray(y).reshape(-1)
-    figure = Figure(figsize=(5.2, 4.4), layout="constrained")
-    axis = figure.subplots()
-    image = axis.imshow(field, origin="lower", extent=(-0.5, 1.5, -0.5, 1.5), cmap="coolwarm", vmin=0, vmax=1)
-    if field.min() < 0.5 < field.max():
-        axis.contour(xx, yy, field, levels=[0.5], colors="black", linewidths=1.5)
-    for (x1, x2), target, output in zip(np.asarray(X), targets, outputs):
-        wrong = (output > 0.5) != (target > 0.5)
-        axis.scatter(x1, x2, s=220, c="tab:red" if target > 0.5 else "tab:blue", edgecolors="black",
-                     linewidths=1.2, zorder=3)
-        if wrong:
-            axis.scatter(x1, x2, s=520, facecolors="none", edgecolors="yellow", linewidths=2.5, zorder=3)
-        axis.annotate(f"{output:.2f}", (x1, x2), xytext=(12, 10), textcoords="offset points", fontsize=10,
-                      bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.85})
-    axis.set(xlabel="input 1", ylabel="input 2", xticks=[0, 1], yticks=[0, 1], aspect="equal")
-    marker = lambda face, edge, label: Line2D([], [], marker="o", linestyle="", markersize=9,  # noqa: E731
-                                              markerfacecolor=face, markeredgecolor=edge, label=label)
-    axis.legend(handles=[marker("tab:blue", "black", "target 0"), marker("tab:red", "black", "target 1"),
-                         marker("none", "yellow", "misclassified")], loc="upper center",
-                bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize="small", frameon=False)
-    figure.colorbar(image, ax=axis, label="network output", shrink=0.85)
-    if title:
-        figure.suptitle(title)
-    if save_to is not None:
-        figure.savefig(save_to, dpi=110, bbox_inches="tight")
-    return figure
-
-
-__all__ = ["GATES", "backward", "decision_boundary_figure", "forward", "init_params", "logic_gate_data",
-           "parameter_count", "predict", "sigmoid", "sum_of_squares", "train"]
+__all__ = ["GATES", "backward", "forward", "init_params", "logic_gate_data", "parameter_count", "predict", "sigmoid",
+           "sum_of_squares", "train"]

@@ -31,6 +31,7 @@ import numpy as np
 from labkit import flags, lab, numpy_net
 from labkit.errors import require
 from labkit.history import summarize
+from labkit.plots import decision_boundary_figure
 from labkit.runs import atomic_write
 from labkit.training import compile_model, fit
 
@@ -164,7 +165,7 @@ def main(argv=None):
              f"lr {settings.lr}")
     run.save_figure("curves.png", curves_figure(history, title))
     boundary_title = f"{title}\nloss {final_loss:.4f}, accuracy {accuracy:.2f}"
-    run.save_figure("decision_boundary.png", numpy_net.decision_boundary_figure(predict_fn, X, y, boundary_title))
+    run.save_figure("decision_boundary.png", decision_boundary_figure(predict_fn, X, y, boundary_title))
     metrics = {**summarize(history, "loss"), "epochs_run": settings.iterations, "train_seconds": round(seconds, 3),
                "parameters": 4 * settings.hidden + 1,  # (2 inputs + 1 bias) per hidden unit, + hidden + 1 bias
                "loss_function": loss_name, "final_loss": final_loss, "accuracy": accuracy, "points": points}

@@ -28,11 +28,12 @@ from labkit.data.layouts.lab2 import find_lab2_set
 from labkit.data.pipeline import classification_dataset
 from labkit.data.split import refold_class_splits
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
-from labkit.gradcam import activation_map_figure, grad_cam
+from labkit.gradcam import grad_cam
 from labkit.history import summarize
 from labkit.models.classic import vgg16_model
-from labkit.runtime import distribute
 from labkit.optimizers import learning_rate_schedule
+from labkit.plots import activation_map_figure
+from labkit.runtime import distribute
 from labkit.training import collect_predictions, compile_model, fit, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging

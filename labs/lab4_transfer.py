@@ -36,8 +36,6 @@ example:
 import argparse
 
 from labkit import flags, lab, loss_accuracy_plot
-from labkit.multirun.tables import child_metrics, keep_file, stacked_history
-from labkit.multirun.variants import Preset
 from labkit.data.layouts.lab2 import find_lab2_set
 from labkit.data.pipeline import array_dataset, classification_dataset
 from labkit.data.split import refold_class_splits
@@ -46,6 +44,8 @@ from labkit.features import bottleneck_features
 from labkit.history import summarize
 from labkit.models.classic import MLP_model, vgg16_model
 from labkit.models.transfer import resolve_weights, weights_text
+from labkit.multirun.tables import child_metrics, keep_file, stacked_history
+from labkit.multirun.variants import Preset
 from labkit.runs import markdown_table
 from labkit.runtime import distribute
 from labkit.training import compile_model, fit

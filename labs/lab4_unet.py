@@ -15,14 +15,14 @@ example:
 """
 
 from labkit import dice_coef, flags, get_unet, lab, loss_dice_plot
+from labkit.callbacks import SegmentationImages
 from labkit.data import check_readable, find_xray_pairs, segmentation_dataset, synthetic
 from labkit.data.split import train_val_split
 from labkit.evaluation import mean_std, per_image_scores
 from labkit.history import summarize
+from labkit.optimizers import learning_rate_schedule
 from labkit.plots import segmentation_samples
 from labkit.runtime import distribute
-from labkit.tensorboard import SegmentationImages
-from labkit.optimizers import learning_rate_schedule
 from labkit.training import collect_predictions, compile_model, fit, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging

@@ -39,22 +39,22 @@ example:
 from pathlib import Path
 
 from labkit import flags, lab
-from labkit.multirun.tables import child_histories, child_metrics, epoch_table, keep_file, side_by_side, stacked_history
-from labkit.multirun.variants import Preset
+from labkit.callbacks import SegmentationImages
 from labkit.data import segmentation_dataset
 from labkit.data.augment import LesionAugment
 from labkit.data.layouts.isic2016 import isic2016_splits
 from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
 from labkit.errors import require
 from labkit.evaluation import mean_std
-from labkit.reports import evaluate_segmenter, samples_figure, write_samples
 from labkit.history import summarize
 from labkit.models.mobilenet_seg import DECODERS, compiled_segmenter, encoder_fingerprint, parameter_split
 from labkit.models.transfer import resolve_weights
+from labkit.multirun.tables import child_histories, child_metrics, epoch_table, keep_file, side_by_side, stacked_history
+from labkit.multirun.variants import Preset
 from labkit.plots import comparison_curves
+from labkit.reports import evaluate_segmenter, samples_figure, write_samples
 from labkit.runs import read_csv
 from labkit.runtime import distribute
-from labkit.tensorboard import SegmentationImages
 from labkit.training import fit, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging

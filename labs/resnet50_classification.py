@@ -37,8 +37,6 @@ example:
 from pathlib import Path
 
 from labkit import flags, lab
-from labkit.multirun.tables import child_metrics, keep_file, side_by_side, stacked_history
-from labkit.multirun.variants import Preset
 from labkit.data.augment import dermoscopy_augmentation
 from labkit.data.layouts.isic2018 import CLASSES, SPLITS, describe_splits, lesion_splits
 from labkit.data.pipeline import classification_dataset, even_replica_batches
@@ -49,11 +47,13 @@ from labkit.gradcam import class_examples, find_layer
 from labkit.history import summarize
 from labkit.losses import get_loss
 from labkit.models.classifiers import resnet50_classifier, resnet50_gradcam_layer
+from labkit.models.summary import parameter_counts
 from labkit.models.transfer import resolve_weights, weights_text
+from labkit.multirun.tables import child_metrics, keep_file, side_by_side, stacked_history
+from labkit.multirun.variants import Preset
+from labkit.optimizers import learning_rate_schedule
 from labkit.plots import class_gradcam_figure, confusion_matrix_figure, plot_history, roc_figure
 from labkit.runtime import distribute
-from labkit.optimizers import learning_rate_schedule
-from labkit.models.summary import parameter_counts
 from labkit.training import balanced_class_weight, compile_model, fit, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging

@@ -23,6 +23,7 @@ import argparse
 from pathlib import Path
 
 from labkit import dice_coef, flags, get_unet3d, lab, loss_dice_plot
+from labkit.callbacks import SegmentationImages
 from labkit.data.layouts.volumes import find_la2018_cases, find_nifti_pairs, load_cases, volume_layout
 from labkit.data.patches import BLENDS, centre_crop, patch_dataset, sliding_window_inference, validation_patches
 from labkit.data.pipeline import even_replica_batches
@@ -31,10 +32,9 @@ from labkit.data.synthetic.atrium import atrium_dataset
 from labkit.errors import require
 from labkit.evaluation import evaluate_volumes
 from labkit.history import summarize
+from labkit.optimizers import learning_rate_schedule
 from labkit.plots import surface_view, volume_slices
 from labkit.runtime import distribute
-from labkit.tensorboard import SegmentationImages
-from labkit.optimizers import learning_rate_schedule
 from labkit.training import compile_model, fit, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging

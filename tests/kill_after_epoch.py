@@ -4,7 +4,7 @@ usage: python tests/kill_after_epoch.py [--mid] [--fit N] [--final DIR] K LAB_SC
 
 * ``K``: the process kills itself right after epoch K has been recorded: its resume checkpoint committed, its row
   written to ``history.csv`` (and ``model.keras`` when the epoch improved), i.e. at the end of
-  `labkit.training.RunRecorder.on_epoch_end`, the last callback of the epoch.
+  `labkit.callbacks.RunRecorder.on_epoch_end`, the last callback of the epoch.
 * ``--mid``: kill inside epoch K + 1 instead, after its first training batch: before that epoch is committed, so the
   run keeps epochs 1..K and retrains K + 1.
 * ``--fit N``: count only the N-th `labkit.training.fit` of the process (default 1): a sweep or an auto-context run
@@ -14,7 +14,7 @@ usage: python tests/kill_after_epoch.py [--mid] [--fit N] [--final DIR] K LAB_SC
   ``DIR/<run folder name>.weights.h5`` and its seed-generator states (dropout) to ``DIR/<run folder name>.seeds.json``:
   the state at the last epoch, which ``model.keras`` (the best epoch, without optimizer) does not show.
 
-Nothing in labkit knows about this: the script patches `labkit.training.RunRecorder`'s methods, then runs the lab as
+Nothing in labkit knows about this: the script patches `labkit.callbacks.RunRecorder`'s methods, then runs the lab as
 ``python LAB_SCRIPT ARGUMENTS`` would (`runpy.run_path` with ``run_name="__main__"``). The kill is a real
 ``SIGKILL`` (no ``finally``, no ``atexit``, no flush): the process ends with return code -9. A process that never
 reaches the point ends as the lab does.
@@ -46,13 +46,13 @@ def kill():
 
 
 def arm(epoch, fit=1, mid=False, final=None):
-    """Patch `labkit.training.RunRecorder` so that the `fit`-th recorder of the process kills it after epoch
+    """Patch `labkit.callbacks.RunRecorder` so that the `fit`-th recorder of the process kills it after epoch
     `epoch` is recorded (or, `mid`, after the first batch of the epoch after it; None: never), and, with `final`, so
     that every fit leaves its last weights, optimizer and seed states in that folder."""
     import json
 
     from labkit.resume import model_seeds
-    from labkit.training import RunRecorder
+    from labkit.callbacks import RunRecorder
 
     made = []
     init, epoch_end, batch_end = RunRecorder.__init__, RunRecorder.on_epoch_end, RunRecorder.on_train_batch_end

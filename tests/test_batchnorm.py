@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from labkit.batchnorm import PreciseBatchNorm, calibrate_batchnorm, dropout_off, estimate_batchnorm_statistics
+from labkit.batchnorm import calibrate_batchnorm, dropout_off, estimate_batchnorm_statistics
+from labkit.callbacks import PreciseBatchNorm
 from labkit.training import compile_model, fit
 
 

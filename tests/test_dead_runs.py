@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from labkit import dice_coef, get_unet
+from labkit.callbacks import DeadRunWatch
 from labkit.data import array_dataset
 from labkit.runs import RunFolder, read_csv
-from labkit.training import DeadRunWatch, TrainingDied, compile_model, fit
+from labkit.training import TrainingDied, compile_model, fit
 
 
 def tiny_data(n=8, size=16, seed=0):
@@ -134,7 +135,7 @@ def test_probe_outputs_reads_the_probe_batch():
 @pytest.mark.slow
 def test_lab_exits_1_and_says_the_network_died(lab_runner, tmp_path, monkeypatch):
     from labkit.data.synthetic import xray_dataset
-    from labkit.training import DeadRunWatch as Watch
+    from labkit.callbacks import DeadRunWatch as Watch
 
     # Kill the network after epoch 1 the same way in the lab: its output layer saturates.
     original = Watch.on_epoch_end

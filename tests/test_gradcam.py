@@ -8,10 +8,11 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from labkit.errors import LabkitInputError
-from labkit.gradcam import activation_map_figure, find_layer, grad_cam, overlay_heatmap
+from labkit.gradcam import find_layer, grad_cam
 from labkit.models.classic import vgg16_model
 from labkit.models.transfer import imagenet_backbone
 from labkit.models.unet import get_unet
+from labkit.plots.explain import activation_map_figure, overlay_heatmap
 
 
 def normalised(cam):

@@ -69,8 +69,8 @@ def test_sweep_vgg16_vs_alexnet_with_regularisation(tmp_path, monkeypatch):
 def test_the_demo_validates_with_precise_batchnorm_statistics(argv, precise):
     from conftest import load_lab
 
-    from labkit import lab
+    from labkit.lab import fit_options, resolve_settings
 
-    lab = load_lab("lab3_cnn")
-    settings, _ = lab.resolve_settings(lab.parse_args(argv), lab.COURSE, lab.DEMO)
-    assert lab.fit_options(argparse.Namespace(**settings))["precise_batchnorm"] is precise
+    lab3 = load_lab("lab3_cnn")
+    settings, _ = resolve_settings(lab3.parse_args(argv), lab3.COURSE, lab3.DEMO)
+    assert fit_options(argparse.Namespace(**settings))["precise_batchnorm"] is precise

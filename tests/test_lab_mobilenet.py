@@ -12,11 +12,11 @@ from PIL import Image
 
 from test_tensorboard import panels, read_events
 
+from labkit.callbacks.tensorboard_images import IMAGES_RUN
 from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
 from labkit.models.mobilenet_seg import compiled_segmenter
 from labkit.models.transfer import WeightsUnavailableError, resolve_weights
 from labkit.plots import comparison_curves, comparison_samples
-from labkit.tensorboard import IMAGES_RUN
 
 DECODER_TRAINABLE, ENCODER_TRAINABLE = 13_274_049, 2_223_872
 

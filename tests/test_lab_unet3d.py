@@ -13,8 +13,8 @@ import pytest
 from conftest import load_lab, run_lab_inprocess
 from test_tensorboard import read_events
 
+from labkit.callbacks.tensorboard_images import GAP, IMAGES_RUN
 from labkit.evaluation import asd, evaluate_volumes, hd95
-from labkit.tensorboard import GAP, IMAGES_RUN
 
 LAB = "unet3d_segmentation"
 TINY = ["--base", 4, "--depth", 2, "--epochs", 2, "--batch-size", 4, "--quiet"]

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from labkit.errors import LabkitInputError
-from labkit.numpy_net import (backward, decision_boundary_figure, init_params, logic_gate_data, parameter_count,
-                              predict, sum_of_squares, train)
+from labkit.numpy_net import backward, init_params, logic_gate_data, parameter_count, predict, sum_of_squares, train
+from labkit.plots import decision_boundary_figure
 
 
 def test_logic_gate_data():

@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from labkit import gradcam, plots  # noqa: E402
+from labkit.plots import explain  # noqa: E402
 
 #: Public functions of labkit.plots that draw nothing (helpers).
 NOT_PLOTTING = {"labkit.plots.show_figures_inline"}
@@ -61,7 +62,9 @@ CASES = {  # qualified name → (args, kwargs) of a small valid call
     "labkit.plots.roc_figure": ((LABELS, PROBABILITIES, CLASSES), {}),
     "labkit.plots.class_gradcam_figure": ((np.concatenate([IMAGES] * 3), np.concatenate([HEATMAPS] * 3), LABELS,
                                            PROBABILITIES.argmax(1), CLASSES), {}),
-    "labkit.gradcam.activation_map_figure": ((IMAGES, HEATMAPS), {"titles": ["a", "b"]}),
+    "labkit.plots.activation_map_figure": ((IMAGES, HEATMAPS), {"titles": ["a", "b"]}),
+    "labkit.plots.decision_boundary_figure": ((lambda x: x[:, :1], np.array([[0, 0], [0, 1], [1, 0], [1, 1]]),
+                                              np.array([0, 1, 1, 0])), {"title": "t"}),
     "labkit.plots.classification_samples": ((IMAGES, [0, 1], [0, 0], ["Mel", "Nevi"]), {"title": "t"}),
     "labkit.plots.weight_map_figure": ((IMAGES, MASKS, 1 + 1.5 * MASKS), {"title": "t"}),
     "labkit.plots.autocontext_curve": (([{"step": 1, "val_dice": 0.8, "val_dice_std": 0.05},
@@ -76,7 +79,7 @@ def plotting_functions():
     for module in (plots, gradcam):
         for name, function in inspect.getmembers(module, inspect.isfunction):
             qualified = f"{module.__name__}.{name}"
-            if name.startswith("_") or function.__module__ != module.__name__ or qualified in NOT_PLOTTING:
+            if name.startswith("_") or not function.__module__.startswith(module.__name__) or qualified in NOT_PLOTTING:
                 continue
             if module is plots or "save_to" in inspect.signature(function).parameters:
                 found[qualified] = function
@@ -224,14 +227,14 @@ def test_segmentation_samples_draws_each_input(side_effects):
 
 
 def test_activation_map_figure_overlay_matches_overlay_heatmap(side_effects):
-    figure = gradcam.activation_map_figure(IMAGES, HEATMAPS, titles=["a", "b"], alpha=0.4)
+    figure = plots.activation_map_figure(IMAGES, HEATMAPS, titles=["a", "b"], alpha=0.4)
     assert len(figure.axes) == 2 * 3
     for row in range(2):
         image, heatmap, overlay = figure.axes[3 * row: 3 * row + 3]
         assert image.get_title() == ["a", "b"][row]
         np.testing.assert_array_equal(heatmap.images[0].get_array(), HEATMAPS[row])
         np.testing.assert_allclose(overlay.images[0].get_array(),
-                                   gradcam.overlay_heatmap(IMAGES[row], HEATMAPS[row], 0.4), atol=1e-6)
+                                   explain.overlay_heatmap(IMAGES[row], HEATMAPS[row], 0.4), atol=1e-6)
 
 
 def test_show_figures_inline_does_nothing_outside_ipython():
@@ -239,7 +242,8 @@ def test_show_figures_inline_does_nothing_outside_ipython():
 
 
 def test_show_figures_inline_registers_a_png_formatter(monkeypatch):
-    """With an IPython shell whose formatters know nothing of figures, a Figure then displays as a PNG."""
+    """With an IPython shell whose formatters know nothing of figures, the first labkit figure made registers a PNG
+    formatter (nothing happens on import), so the figure a cell returns displays as a PNG."""
     import types
 
     import IPython
@@ -247,9 +251,8 @@ def test_show_figures_inline_registers_a_png_formatter(monkeypatch):
 
     shell = types.SimpleNamespace(display_formatter=DisplayFormatter())
     monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
-    figure = plots.loss_dice_plot(HISTORY, "t")
-    assert "image/png" not in shell.display_formatter.format(figure)[0]
-    assert plots.show_figures_inline() is True
+    assert "image/png" not in shell.display_formatter.format(Figure())[0]  # not registered yet
+    figure = plots.loss_dice_plot(HISTORY, "t")  # finishing it registers the formatter
     data, _ = shell.display_formatter.format(figure)
     assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
     assert plots.show_figures_inline() is False  # figures already handled: the user's formatter is kept

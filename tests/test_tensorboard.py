@@ -12,7 +12,7 @@ from scipy.special import expit
 from tensorboard.backend.event_processing import event_accumulator
 
 from labkit import LabkitInputError
-from labkit.tensorboard import GAP, IMAGES_RUN, SegmentationImages, default_interval, mask_strip
+from labkit.callbacks.tensorboard_images import GAP, IMAGES_RUN, SegmentationImages, default_interval, mask_strip
 
 
 def read_events(folder):

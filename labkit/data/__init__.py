@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from labkit.data.augment import COURSE_AUGMENT, augmentation_layers, make_augmenter, resolve_augment
+from labkit.data.generators import create_generator, image_mask_generator
 from labkit.data.io import IMAGE_EXTENSIONS, binarize_mask, find_unreadable, load_image, load_mask, load_mask_levels
 from labkit.data.layouts import check_readable, find_xray_pairs, list_image_files, pair_by_name
-from labkit.data.generators import create_generator, image_mask_generator
 from labkit.data.layouts.filename_labels import (
     gen_labels,
     gen_labels_multiclass,

@@ -58,8 +58,8 @@ def test_every_demo_setting_is_a_flag_of_its_lab_or_read_by_it():
 
     ignored = {}
     for path in sorted((ROOT / "labs").glob("*.py")):
-        lab = load_lab(path.stem)
-        if isinstance(getattr(lab, "DEMO", None), dict):
-            flags, source = vars(lab.parse_args([])), path.read_text()
-            ignored[path.stem] = [key for key in lab.DEMO if key not in flags and f"settings.{key}" not in source]
+        script = load_lab(path.stem)
+        if isinstance(getattr(script, "DEMO", None), dict):
+            given, source = vars(script.parse_args([])), path.read_text()
+            ignored[path.stem] = [key for key in script.DEMO if key not in given and f"settings.{key}" not in source]
     assert len(ignored) >= 10 and not any(ignored.values()), ignored
