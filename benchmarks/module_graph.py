@@ -30,7 +30,7 @@ LAYERS = [
     ("losses", ["labkit.losses", "labkit.metrics"]),
     ("evaluation", ["labkit.evaluation"]),
     ("data", ["labkit.data"]),
-    ("base", ["labkit.runs", "labkit.run_folder", "labkit.runtime", "labkit.history", "labkit.progress",
+    ("base", ["labkit.run_folder", "labkit.runtime", "labkit.history", "labkit.progress",
               "labkit.errors", "labkit.startup"]),
 ]
 

@@ -44,7 +44,7 @@ from labkit.multirun.engine import run_child
 from labkit.multirun.tables import child_metrics
 from labkit.multirun.variants import jsonable, without_flags
 from labkit.plots import autocontext_curve
-from labkit.runs import RunFolder, atomic_write, default_run_dir
+from labkit.run_folder import RunFolder, atomic_write, default_run_dir
 
 MAPS_FILE = "maps.npz"
 #: Flags a child run does not inherit from the auto-context parent.

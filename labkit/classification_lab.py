@@ -27,7 +27,7 @@ from scipy.special import expit
 from labkit import flags, lab
 from labkit.data.layouts import subfolders
 from labkit.data.layouts.filename_labels import list_labelled_files
-from labkit.data.layouts.lab2 import LAB2_SETS, ClassFolderSplit, find_lab2_set
+from labkit.data.layouts.class_folders import LAB2_SETS, ClassFolderSplit, find_lab2_set
 from labkit.data.pipeline import classification_dataset, even_replica_batches, map_batches
 from labkit.data.split import refold_class_splits
 from labkit.errors import LabkitInputError, require
@@ -128,7 +128,7 @@ def load_splits(settings, data_dir):
     """
     train, val, layout = find_labelled_set(data_dir, settings.dataset)
     train, val = refold_class_splits(train, val, settings.kfold, settings.seed)
-    train, val = lab.readable(settings, train), lab.readable(settings, val)
+    train, val = lab.readable_files(settings, train), lab.readable_files(settings, val)
     return train, classes_in_turn(val), layout
 
 

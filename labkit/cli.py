@@ -11,7 +11,7 @@ from pathlib import Path
 from labkit.errors import LabkitInputError, require
 from labkit.flags import LabArgumentParser
 from labkit.multirun.tables import summarize_run, write_comparison
-from labkit.runs import RunFolder, default_run_dir
+from labkit.run_folder import RunFolder, default_run_dir
 
 
 def main(argv=None):

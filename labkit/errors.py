@@ -19,7 +19,7 @@ class RunWriteError(OSError):
     """A file of a run could not be written (full disk, permission lost, read-only file system).
 
     The file it names was not changed: labkit writes every file to a temporary name first and renames it only
-    once it is complete (`labkit.runs.atomic_write`).
+    once it is complete (`labkit.run_folder.atomic_write`).
 
     Attributes:
         path: the file labkit was writing.

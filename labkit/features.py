@@ -22,12 +22,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from labkit.data.layouts.lab2 import list_class_folders
+from labkit.data.layouts.class_folders import list_class_folders
 from labkit.data.pipeline import as_size, classification_dataset
 from labkit.errors import require
 from labkit.models.transfer import imagenet_backbone, normalise_weights, weights_label
 from labkit.progress import progress
-from labkit.runs import atomic_write
+from labkit.run_folder import atomic_write
 
 FEATURES_VERSION = 1
 
@@ -121,7 +121,7 @@ def bottleneck_features(train, val, img_size=224, weights="imagenet", backbone="
     """Encoder features of both splits of a class-folder set, from the cache when possible.
 
     Args:
-        train, val: `labkit.data.layouts.lab2.ClassFolderSplit` of the training and validation images.
+        train, val: `labkit.data.layouts.class_folders.ClassFolderSplit` of the training and validation images.
         img_size: int or ``(height, width)`` the images are resized to (224 gives VGG16's 7×7×512).
         weights: ``"imagenet"``, None/``"none"`` or a weights file (see `labkit.models.transfer.imagenet_backbone`).
         backbone: ``"vgg16"`` (the course), ``"resnet50"`` or ``"mobilenet_v2"``.
@@ -139,7 +139,7 @@ def bottleneck_features(train, val, img_size=224, weights="imagenet", backbone="
         WeightsUnavailableError: ImageNet weights are needed (no cached features) and cannot be fetched.
 
     Example:
-        >>> train, val = labkit.data.layouts.lab2.find_lab2_set("Lab2", "bone")
+        >>> train, val = labkit.data.layouts.class_folders.find_lab2_set("Lab2", "bone")
         >>> features = bottleneck_features(train, val, 224)
         >>> features.train_features.shape[1:]
         (7, 7, 512)

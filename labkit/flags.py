@@ -48,7 +48,7 @@ positive_int = _number(int, lambda v: v > 0, "> 0")
 positive_float = _number(float, lambda v: v > 0, "> 0")
 nonnegative_float = _number(float, lambda v: v >= 0, ">= 0")
 dropout_rate = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
-open_fraction = _number(float, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")
+fraction = _number(float, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")
 
 
 def lab_parser(description, course):

@@ -3,10 +3,10 @@
 Every lab flag defaults to None in the parser, so `resolve_settings` can tell a flag the user gave from one left
 alone: explicit flags always win, then (on the embedded data) the lab's demo profile, then the course default.
 
-A lab script uses these pieces in one order: `labkit.flags.lab_parser` (plus its own flags) in ``parse_args``; `begin` as the first
-lines of ``main`` (flags, --sweep/--folds, run folder, seed, precision, demo notice); `readable`,
-`labkit.runtime.distribute` and `save_config` (with that distribution) once its data is found; `fit_options` for
-`labkit.training.fit`; `run_lab` under ``if __name__ == "__main__"``:
+A lab script uses these pieces in one order: `labkit.flags.lab_parser` (plus its own flags) in ``parse_args``;
+`begin` as the first lines of ``main`` (flags, --sweep/--folds, run folder, seed, precision, demo notice);
+`readable_files`, `labkit.runtime.distribute` and `save_config` (with that distribution) once its data is found;
+`fit_options` for `labkit.training.fit`; `run_lab` under ``if __name__ == "__main__"``:
 
     def main(argv=None):
         settings, run = lab.begin(main, argv, "lab4_unet", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
@@ -29,7 +29,7 @@ import keras
 import numpy
 import tensorflow
 
-from labkit import progress, resume, runs, runtime
+from labkit import progress, resume, run_folder, runtime
 from labkit.data.layouts import check_readable, forget_skipped, skipped_files
 from labkit.errors import LabkitInputError, RunWriteError
 from labkit.multirun import engine, variants
@@ -191,10 +191,10 @@ def run_lab(main, argv=None):
 def what_the_run_keeps(path, remedy="free space"):
     """``<run> keeps epochs 1–k; free space and rerun with --resume`` for a file of a run that could not be
     written (k from the run's resume checkpoint)."""
-    folder = runs.run_folder_of(path)
+    folder = run_folder.run_folder_of(path)
     if folder is None:
         return f"{remedy} and run again"
-    epochs = resume.completed_epochs(runs.RunFolder(folder))
+    epochs = resume.completed_epochs(run_folder.RunFolder(folder))
     kept = {0: "keeps no completed epoch", 1: "keeps epoch 1"}.get(epochs, f"keeps epochs 1–{epochs}")
     return f"{folder} {kept}; {remedy} and rerun with --resume"
 
@@ -208,12 +208,12 @@ def start_run(lab_name, args, course, demo, auto_avoids=None):
     Returns:
         ``(settings, run)``: an `argparse.Namespace` of resolved settings (``settings.demo`` says whether the demo
         profile applied; ``settings.precision`` is the resolved policy; ``settings.flags`` is `args`, the flags as
-        given) and the `labkit.runs.RunFolder`.
+        given) and the `labkit.run_folder.RunFolder`.
     """
     settings, is_demo = resolve_settings(args, course, demo)
-    out = args.out or runs.default_run_dir(lab_name)
+    out = args.out or run_folder.default_run_dir(lab_name)
     out = runtime.worker_run_dir(out, settings["distribute"], args.resume)  # a private folder on non-chief workers
-    run = runs.RunFolder.create(out, overwrite=args.overwrite, resume=args.resume)
+    run = run_folder.RunFolder.create(out, overwrite=args.overwrite, resume=args.resume)
     if args.resume:
         stored = run.read_json("config.json")["settings"]
         # settings added since the run began take their course default (the behaviour the run had)
@@ -249,7 +249,7 @@ def fit_options(settings):
 
 
 
-def readable(settings, files):
+def readable_files(settings, files):
     """`labkit.data.check_readable` under the lab's ``--skip-bad-files``: bad files raise (one ``error:`` line
     naming the file) or, with the flag, are left out and listed in ``config.json`` (``data.skipped_files``).
 

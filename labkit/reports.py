@@ -16,7 +16,7 @@ import numpy as np
 from labkit.evaluation.overlap import per_image_scores
 from labkit.evaluation.volumes import metric_columns
 from labkit.plots import comparison_samples
-from labkit.runs import atomic_write, read_csv, write_csv
+from labkit.run_folder import atomic_write, read_csv, write_csv
 from labkit.training import collect_predictions
 
 SAMPLES_FILE = "samples.npz"

@@ -10,7 +10,7 @@ checkpoint whole. The two newest are kept, so a weights file that cannot be read
 With training data made epoch by epoch (`labkit.data.pipeline.EpochStream`), a run resumed after epoch k trains
 epoch k + 1 on the same batches, from the same weights, optimizer and random states as an uninterrupted run: under
 ``--deterministic`` both end with the same history and weights. ``metrics.json`` marks a finished run and removes
-the checkpoint (`labkit.runs.RunFolder.write_json`).
+the checkpoint (`labkit.run_folder.RunFolder.write_json`).
 """
 
 import json
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.runs import atomic_write, forget_written
+from labkit.run_folder import atomic_write, forget_written
 from labkit.runtime import seed_states
 
 FOLDER = "backup"

@@ -106,7 +106,7 @@ def fit(
             dataset from labkit's builders is trained epoch by epoch from its `EpochStream` (epoch e's batches
             depend on the seed and e alone).
         epochs: total epochs; a resumed run continues after its last committed epoch up to this.
-        run: a `labkit.runs.RunFolder` (``history.csv``, best ``model.keras``, the resume checkpoint in
+        run: a `labkit.run_folder.RunFolder` (``history.csv``, best ``model.keras``, the resume checkpoint in
             ``backup/``), or None. A run opened with ``resume=True`` continues from its checkpoint and prints one
             line saying from where (`labkit.resume.restore`).
         monitor: history key that picks the best epoch, e.g. ``val_dice_coef``.
@@ -128,10 +128,13 @@ def fit(
         with ``epoch`` and ``seconds`` keys.
 
     Raises:
-        TrainingDiverged: the loss became NaN/inf (the last good ``model.keras`` is kept).
-        TrainingDied: the network died (the best ``model.keras`` is kept, and ``metrics.json`` records the
-            history's summary with ``stopped``: why and at which epoch).
-        RunWriteError: a file of the run could not be written (e.g. a full disk); the last checkpoint is intact.
+        LabkitInputError: `epochs` below 1, or a `steps_per_epoch` other than the training stream's own.
+        TrainingDiverged: the loss became NaN or infinite (the message names the epoch and step); with a `run`, the
+            last good ``model.keras`` is kept.
+        TrainingDied: `DeadRunWatch` stopped the run; with a `run`, the best ``model.keras`` is kept and
+            ``metrics.json`` holds the history's summary with ``stopped`` (why, and at which epoch).
+        RunWriteError: a file of the run could not be written (e.g. a full disk); the last committed checkpoint is
+            intact.
     """
     require(int(epochs) >= 1, f"epochs must be at least 1, got {epochs}")
     mode = mode or monitor_mode(monitor)

@@ -32,7 +32,7 @@ from labkit import flags, lab, numpy_net
 from labkit.errors import require
 from labkit.history import summarize
 from labkit.plots import decision_boundary_figure
-from labkit.runs import atomic_write
+from labkit.run_folder import atomic_write
 from labkit.training import compile_model, fit
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging

@@ -21,16 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from labkit import flags, lab
-from labkit.data.augment import LAB3_T7_AUGMENT, make_augmenter
+from labkit.data.augment import PREVIEW_AUGMENT, make_augmenter
 from labkit.data.image_transforms import apply_transforms, embedded_preview_image
 from labkit.data.io import load_image
 from labkit.data.layouts import list_image_files
 from labkit.errors import require
 from labkit.plots import augmentation_preview
-from labkit.runs import RunFolder, default_run_dir
+from labkit.run_folder import RunFolder, default_run_dir
 
-COURSE = {"dataset": "xray", "img_size": 128, "rotation": LAB3_T7_AUGMENT["rotation_range"],
-          "shift": LAB3_T7_AUGMENT["width_shift_range"], "height_shift": 0.0, "flip": True, "count": 5, "seed": 0}
+COURSE = {"dataset": "xray", "img_size": 128, "rotation": PREVIEW_AUGMENT["rotation_range"],
+          "shift": PREVIEW_AUGMENT["width_shift_range"], "height_shift": 0.0, "flip": True, "count": 5, "seed": 0}
 
 
 def parse_args(argv=None):

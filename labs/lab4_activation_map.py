@@ -24,7 +24,7 @@ import argparse
 from pathlib import Path
 
 from labkit import flags, lab, loss_accuracy_plot
-from labkit.data.layouts.lab2 import find_lab2_set
+from labkit.data.layouts.class_folders import find_lab2_set
 from labkit.data.pipeline import classification_dataset
 from labkit.data.split import refold_class_splits
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
@@ -110,7 +110,7 @@ def main(argv=None):
     # Data: the class folders of one Lab 2 set; augmentation on training batches only.
     data_dir = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val, size=max(64, size))
     train, val = refold_class_splits(*find_lab2_set(data_dir, settings.dataset), settings.kfold, settings.seed)
-    train, val = lab.readable(settings, train), lab.readable(settings, val)  # --skip-bad-files
+    train, val = lab.readable_files(settings, train), lab.readable_files(settings, val)  # --skip-bad-files
     distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
     batch = distribution.global_batch_size
     lab.save_config(run, settings, data_dir, len(train) + len(val), splits={"train": train.paths, "val": val.paths},

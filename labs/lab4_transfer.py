@@ -36,7 +36,7 @@ example:
 import argparse
 
 from labkit import flags, lab, loss_accuracy_plot
-from labkit.data.layouts.lab2 import find_lab2_set
+from labkit.data.layouts.class_folders import find_lab2_set
 from labkit.data.pipeline import array_dataset, classification_dataset
 from labkit.data.split import refold_class_splits
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
@@ -46,7 +46,7 @@ from labkit.models.classic import MLP_model, vgg16_model
 from labkit.models.transfer import resolve_weights, weights_text
 from labkit.multirun.tables import child_metrics, keep_file, stacked_history
 from labkit.multirun.variants import Preset
-from labkit.runs import markdown_table
+from labkit.run_folder import markdown_table
 from labkit.runtime import distribute
 from labkit.training import compile_model, fit
 
@@ -120,7 +120,7 @@ def main(argv=None):
     # Data: the Lab 2 class folders of the set (with --folds, fold i of both pooled).
     root = settings.data_dir or bone_skin_dataset(settings.n_train, settings.n_val, size=max(64, size))
     train, val = refold_class_splits(*find_lab2_set(root, dataset), settings.kfold, settings.seed)
-    train, val = lab.readable(settings, train), lab.readable(settings, val)
+    train, val = lab.readable_files(settings, train), lab.readable_files(settings, val)
     print(f"data: {dataset}: {train.counts()} training and {val.counts()} validation images")
     distribution = distribute(settings)  # --batch-size per replica; --scale-lr scales the learning rate
     batch = distribution.global_batch_size

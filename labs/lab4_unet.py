@@ -51,7 +51,7 @@ def parse_args(argv=None):
     parser.add_argument("--augment", action="store_true", help="Task 4e augmentation on training data: rotation "
                         "10°, shift 0.1, zoom 0.2, horizontal flip")
     flags.add_lr_schedule_argument(parser, DEMO)
-    parser.add_argument("--val-split", type=flags.open_fraction, help="validation fraction (course default: 0.2)")
+    parser.add_argument("--val-split", type=flags.fraction, help="validation fraction (course default: 0.2)")
     parser.add_argument("--image-dir", default="Image", help="image subfolder of --data-dir (default: Image)")
     parser.add_argument("--mask-dir", default="Mask", help="mask subfolder of --data-dir (default: Mask)")
     return parser.parse_args(argv)

@@ -81,7 +81,7 @@ def parse_args(argv=None):
                         "volumes, sliced once into PNGs): the image volume to use (default: flair)")
     parser.add_argument("--keep-empty", action="store_true", help="mri on a BraTS folder: keep slices without "
                         "tumour (default: dropped)")
-    parser.add_argument("--val-split", type=flags.open_fraction, help="validation fraction (course default: 0.2)")
+    parser.add_argument("--val-split", type=flags.fraction, help="validation fraction (course default: 0.2)")
     parser.add_argument("--weight-maps", action="store_true", help="boundary weight maps (2022 option a): pixels "
                         "within 2 of a mask edge weigh 1 + --weight-strength in the loss")
     parser.add_argument("--weight-strength", type=flags.nonnegative_float, help="extra loss weight of boundary pixels "

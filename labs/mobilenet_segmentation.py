@@ -53,7 +53,7 @@ from labkit.multirun.tables import child_histories, child_metrics, epoch_table, 
 from labkit.multirun.variants import Preset
 from labkit.plots import comparison_curves
 from labkit.reports import evaluate_segmenter, samples_figure, write_samples
-from labkit.runs import read_csv
+from labkit.run_folder import read_csv
 from labkit.runtime import distribute
 from labkit.training import fit, steps_per_epoch
 
@@ -95,7 +95,7 @@ def parse_args(argv=None):
         "the grey-to-RGB adapter) (default: 3)")
     add("--augment", action="store_true", help="training augmentation: random resized crop, horizontal and vertical "
         "flips, rotation (image and mask alike), colour jitter (image only)")
-    add("--val-split", type=flags.open_fraction, help="validation fraction of the training images (default: 0.2)")
+    add("--val-split", type=flags.fraction, help="validation fraction of the training images (default: 0.2)")
     add("--n-images", type=flags.positive_int, help="training images of the embedded synthetic set (test: a quarter as "
         "many); ignored with --data-dir (demo: 160)")
     flags.add_lr_schedule_argument(parser, DEMO)

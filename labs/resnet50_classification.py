@@ -95,15 +95,15 @@ def parse_args(argv=None):
     add("--freeze-backbone", action="store_true", help="train the head only (the backbone keeps its weights and "
         "BatchNorm statistics)")
     add("--dropout", type=flags.dropout_rate, help="dropout before the dense head (default: 0.5)")
-    add("--bn-momentum", type=flags.open_fraction, help="momentum of the backbone's BatchNorm moving averages "
+    add("--bn-momentum", type=flags.fraction, help="momentum of the backbone's BatchNorm moving averages "
         "(default: Keras's 0.99 with pretrained weights, 0.9 from random initialisation, where short runs otherwise "
         "leave the averages far behind)")
     add("--compare", action="store_true", help="train CE and CE+focal in one run and write comparison.csv/.md")
     add("--skip-missing", action="store_true", help="leave out images listed in a CSV but missing on disk, with a "
         "warning (default: stop with an error naming the first)")
-    add("--val-split", type=flags.open_fraction, help="validation fraction carved from training when no validation "
+    add("--val-split", type=flags.fraction, help="validation fraction carved from training when no validation "
         "CSV is given (default: 0.15)")
-    add("--test-split", type=flags.open_fraction, help="test fraction carved from training when no test CSV is given "
+    add("--test-split", type=flags.fraction, help="test fraction carved from training when no test CSV is given "
         "(default: 0.15)")
     add("--gradcam-per-class", type=flags.positive_int, help="test images per class in gradcam.png (default: 2)")
     add("--gradcam-layer", help="layer Grad-CAM explains (default: conv5_block3_out, the last block, when its map "
@@ -190,7 +190,7 @@ def main(argv=None):
         compile_model(model, rate, loss,
                       metrics=["accuracy", keras.metrics.F1Score(average="macro", name="f1_macro")])
         if not tf.config.list_physical_devices("GPU"):
-            model.jit_compile = False  # XLA made ResNet50 training ~2× slower per epoch on CPU (measured)
+            model.jit_compile = False  # XLA slows ResNet50 training on CPU (BENCHMARKS.md)
     find_layer(model, settings.gradcam_layer_used)  # a wrong --gradcam-layer stops now, not after training
     print(f"model: ResNet50 ({weights_text(settings.weights)}{', backbone frozen' if settings.freeze_backbone else ''}"
           f"), {model.count_params():,} parameters ({parameter_counts(model)['trainable']:,} trainable); loss "

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from labkit import dice_coef, flags, get_unet3d, lab, loss_dice_plot
 from labkit.callbacks import SegmentationImages
-from labkit.data.layouts.volumes import find_la2018_cases, find_nifti_pairs, load_cases, volume_layout
+from labkit.data.layouts.volume_cases import find_la2018_cases, find_nifti_pairs, load_cases, volume_layout
 from labkit.data.patches import BLENDS, centre_crop, patch_dataset, sliding_window_inference, validation_patches
 from labkit.data.pipeline import even_replica_batches
 from labkit.data.split import train_val_split
@@ -80,9 +80,9 @@ def parse_args(argv=None):
     add("--dropout", type=flags.dropout_rate, help="dropout after each pooling and concatenation (default: none)")
     add("--batchnorm", action=argparse.BooleanOptionalAction, help="batch normalisation after every "
         "convolution (course default: on)")
-    add("--val-split", type=flags.open_fraction, help="share of the training cases used to pick the best epoch "
+    add("--val-split", type=flags.fraction, help="share of the training cases used to pick the best epoch "
         "(default: 0.2)")
-    add("--test-split", type=flags.open_fraction, help="NIfTI data only (no case lists): share of the cases held "
+    add("--test-split", type=flags.fraction, help="NIfTI data only (no case lists): share of the cases held "
         "out for testing (default: 0.2)")
     add("--patches-per-volume", type=flags.positive_int, help="random patches drawn per training volume and epoch "
         "(default: 1)")

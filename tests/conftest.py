@@ -78,7 +78,7 @@ def run_lab_inprocess(module, argv, capsys):
     every in-process lab run of the suite checks that its ``--out`` holds nothing unrecorded.
     """
     from labkit.lab import run_lab
-    from labkit.runs import foreign_file
+    from labkit.run_folder import foreign_file
 
     with pytest.raises(SystemExit) as exit_info:
         run_lab(module.main, argv)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from labkit import autocontext, flags, lab
-from labkit.runs import read_csv
+from labkit.run_folder import read_csv
 
 N_TRAIN, N_VAL, SIZE = 8, 2, 4
 #: Step s's validation Dice in the fake lab, so the table can be checked against the children.

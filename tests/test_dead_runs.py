@@ -9,7 +9,7 @@ import pytest
 from labkit import dice_coef, get_unet
 from labkit.callbacks import DeadRunWatch
 from labkit.data import array_dataset
-from labkit.runs import RunFolder, read_csv
+from labkit.run_folder import RunFolder, read_csv
 from labkit.training import TrainingDied, compile_model, fit
 
 

@@ -24,7 +24,7 @@ import tensorflow as tf
 from conftest import ROOT
 
 from labkit.errors import LabkitInputError
-from labkit.runs import read_csv
+from labkit.run_folder import read_csv
 from labkit.runtime import check_tf_config, get_strategy, scale_for_replicas
 
 SPLIT_CPU = """

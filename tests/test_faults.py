@@ -8,7 +8,7 @@ import re
 import pytest
 
 from labkit.data.synthetic import xray_dataset
-from labkit.runs import read_csv
+from labkit.run_folder import read_csv
 
 EPOCHS = 4
 

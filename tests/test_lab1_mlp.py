@@ -15,7 +15,7 @@ from labkit.classification_lab import classes_in_turn, find_labelled_set
 from labkit.data.synthetic.lab1 import lab1_dataset
 from labkit.errors import LabkitInputError
 from labkit.lab import run_lab
-from labkit.runs import read_csv
+from labkit.run_folder import read_csv
 
 #: Every file the lab documents.
 OUTPUTS = ("config.json", "history.csv", "metrics.json", "model.keras", "curves.png", "confusion_matrix.png",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from labkit import numpy_net
-from labkit.runs import read_csv
+from labkit.run_folder import read_csv
 
 OUTPUTS = ("config.json", "history.csv", "metrics.json", "curves.png", "decision_boundary.png")
 

@@ -11,7 +11,7 @@ from test_lab1_mlp import OUTPUTS, run
 from labkit.classification_lab import Head, build_classifier, compile_classifier, head_for
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.metrics import sign_accuracy
-from labkit.runs import read_csv
+from labkit.run_folder import read_csv
 
 TINY = ["--img-size", "32", "--base", "4", "--batch-size", "4", "--quiet"]
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from labkit.data.augment import LAB3_T7_AUGMENT
+from labkit.data.augment import PREVIEW_AUGMENT
 from labkit.data.image_transforms import (SKIMAGE_TRANSFORMS, apply_transforms, embedded_preview_image,
                                           flipped_horizontally, flipped_vertically, intensity_rescaled, rescaled,
                                           rotated)
@@ -75,7 +75,7 @@ def test_preview_writes_the_figure_and_records_the_course_settings(preview_run):
     assert figure is not None and figure.shape[0] > 300 and figure.shape[1] > 600
     config = json.loads((preview_run / "config.json").read_text())
     assert config["source"] == "embedded xray image" and config["count"] == 3
-    assert config["augment"] == {**LAB3_T7_AUGMENT, "height_shift_range": 0.0}  # rotation 20, width shift 0.2, flip
+    assert config["augment"] == {**PREVIEW_AUGMENT, "height_shift_range": 0.0}  # rotation 20, width shift 0.2, flip
 
 
 def test_a_real_image_file_is_previewed(lab_runner, tmp_path):

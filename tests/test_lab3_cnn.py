@@ -10,7 +10,7 @@ from test_lab1_mlp import OUTPUTS, run
 
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.data.synthetic.lab1 import lab1_dataset
-from labkit.runs import read_csv
+from labkit.run_folder import read_csv
 
 TINY = ["--img-size", "32", "--base", "4", "--batch-size", "4", "--epochs", "1", "--lr", "1e-3", "--quiet"]
 ORGANS = tuple(f"C{i}" for i in range(1, 10))

@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from labkit.data.layouts.lab2 import find_lab2_set, list_class_folders
+from labkit.data.layouts.class_folders import find_lab2_set, list_class_folders
 from labkit.data.synthetic.bone_skin import bone_radiograph, bone_skin_dataset, skin_lesion
 from labkit.errors import LabkitInputError
-from labkit.runs import read_csv
+from labkit.run_folder import read_csv
 
 LABS = Path(__file__).resolve().parents[1] / "labs"
 

@@ -16,7 +16,7 @@ from labkit.history import monitor_mode
 from labkit.losses import MultiClassDiceLoss, get_loss
 from labkit.metrics import class_dice, multiclass_dice
 from labkit.models.heads import with_sigmoid_heads
-from labkit.runs import read_csv
+from labkit.run_folder import read_csv
 
 TINY = ["--img-size", "32", "--epochs", "1", "--base", "4", "--batch-size", "4", "--quiet"]
 #: The course's two lung levels as 8-bit mask values: ≈ 0.98 and ≈ 0.61 after /255.

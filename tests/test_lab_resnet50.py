@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, classificat
 from labkit.data.layouts.isic2018 import CLASSES, lesion_splits
 from labkit.data.pipeline import decode_image
 from labkit.data.synthetic.skin_lesions7 import isic2018_task3_dataset
-from labkit.runs import read_csv
+from labkit.run_folder import read_csv
 
 TINY = ["--img-size", "32", "--epochs", "1", "--batch-size", "8", "--weights", "none", "--quiet"]
 RUN_FILES = ("config.json", "history.csv", "metrics.json", "model.keras", "report.txt", "report.csv",
@@ -134,7 +134,7 @@ def test_comparison_table_puts_overall_and_per_class_numbers_side_by_side(lab):
 
 
 def test_compare_reuses_finished_losses_and_picks_the_model_on_validation(lab, tmp_path, capsys):
-    from labkit.runs import RunFolder, write_csv, write_json
+    from labkit.run_folder import RunFolder, write_csv, write_json
 
     run = RunFolder.create(tmp_path / "run")
     # Both losses already finished (as when --resume meets a completed --compare): no training happens.

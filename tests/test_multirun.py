@@ -19,7 +19,7 @@ from labkit.data.split import grouped_stratified_split, kfold_indices, train_val
 from labkit.data.synthetic import xray_dataset
 from labkit.errors import LabkitInputError
 from labkit.multirun.variants import parse_sweep, plan, without_flags
-from labkit.runs import read_csv
+from labkit.run_folder import read_csv
 
 TINY = ["--img-size", "16", "--epochs", "1", "--base", "2", "--batch-size", "4", "--quiet"]
 

@@ -183,7 +183,7 @@ def test_best_epoch_marker_position(call, metrics, best_epoch, side_effects):
 
 
 def test_plot_history_reads_history_csv(side_effects, tmp_path):
-    from labkit.runs import write_csv
+    from labkit.run_folder import write_csv
 
     rows = [{"epoch": i + 1, **{k: v[i] for k, v in HISTORY.items()}} for i in range(5)]
     write_csv(tmp_path / "history.csv", rows)

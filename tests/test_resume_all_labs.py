@@ -37,7 +37,7 @@ import pytest
 from conftest import ROOT
 
 import labkit  # noqa: F401  (the MobileNet and ResNet50 models hold labkit's preprocessing layers)
-from labkit.runs import MANIFEST, read_csv
+from labkit.run_folder import MANIFEST, read_csv
 
 KILL = ROOT / "tests" / "kill_after_epoch.py"
 #: Every run: repeatable numbers, float32 whatever the CPU (the proof is about resuming, not about precision).

@@ -13,7 +13,7 @@ import numpy as np
 from labkit import dice_coef, get_unet, vgg16_model
 from labkit.data import array_dataset
 from labkit.models.transfer import GrayscaleToRGB
-from labkit.runs import RunFolder
+from labkit.run_folder import RunFolder
 from labkit.training import compile_model, fit
 
 KERAS_ONLY = """

@@ -54,7 +54,7 @@ def test_a_resumed_run_continues_the_schedule_where_it_stopped(tmp_path):
 
     from labkit import dice_coef, get_unet
     from labkit.data import array_dataset
-    from labkit.runs import RunFolder
+    from labkit.run_folder import RunFolder
     from labkit.training import compile_model, fit
 
     rng = np.random.default_rng(0)

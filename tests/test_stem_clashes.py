@@ -13,8 +13,8 @@ from labkit.data.layouts.filename_labels import get_data, list_labelled_files
 from labkit.data.layouts.isic2016 import pair_by_isic_id
 from labkit.data.layouts.ct_mri import find_lab5_pairs
 from labkit.data.layouts.isic2018 import ham10000_images, isic2018_images
-from labkit.data.layouts.lab2 import find_lab2_set
-from labkit.data.layouts.volumes import find_nifti_pairs
+from labkit.data.layouts.class_folders import find_lab2_set
+from labkit.data.layouts.volume_cases import find_nifti_pairs
 
 ISIC = "ISIC_0000001"
 HAM_CSV = "lesion_id,image_id,dx\nHAM_1,ISIC_0000001,nv\nHAM_2,ISIC_0000002,mel\n"

@@ -10,7 +10,7 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 
 from labkit.data.io import load_image
-from labkit.data.layouts.lab2 import find_lab2_set
+from labkit.data.layouts.class_folders import find_lab2_set
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.errors import LabkitInputError
 from labkit.features import bottleneck_features, cache_path, pretrain_data_label

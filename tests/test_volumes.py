@@ -11,7 +11,7 @@ import pytest
 from scipy import ndimage
 
 from labkit.data.augment.spatial3d import context_shape, random_rotate_flip, rotate_axial
-from labkit.data.layouts.volumes import (
+from labkit.data.layouts.volume_cases import (
     find_la2018_cases, find_nifti_pairs, is_la2018_layout, load_cases, load_h5_case, load_nifti_case, zscore)
 from labkit.data.patches import (
     centre_crop, crop, crop_around, gaussian_weights, random_crop, sliding_window_inference, training_patches,

@@ -173,7 +173,7 @@ def test_lab5_weight_maps_run_trains_on_the_weighted_loss(lab_runner, tmp_path):
     loss of the trained model (one epoch, one validation batch), so the weight maps reached the loss."""
     from labkit.data.layouts.ct_mri import CT_LEVELS, load_class_slices
     from labkit.data.synthetic import ct_dataset
-    from labkit.runs import read_csv
+    from labkit.run_folder import read_csv
 
     ct_dir = ct_dataset(n_patients=4, n_slices=3, size=32, root=tmp_path / "ct")
     out = tmp_path / "run"

@@ -8,7 +8,7 @@ import keras
 
 from labkit import resume
 from labkit.history import improved
-from labkit.runs import record_folder
+from labkit.run_folder import record_folder
 
 
 class RunRecorder(keras.callbacks.Callback):
@@ -20,7 +20,7 @@ class RunRecorder(keras.callbacks.Callback):
     rewritten from the checkpoint (`restore`).
 
     Args:
-        run: the `labkit.runs.RunFolder` (None: only collect the rows).
+        run: the `labkit.run_folder.RunFolder` (None: only collect the rows).
         monitor, mode: the metric that picks the best epoch, and ``min``/``max``.
         stateful: ``{name: callback}`` whose ``get_state()`` goes into each checkpoint (``set_state`` on resume).
     """

@@ -1,7 +1,7 @@
 """Lab 3 Task 7's deterministic scikit-image transforms, and the image the augmentation preview starts from.
 
 The course shows each transform next to the original (rescale, rotate, flips, intensity rescaling) before turning
-to random `ImageDataGenerator` augmentation (`labkit.data.augment.LAB3_T7_AUGMENT`). Every function takes a float
+to random `ImageDataGenerator` augmentation (`labkit.data.augment.PREVIEW_AUGMENT`). Every function takes a float
 image in [0, 1], ``(h, w)`` grey or ``(h, w, 3)`` RGB, and returns one in [0, 1].
 """
 

@@ -135,7 +135,7 @@ def prediction_rows(names, y_true, probabilities, class_names):
 
 
 def write_classification_report(run, names, y_true, probabilities, class_names):
-    """Write a classifier's evaluation files into a `labkit.runs.RunFolder`: ``report.txt`` and ``report.csv``
+    """Write a classifier's evaluation files into a `labkit.run_folder.RunFolder`: ``report.txt`` and ``report.csv``
     (scikit-learn's classification report) and ``predictions.csv`` (`prediction_rows`, one row per image of `names`).
 
     Returns:

@@ -84,7 +84,7 @@ def evaluate_volumes(preds, refs, spacing=None, names=None, hd95_mode="pooled"):
 
     Returns:
         ``(rows, summary)``: `rows` is a list of dicts ``{case, dice, jaccard, asd_vox, hd95_vox[, asd_mm,
-        hd95_mm]}`` ready for CSV (``labkit.runs.write_csv`` or `write_per_case_csv`); `summary` maps each metric
+        hd95_mm]}`` ready for CSV (``labkit.run_folder.write_csv`` or `write_per_case_csv`); `summary` maps each metric
         column to ``{mean, std, n, n_infinite}`` (see `summarise_rows`).
 
     Example:

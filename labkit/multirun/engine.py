@@ -15,7 +15,7 @@ from labkit.errors import LabkitInputError
 from labkit.multirun.tables import (comparison_rows, fold_details, fold_summary, mean_history, summarize_run,
                                     write_comparison)
 from labkit.multirun.variants import NOT_SWEPT, check_fold_flags, jsonable, plan, without_flags
-from labkit.runs import RunFolder, default_run_dir
+from labkit.run_folder import RunFolder, default_run_dir
 
 def run_many(main, parser, args, argv=None, preset=None):
     """Train every variant (and fold) of a multi-run with the lab's `main`, then compare them.

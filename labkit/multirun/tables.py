@@ -13,7 +13,7 @@ import numpy as np
 from labkit.errors import require
 from labkit.history import monitor_mode
 from labkit.plots import comparison_curves
-from labkit.runs import atomic_write, markdown_table, read_csv
+from labkit.run_folder import atomic_write, markdown_table, read_csv
 
 #: Settings that are not choices of the run (or follow from another setting), left out of comparison columns.
 NOT_COMPARED = ("out", "resume", "overwrite", "config", "sweep", "quiet", "command", "demo", "learning_rate",

@@ -28,7 +28,7 @@ from labkit.data.augment.affine import JointAffineAugment
 from labkit.data.augment.images import ImageOnly, augmentation_layers, classification_augmentation
 from labkit.data.augment.lesion import LESION_AUGMENT, LesionAugment, dermoscopy_augmentation
 from labkit.data.augment.options import (AUGMENT_DEFAULTS, CLASSIFICATION_AUGMENT, COURSE_AUGMENT, KNOWN_OPTIONS,
-                                         LAB3_T7_AUGMENT, VOLUME_AUGMENT, image_data_generator_options,
+                                         PREVIEW_AUGMENT, VOLUME_AUGMENT, image_data_generator_options,
                                          is_image_data_generator, resolve_augment, zoom_bounds)
 from labkit.data.augment.spatial3d import VolumeAugment
 from labkit.errors import require
@@ -69,7 +69,7 @@ def make_augmenter(augment, kind, seed=None):
     return VolumeAugment(options, seed)
 
 
-__all__ = ["AUGMENT_DEFAULTS", "CLASSIFICATION_AUGMENT", "COURSE_AUGMENT", "KNOWN_OPTIONS", "LAB3_T7_AUGMENT",
+__all__ = ["AUGMENT_DEFAULTS", "CLASSIFICATION_AUGMENT", "COURSE_AUGMENT", "KNOWN_OPTIONS", "PREVIEW_AUGMENT",
            "LESION_AUGMENT", "VOLUME_AUGMENT", "ImageOnly", "JointAffineAugment", "LesionAugment", "VolumeAugment",
            "augmentation_layers", "classification_augmentation", "dermoscopy_augmentation",
            "image_data_generator_options", "is_image_data_generator", "make_augmenter", "resolve_augment",

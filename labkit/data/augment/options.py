@@ -17,7 +17,7 @@ CLASSIFICATION_AUGMENT = {"rotation_range": 10, "width_shift_range": 0.1, "heigh
                           "horizontal_flip": True}
 
 #: Lab 3 Task 7's `ImageDataGenerator` settings (the augmentation preview; the handout shifts the width only).
-LAB3_T7_AUGMENT = {"rotation_range": 20, "width_shift_range": 0.2, "horizontal_flip": True}
+PREVIEW_AUGMENT = {"rotation_range": 20, "width_shift_range": 0.2, "horizontal_flip": True}
 
 #: The 3D lab: rotation up to ±20° in the axial plane, flips of both in-plane axes.
 VOLUME_AUGMENT = {"rotation_range": 20, "horizontal_flip": True, "vertical_flip": True}

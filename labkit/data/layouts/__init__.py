@@ -4,10 +4,10 @@
 names are re-exported here); one submodule per layout family finds its files (see ``data/README.md``):
 
 * `xray`: course X-ray / CT (Lab 3–4).
-* `lab2`: course Lab 2 class folders (Bone AFF/NFF, Skin Mel/Nevi).
+* `class_folders`: one folder per class, e.g. the course Lab 2 sets (Bone AFF/NFF, Skin Mel/Nevi).
 * `isic2016`: ISIC 2016 Part 1, official and Kaggle copies.
 * `isic2018`: ISIC 2018 Task 3 CSVs and HAM10000 metadata.
-* `volumes`: LA 2018 (UA-MT h5) and NIfTI image/label pairs.
+* `volume_cases`: LA 2018 (UA-MT h5) and NIfTI image/label pairs.
 """
 
 from labkit.data.layouts.common import (MASK_SUFFIXES, by_key, check_readable, forget_skipped, list_image_files,

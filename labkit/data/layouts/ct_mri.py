@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.data.io import binarize_mask, load_image, load_mask_levels
-from labkit.data.layouts.volumes import load_nifti
+from labkit.data.layouts.volume_cases import load_nifti
 from labkit.data.layouts.xray import find_xray_pairs
 from labkit.data.synthetic.common import default_data_home, write_once
 from labkit.errors import LabkitInputError, require
