@@ -44,7 +44,8 @@ CASES = {
 }
 #: Entries that measure time or name the checkout or the run folder: left out of the comparison.
 VOLATILE = {"seconds", "train_seconds", "command", "out", "versions", "path", "runs", "date_saved", "time",
-            "elapsed", "seconds_per_epoch", "data_seconds", "extract_seconds", "total_seconds"}
+            "elapsed", "seconds_per_epoch", "data_seconds", "extract_seconds", "total_seconds",
+            "given"}  # a multi-run's command line as given: it names the run folder
 TEXT = (".csv", ".json", ".md", ".txt")
 
 

@@ -325,17 +325,16 @@ def evaluate_and_report(run, history, model_path, val, val_data, head, title, n_
     probabilities = head.probabilities(outputs)
     truth, names = np.asarray(val.labels), val.class_names
     scores = write_classification_report(run, [Path(p).name for p in val.paths], truth, probabilities, names)
-    run.save_figure("curves.png", plot_history(history, ("loss", "accuracy"), title, monitor=MONITOR))
-    run.save_figure("confusion_matrix.png", confusion_matrix_figure(truth, probabilities, names, title=title))
     shown = _spread_over_classes(truth, n_samples)
-    run.save_figure("samples.png", classification_samples(images[shown], truth[shown], probabilities[shown].argmax(1),
-                                                          names, title=f"{title}: validation images"))
     metrics = {**summarize(history, MONITOR), "validation": scores, "head": head.name, "loss": head.loss}
-    run.write_json("metrics.json", metrics)
-    print(f"best epoch {metrics['best']['epoch']}: val_accuracy {metrics['best'][MONITOR]:.4f}; best model on "
-          f"{scores['images']} validation images: accuracy {scores['accuracy']:.4f}, balanced accuracy "
-          f"{scores['balanced_accuracy']:.4f}")
-    return metrics
+    return lab.finish_run(run, metrics, {
+        "curves.png": plot_history(history, ("loss", "accuracy"), title, monitor=MONITOR),
+        "confusion_matrix.png": confusion_matrix_figure(truth, probabilities, names, title=title),
+        "samples.png": classification_samples(images[shown], truth[shown], probabilities[shown].argmax(1), names,
+                                              title=f"{title}: validation images"),
+    }, summary=f"best epoch {metrics['best']['epoch']}: val_accuracy {metrics['best'][MONITOR]:.4f}; best model on "
+               f"{scores['images']} validation images: accuracy {scores['accuracy']:.4f}, balanced accuracy "
+               f"{scores['balanced_accuracy']:.4f}")
 
 
 def _spread_over_classes(labels, n):

@@ -6,7 +6,8 @@ alone: explicit flags always win, then (on the embedded data) the lab's demo pro
 A lab script uses these pieces in one order: `labkit.flags.lab_parser` (plus its own flags) in ``parse_args``;
 `begin` as the first lines of ``main`` (flags, --sweep/--folds, run folder, seed, precision, demo notice);
 `readable_files`, `labkit.runtime.distribute` and `save_config` (with that distribution) once its data is found;
-`fit_options` for `labkit.training.fit`; `run_lab` under ``if __name__ == "__main__"``:
+`fit_options` for `labkit.training.fit`; `best_model` and `finish_run` at the end; `run_lab` under
+``if __name__ == "__main__"``:
 
     def main(argv=None):
         settings, run = lab.begin(main, argv, "lab4_unet", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
@@ -288,3 +289,25 @@ def precise_bn_text(settings, batchnorm=True):
     """``", precise BatchNorm statistics"`` for a demo text when the run re-estimates them before each validation
     (``--precise-bn``) and its model has BatchNorm (`batchnorm`), else ``""``."""
     return ", precise BatchNorm statistics" if batchnorm and settings.precise_bn else ""
+
+
+def best_model(run):
+    """The model of the run's best epoch (``model.keras``, which `labkit.training.fit` keeps), loaded to evaluate it."""
+    return keras.saving.load_model(run.file("model.keras"))
+
+
+def finish_run(run, metrics, figures=None, summary=None):
+    """The end of every lab's run: save `figures` (``{file name: matplotlib Figure}``, in order) as PNG, write
+    ``metrics.json`` last (its presence marks a finished run: ``--resume`` and multi-runs keep it), print `summary`
+    (the lab's result line, if any) and ``run folder: <path>``.
+
+    Returns:
+        `metrics`.
+    """
+    for name, figure in (figures or {}).items():
+        run.save_figure(name, figure)
+    run.write_json("metrics.json", metrics)
+    if summary:
+        print(summary)
+    print(f"run folder: {run.path}")
+    return metrics

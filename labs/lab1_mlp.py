@@ -72,7 +72,6 @@ def main(argv=None):
     # Evaluation and figures (metrics.json last: its presence marks a finished run).
     title = f"Lab 1 MLP on {settings.dataset}: base {settings.base}, lr {settings.lr:g}"
     classify.evaluate_and_report(run, history, run.file("model.keras"), data.val, data.val_data, data.head, title)
-    print(f"run folder: {run.path}")
 
 
 if __name__ == "__main__":

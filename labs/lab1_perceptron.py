@@ -163,16 +163,15 @@ def main(argv=None):
     hidden_name = f"{settings.hidden} hidden unit{'s' if settings.hidden > 1 else ''}"
     title = (f"{settings.gate.upper()}, {settings.model} network, {hidden_name}, {settings.iterations} iterations, "
              f"lr {settings.lr}")
-    run.save_figure("curves.png", curves_figure(history, title))
     boundary_title = f"{title}\nloss {final_loss:.4f}, accuracy {accuracy:.2f}"
-    run.save_figure("decision_boundary.png", decision_boundary_figure(predict_fn, X, y, boundary_title))
     metrics = {**summarize(history, "loss"), "epochs_run": settings.iterations, "train_seconds": round(seconds, 3),
                "parameters": 4 * settings.hidden + 1,  # (2 inputs + 1 bias) per hidden unit, + hidden + 1 bias
                "loss_function": loss_name, "final_loss": final_loss, "accuracy": accuracy, "points": points}
-    run.write_json("metrics.json", metrics)  # last: its presence marks a finished run
-    print(f"{settings.gate.upper()} with {hidden_name} ({settings.model}): final loss {final_loss:.4g}, "
-          f"accuracy {accuracy:.2f}; outputs " + ", ".join(f"{p['input']}→{p['output']:.2f}" for p in points))
-    print(f"run folder: {run.path}")
+    lab.finish_run(run, metrics, {
+        "curves.png": curves_figure(history, title),
+        "decision_boundary.png": decision_boundary_figure(predict_fn, X, y, boundary_title),
+    }, summary=f"{settings.gate.upper()} with {hidden_name} ({settings.model}): final loss {final_loss:.4g}, "
+               f"accuracy {accuracy:.2f}; outputs " + ", ".join(f"{p['input']}→{p['output']:.2f}" for p in points))
 
 
 if __name__ == "__main__":

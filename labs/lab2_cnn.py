@@ -87,7 +87,6 @@ def main(argv=None):
     title = (f"{settings.model} on {settings.dataset}: base {settings.base}, {settings.optimizer} lr "
              f"{settings.lr:g}, {head.loss} loss")
     classify.evaluate_and_report(run, history, run.file("model.keras"), data.val, data.val_data, head, title)
-    print(f"run folder: {run.path}")
 
 
 if __name__ == "__main__":

@@ -109,7 +109,6 @@ def main(argv=None):
     title = f"{settings.model} on {settings.dataset}: base {settings.base}, lr {settings.lr:g}" + \
         "".join(f", {e}" for e in extras)
     classify.evaluate_and_report(run, history, run.file("model.keras"), data.val, data.val_data, head, title)
-    print(f"run folder: {run.path}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ from labkit.plots import activation_map_figure
 from labkit.runtime import distribute
 from labkit.training import collect_predictions, compile_model, fit, steps_per_epoch
 
-import keras  # after labkit, which quiets TensorFlow's start-up logging
 import numpy as np
 
 COURSE = {"dataset": "bone", "img_size": 128, "n_base": 8, "dense_layers": (64, 64, 64), "dropout": 0.4,
@@ -137,7 +136,7 @@ def main(argv=None):
                   **lab.fit_options(settings))
 
     # Evaluation: the best model on every validation image, then Grad-CAM of a few images of each class.
-    best = keras.saving.load_model(run.file("model.keras"))
+    best = lab.best_model(run)
     images, targets, probabilities = collect_predictions(best, val_data)
     labels = np.argmax(targets, axis=-1)
     accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == labels))
@@ -148,18 +147,17 @@ def main(argv=None):
 
     # Figures, then metrics.json last: its presence marks a finished run.
     title = f"VGG16-style n_base {settings.n_base} on {settings.dataset.capitalize()}"
-    run.save_figure("curves.png", loss_accuracy_plot(history, title, accuracy="accuracy"))
     captions = [f"{c['true']} → pred. {c['predicted']} ({c['probability']:.2f})" for c in chosen]
-    run.save_figure("activation_maps.png", activation_map_figure(
-        [images[c["index"]] for c in chosen], heatmaps, captions,
-        title=f"Grad-CAM on Last_ConvLayer, predicted class ({settings.dataset.capitalize()})"))
     metrics = {**summarize(history, "val_accuracy"),
                "validation": {"images": int(len(labels)), "accuracy": accuracy},
                "activation_maps": {"layer": "Last_ConvLayer", "class": "predicted", "images": chosen}}
-    run.write_json("metrics.json", metrics)
-    print(f"best epoch {metrics['best']['epoch']}: val_accuracy {metrics['best']['val_accuracy']:.4f}; "
-          f"best model on {len(labels)} validation images: accuracy {accuracy:.4f}")
-    print(f"run folder: {run.path}")
+    lab.finish_run(run, metrics, {
+        "curves.png": loss_accuracy_plot(history, title, accuracy="accuracy"),
+        "activation_maps.png": activation_map_figure(
+            [images[c["index"]] for c in chosen], heatmaps, captions,
+            title=f"Grad-CAM on Last_ConvLayer, predicted class ({settings.dataset.capitalize()})"),
+    }, summary=f"best epoch {metrics['best']['epoch']}: val_accuracy {metrics['best']['val_accuracy']:.4f}; "
+               f"best model on {len(labels)} validation images: accuracy {accuracy:.4f}")
 
 
 if __name__ == "__main__":

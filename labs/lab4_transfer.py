@@ -164,15 +164,14 @@ def main(argv=None):
 
     # Figures, then metrics.json last: its presence marks a finished run.
     curves = f"curves_{dataset}_{method}.png"
-    run.save_figure(curves, loss_accuracy_plot(history, f"{dataset.capitalize()}: {row['method']}", "accuracy"))
-    run.write_json("metrics.json", {
+    lab.finish_run(run, {
         **summarize(history, MONITOR), "dataset": dataset, "method": method, "curves": curves,
         "model": {"dataset": dataset, "method": row["method"], "file": f"{dataset}_{method}"},
         "parameters": row["parameters"], "train_seconds": row["train_seconds"], "comparison": [row],
-        "weights": weights.record() if weights else None})
-    print(markdown_table([row], ["dataset", "method", "train_seconds", "best_val_accuracy", "best_val_loss",
-                                 "final_val_accuracy", "final_val_loss"]))
-    print(f"run folder: {run.path}")
+        "weights": weights.record() if weights else None,
+    }, {curves: loss_accuracy_plot(history, f"{dataset.capitalize()}: {row['method']}", "accuracy")},
+        summary=markdown_table([row], ["dataset", "method", "train_seconds", "best_val_accuracy", "best_val_loss",
+                                       "final_val_accuracy", "final_val_loss"]))
 
 
 def report_models(run, children):

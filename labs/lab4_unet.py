@@ -25,7 +25,6 @@ from labkit.plots import segmentation_samples
 from labkit.runtime import distribute
 from labkit.training import collect_predictions, compile_model, fit, steps_per_epoch
 
-import keras  # after labkit, which quiets TensorFlow's start-up logging
 
 COURSE = {"loss": "bce", "base": 8, "dropout": None, "batchnorm": False, "augment": False, "epochs": 150,
           "batch_size": 8, "lr": 1e-4, "lr_schedule": "constant", "img_size": 256, "val_split": 0.2, "seed": 42}
@@ -96,7 +95,7 @@ def main(argv=None):
                   **lab.fit_options(settings))
 
     # Evaluation: the best model on every validation image, masks binarised at 0.5.
-    best = keras.saving.load_model(run.file("model.keras"))
+    best = lab.best_model(run)
     images, masks, probabilities = collect_predictions(best, val)
     scores = per_image_scores(probabilities > 0.5, masks, names=[p[0].name for p in val_pairs])
     run.write_csv("per_image.csv", scores)
@@ -105,14 +104,13 @@ def main(argv=None):
 
     # Figures, then metrics.json last: its presence marks a finished run.
     title = f"U-Net base {settings.base}, {settings.loss} loss"
-    run.save_figure("curves.png", loss_dice_plot(history, title))
-    run.save_figure("samples.png", segmentation_samples(images[:4], masks[:4], probabilities[:4],
-                                                         scores=[s["dice"] for s in scores[:4]], title=title))
-    run.write_json("metrics.json", metrics)
-    best_row = metrics["best"]
-    print(f"best epoch {best_row['epoch']}: val_dice_coef {best_row['val_dice_coef']:.4f}; validation Dice per "
-          f"image (threshold 0.5) {metrics['validation']['dice']['mean']:.4f} ± {metrics['validation']['dice']['std']:.4f}")
-    print(f"run folder: {run.path}")
+    dice = metrics["validation"]["dice"]
+    lab.finish_run(run, metrics, {
+        "curves.png": loss_dice_plot(history, title),
+        "samples.png": segmentation_samples(images[:4], masks[:4], probabilities[:4],
+                                            scores=[s["dice"] for s in scores[:4]], title=title),
+    }, summary=f"best epoch {metrics['best']['epoch']}: val_dice_coef {metrics['best']['val_dice_coef']:.4f}; "
+               f"validation Dice per image (threshold 0.5) {dice['mean']:.4f} ± {dice['std']:.4f}")
 
 
 if __name__ == "__main__":

@@ -228,7 +228,7 @@ def main(argv=None):
     history = fit(model, train, fit_val, settings.epochs, run=run, monitor=monitor, **lab.fit_options(settings))
 
     # Evaluation: the best model on every validation slice (binarised at 0.5, or each pixel's most likely class).
-    best = keras.saving.load_model(run.file("model.keras"))
+    best = lab.best_model(run)
     scores, keys, samples = evaluate(settings, best, val, [p[0].name for p in val_pairs])
     run.write_csv("per_image.csv", scores)
     autocontext.save_maps(run, best, parts, settings)  # an auto-context step's maps.npz (nothing otherwise)
@@ -241,17 +241,14 @@ def main(argv=None):
     title = f"Lab 5 {settings.task}: U-Net base {settings.base}, {settings.loss} loss"
     curves = ("dice_left", "dice_right") if settings.task == "ct-lr" else ("dice_coef", "precision", "recall")
     curves = plot_history(history, ("loss", *curves), title, monitor=monitor)  # best epoch by validation Dice
-    run.save_figure("curves.png", curves)
     samples.suptitle(title)
-    run.save_figure("samples.png", samples)
-    run.write_json("metrics.json", metrics_out)
     summary = metrics_out["validation"][keys[0] if settings.task != "ct-lr" else "dice_mean"]
     present = metrics_out.get("validation_with_foreground", {}).get("dice")
     present = f", {present['mean']:.4f} on the slices with foreground" if present else ""
     reference = f" (course reference: Dice ≈ {MRI_REFERENCE_DICE})" if settings.task == "mri" else ""
-    print(f"best epoch {metrics_out['best']['epoch']}: {monitor} {metrics_out['best'][monitor]:.4f}; validation Dice "
-          f"per image {summary['mean']:.4f} ± {summary['std']:.4f}{present}{reference}")
-    print(f"run folder: {run.path}")
+    lab.finish_run(run, metrics_out, {"curves.png": curves, "samples.png": samples},
+                   summary=f"best epoch {metrics_out['best']['epoch']}: {monitor} {metrics_out['best'][monitor]:.4f}; "
+                           f"validation Dice per image {summary['mean']:.4f} ± {summary['std']:.4f}{present}{reference}")
 
 
 if __name__ == "__main__":

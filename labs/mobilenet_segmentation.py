@@ -57,7 +57,6 @@ from labkit.run_folder import read_csv
 from labkit.runtime import distribute
 from labkit.training import fit, steps_per_epoch
 
-import keras  # after labkit, which quiets TensorFlow's start-up logging
 
 COURSE = {"decoder": "transpose", "strategy": "finetune", "loss": "bce", "weights": "imagenet", "epochs": 25,
           "batch_size": 32, "lr": 1e-3, "encoder_lr": 1e-4, "img_size": 128, "channels": 3, "dropout": 0.5,
@@ -194,7 +193,7 @@ def main(argv=None):
                   **lab.fit_options(settings))
 
     # Evaluation: the best epoch on every test image, masks at probability 0.5.
-    best = keras.saving.load_model(run.file("model.keras"))
+    best = lab.best_model(run)
     unchanged = encoder_fingerprint(best) == run.read_json("encoder.json")["sha256_at_start"]
     print(f"{variant['strategy']}: encoder weights after training", "bit-identical to the start" if unchanged else "changed")
     result = evaluate_segmenter(best, data["test"], data["test_names"], from_logits=True)
@@ -209,10 +208,9 @@ def main(argv=None):
     # Figures, then metrics.json last: its presence marks a finished run.
     title = f"MobileNetV2 {variant['strategy']}, {variant['decoder']} decoder"
     run.save_figure("curves.png", comparison_curves({variant["strategy"]: history}, ("loss", "iou", "dice"), title))
-    write_samples(run, result, N_SAMPLES)
-    run.save_figure("samples.png", samples_figure({variant["strategy"]: run.path}, f"{data['evaluated_on']} images"))
-    run.write_json("metrics.json", metrics)
-    print(f"run folder: {run.path}")
+    write_samples(run, result, N_SAMPLES)  # samples.npz, which samples.png is drawn from
+    lab.finish_run(run, metrics, {
+        "samples.png": samples_figure({variant["strategy"]: run.path}, f"{data['evaluated_on']} images")})
 
 
 def report_models(run, children):

@@ -202,28 +202,27 @@ def main(argv=None):
                   **lab.fit_options(settings))
 
     # Evaluation: the best model on the test split.
-    best = keras.saving.load_model(run.file("model.keras"))
+    best = lab.best_model(run)
     probabilities = best.predict(test, verbose=0)
     paths, truth = splits["test"].paths, splits["test"].labels
     scores = write_classification_report(run, [Path(p).stem for p in paths], truth, probabilities, CLASSES)
 
     # Figures, then metrics.json last: its presence marks a finished run.
     title = f"ResNet50, {settings.loss} loss ({weights_text(settings.weights)})"
-    run.save_figure("curves.png", plot_history(history, ("loss", "accuracy", "f1_macro"), title, monitor=MONITOR))
-    run.save_figure("confusion_matrix.png", confusion_matrix_figure(truth, probabilities, CLASSES, title=title))
-    run.save_figure("roc.png", roc_figure(truth, probabilities, CLASSES, title=f"{title}: one-vs-rest ROC"))
     examples = class_examples(best, paths, truth, probabilities.argmax(axis=1), size, settings.gradcam_per_class,
                               settings.gradcam_layer_used, settings.seed)
-    run.save_figure("gradcam.png", class_gradcam_figure(*examples, CLASSES, title=f"{title}: Grad-CAM of "
-                                                        f"{settings.gradcam_layer_used}"))
     metrics = {**summarize(history, MONITOR), "loss": settings.loss,
                **{k: scores[k] for k in ("accuracy", "balanced_accuracy", "macro_auc", "macro_f1")}, "test": scores,
                "data": {"layout": layout, "splits": split_table}, "weights": weights.record()}
-    run.write_json("metrics.json", metrics)
-    print(f"test ({scores['images']} images, best epoch {metrics['best']['epoch']}): accuracy "
-          f"{scores['accuracy']:.4f}, balanced accuracy {scores['balanced_accuracy']:.4f}, macro AUC "
-          f"{scores['macro_auc']:.4f}")
-    print(f"run folder: {run.path}")
+    lab.finish_run(run, metrics, {
+        "curves.png": plot_history(history, ("loss", "accuracy", "f1_macro"), title, monitor=MONITOR),
+        "confusion_matrix.png": confusion_matrix_figure(truth, probabilities, CLASSES, title=title),
+        "roc.png": roc_figure(truth, probabilities, CLASSES, title=f"{title}: one-vs-rest ROC"),
+        "gradcam.png": class_gradcam_figure(*examples, CLASSES,
+                                            title=f"{title}: Grad-CAM of {settings.gradcam_layer_used}"),
+    }, summary=f"test ({scores['images']} images, best epoch {metrics['best']['epoch']}): accuracy "
+               f"{scores['accuracy']:.4f}, balanced accuracy {scores['balanced_accuracy']:.4f}, macro AUC "
+               f"{scores['macro_auc']:.4f}")
 
 
 def comparison_rows(results):

@@ -37,7 +37,6 @@ from labkit.plots import surface_view, volume_slices
 from labkit.runtime import distribute
 from labkit.training import compile_model, fit, steps_per_epoch
 
-import keras  # after labkit, which quiets TensorFlow's start-up logging
 import tensorflow as tf
 
 #: Course settings shared by both losses; the optimiser settings depend on the loss (`LOSS_COURSE`).
@@ -184,7 +183,7 @@ def main(argv=None):
                   steps_per_epoch=steps, callbacks=callbacks, **lab.fit_options(settings))
 
     # Evaluation: the best model on every test volume, masks binarised at 0.5, surface distances in voxels and mm.
-    best = keras.saving.load_model(run.file("model.keras"))
+    best = lab.best_model(run)
     probabilities, references = zip(*(predict_case(best, case, settings) for case in test_cases))
     predictions = [p > 0.5 for p in probabilities]
     names = [case.name for case in test_cases]
@@ -198,23 +197,23 @@ def main(argv=None):
     title = f"3D U-Net base {settings.base}, {settings.loss} loss{', augmented' if settings.augment else ''}"
     shown = slice(0, N_FIGURE_CASES)
     images = [centre_crop(c.image, patch) if settings.inference == "centre" else c.image for c in test_cases]
-    run.save_figure("curves.png", loss_dice_plot(history, title))
-    run.save_figure("slices.png", volume_slices(images[shown], references[shown], predictions[shown], names[shown],
-                                                scores=[r["dice"] for r in rows[shown]], title=title))
-    run.save_figure("surface.png", surface_view(references[0], predictions[0], test_cases[0].spacing,
-                                                title=f"{names[0]}: Dice {rows[0]['dice']:.3f}"))
-    run.write_json("metrics.json", metrics)
-    report(metrics, summary)
-    print(f"run folder: {run.path}")
+    lab.finish_run(run, metrics, {
+        "curves.png": loss_dice_plot(history, title),
+        "slices.png": volume_slices(images[shown], references[shown], predictions[shown], names[shown],
+                                    scores=[r["dice"] for r in rows[shown]], title=title),
+        "surface.png": surface_view(references[0], predictions[0], test_cases[0].spacing,
+                                    title=f"{names[0]}: Dice {rows[0]['dice']:.3f}"),
+    }, summary=report(metrics, summary))
 
 
 def report(metrics, summary):
-    """Print the best epoch and the test summary, mean ± std (with the count of cases left out as inf)."""
-    best_row = metrics["best"]
-    print(f"best epoch {best_row['epoch']}: val_dice_coef {best_row['val_dice_coef']:.4f}")
+    """The lines that close a run: the best epoch and the test summary, mean ± std (with the count of cases left out
+    as inf)."""
+    lines = [f"best epoch {metrics['best']['epoch']}: val_dice_coef {metrics['best']['val_dice_coef']:.4f}"]
     for key, value in summary.items():
         missed = f" ({value['n_infinite']} case(s) with an empty mask left out)" if value["n_infinite"] else ""
-        print(f"test {key}: {value['mean']:.4f} ± {value['std']:.4f}{missed}")
+        lines.append(f"test {key}: {value['mean']:.4f} ± {value['std']:.4f}{missed}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
