@@ -9,8 +9,10 @@ A lab script uses these pieces in one order: `labkit.flags.lab_parser` (plus its
 `fit_options` for `labkit.training.fit`; `best_model` and `finish_run` at the end; `run_lab` under
 ``if __name__ == "__main__"``:
 
+    LAB = lab.Lab("lab4_unet", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
+
     def main(argv=None):
-        settings, run = lab.begin(main, argv, "lab4_unet", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
+        settings, run = lab.begin(main, argv, LAB)
         if run is None:  # --sweep / --folds: labkit.multirun ran this main once per variant and fold
             return
         ...
@@ -24,6 +26,8 @@ import errno
 import json
 import platform
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -37,19 +41,12 @@ from labkit.multirun import engine, variants
 from labkit.training import TrainingDiverged, TrainingStopped
 
 
-def begin(main, argv, lab_name, parse_args, course, demo, demo_text=None, course_command=None, preset=None,
-          multirun=None, auto_avoids=None):
-    """The opening of every lab's ``main``: parse the flags, hand several runs to `labkit.multirun`, or start this run.
+@dataclass(frozen=True)
+class Lab:
+    """What a lab script tells labkit about itself, once: `begin` takes it.
 
-    With ``--sweep``, ``--folds`` or a preset (a lab's ``--compare``), `labkit.multirun` calls `main` once per variant
-    and fold, each into a child run folder, compares them, and this returns ``(None, None)``: ``main`` stops there.
-    Otherwise it resolves the settings and opens the run folder (`start_run`) and, when the demo profile applies,
-    prints ``demo profile: `` followed by `demo_text` and the command of a course-sized run.
-
-    Args:
-        main: the lab's ``main(argv)``.
-        argv: the lab's arguments (None: the command line).
-        lab_name: names the default run folder (``runs/<lab_name>-<timestamp>``).
+    Attributes:
+        name: names the default run folder (``runs/<name>-<timestamp>``).
         parse_args: the lab's ``parse_args(argv)``, built on `labkit.flags.lab_parser`.
         course: the course defaults: a dict, or a function of the parsed flags giving it (defaults that follow from
             a flag, e.g. the loss; it may also check the flags before any folder is made).
@@ -64,17 +61,47 @@ def begin(main, argv, lab_name, parse_args, course, demo, demo_text=None, course
         auto_avoids: ``{policy: reason}``, the precision policies ``--precision auto`` must not pick for this lab
             (measured to cost it quality); auto then trains in float32 and says why.
 
+    Example:
+        >>> LAB = lab.Lab("lab4_unet", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
+    """
+
+    name: str
+    parse_args: Callable
+    course: object
+    demo: object
+    demo_text: object = None
+    course_command: str = None
+    preset: Callable = None
+    multirun: Callable = None
+    auto_avoids: dict = None
+
+
+def begin(main, argv, description):
+    """The opening of every lab's ``main``: parse the flags, hand several runs to `labkit.multirun`, or start this run.
+
+    With ``--sweep``, ``--folds`` or a preset (a lab's ``--compare``), `labkit.multirun` calls `main` once per variant
+    and fold, each into a child run folder, compares them, and this returns ``(None, None)``: ``main`` stops there.
+    Otherwise it resolves the settings and opens the run folder (`start_run`) and, when the demo profile applies,
+    prints ``demo profile: `` followed by the demo text and the command of a course-sized run.
+
+    Args:
+        main: the lab's ``main(argv)``.
+        argv: the lab's arguments (None: the command line).
+        description: the lab's `Lab`.
+
     Returns:
         ``(settings, run)`` as `start_run` gives them, or ``(None, None)``. ``settings.flags`` holds the parsed
         flags (None where not given), for choices that depend on whether a flag was typed (e.g. ``--weights``).
     """
-    args = parse_args(argv)
-    if run_many(main, args, argv, preset=preset) or (multirun is not None and multirun(main, args, argv)):
+    args = description.parse_args(argv)
+    multirun = description.multirun
+    if run_many(main, args, argv, preset=description.preset) or (multirun is not None and multirun(main, args, argv)):
         return None, None
     pick = lambda value: value(args) if callable(value) else value  # noqa: E731
-    course, profile = pick(course), pick(demo)
-    settings, run = start_run(lab_name, args, course, profile or {}, auto_avoids)
+    course, profile = pick(description.course), pick(description.demo)
+    settings, run = start_run(description.name, args, course, profile or {}, description.auto_avoids)
     settings.demo = settings.demo and profile is not None
+    demo_text, course_command = description.demo_text, description.course_command
     if settings.demo and demo_text:
         course_run = f" Course settings on real data: {course_command}" if course_command else ""
         text = demo_text(settings) if callable(demo_text) else demo_text.format(**vars(settings))

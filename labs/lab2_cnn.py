@@ -57,10 +57,12 @@ def course_defaults(args):
     return {**COURSE, **COURSE_BY_MODEL[args.model or COURSE["model"]]}
 
 
+LAB = lab.Lab("lab2_cnn", parse_args, course_defaults, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
+
+
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults of the model.
-    settings, run = lab.begin(main, argv, "lab2_cnn", parse_args, course_defaults, DEMO, DEMO_TEXT,
-                              FULL_COURSE_COMMAND)
+    settings, run = lab.begin(main, argv, LAB)
     if run is None:  # --sweep / --folds: labkit.multirun ran this main once per variant and fold, then compared them
         return
 

@@ -74,9 +74,12 @@ def embedded_data(settings):
     return bone_skin_dataset(settings.n_train, settings.n_val, size=size)
 
 
+LAB = lab.Lab("lab3_cnn", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND)
+
+
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = lab.begin(main, argv, "lab3_cnn", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND)
+    settings, run = lab.begin(main, argv, LAB)
     if run is None:  # --sweep / --folds: labkit.multirun ran this main once per variant and fold, then compared them
         return
 

@@ -98,10 +98,12 @@ def demo_text(settings):
             f"{', batch normalisation on (the course network has none)' if settings.batchnorm else ''}.")
 
 
+LAB = lab.Lab("lab4_activation_map", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND)
+
+
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = lab.begin(main, argv, "lab4_activation_map", parse_args, COURSE, DEMO, demo_text,
-                              FULL_COURSE_COMMAND)
+    settings, run = lab.begin(main, argv, LAB)
     if run is None:  # --sweep / --folds: labkit.multirun ran this main once per variant and fold, then compared them
         return
     size, channels = settings.img_size, CHANNELS[settings.dataset]

@@ -106,10 +106,12 @@ def demo_text(settings):
             f"{' and batch normalisation (the course network has none)' if settings.batchnorm else ''}.")
 
 
+LAB = lab.Lab("lab4_transfer", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND, preset=comparison_preset)
+
+
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = lab.begin(main, argv, "lab4_transfer", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND,
-                              preset=comparison_preset)
+    settings, run = lab.begin(main, argv, LAB)
     if run is None:  # several sets or methods, --sweep, --folds: labkit.multirun ran one child run each
         return
     dataset, method, size = settings.dataset, settings.method, settings.img_size

@@ -56,9 +56,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+LAB = lab.Lab("lab4_unet", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
+
+
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = lab.begin(main, argv, "lab4_unet", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
+    settings, run = lab.begin(main, argv, LAB)
     if run is None:  # --sweep / --folds: labkit.multirun ran this main once per variant and fold, then compared them
         return
     size = settings.img_size

@@ -186,10 +186,12 @@ def demo_text(settings):
             f"epochs, lr {course['lr']})")
 
 
+LAB = lab.Lab("lab5_segmentation", parse_args, course_defaults, DEMO, demo_text, multirun=autocontext.run_steps)
+
+
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the task's course defaults.
-    settings, run = lab.begin(main, argv, "lab5_segmentation", parse_args, course_defaults, DEMO, demo_text,
-                              multirun=autocontext.run_steps)
+    settings, run = lab.begin(main, argv, LAB)
     if run is None:  # --sweep / --folds / --autocontext: this main ran once per variant, fold or step
         return
 

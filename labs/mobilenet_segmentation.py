@@ -156,10 +156,13 @@ def lesion_data(settings, batch):
             "steps_per_epoch": steps_per_epoch(len(train_pairs), batch)}
 
 
+LAB = lab.Lab("mobilenet_segmentation", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND,
+              preset=comparison_preset)
+
+
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = lab.begin(main, argv, "mobilenet_segmentation", parse_args, COURSE, DEMO, demo_text,
-                              FULL_COURSE_COMMAND, preset=comparison_preset)
+    settings, run = lab.begin(main, argv, LAB)
     if run is None:  # --compare, --sweep, --folds: labkit.multirun ran one child run per model, variant and fold
         return
     size = settings.img_size

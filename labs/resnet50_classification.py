@@ -70,7 +70,7 @@ DEMO = {"img_size": 64, "epochs": 12, "batch_size": 32, "n_images": 640, "min_pe
         "image_px": 96, "lr_schedule": "cosine", "precise_bn": True}
 FULL_COURSE_COMMAND = ("python labs/resnet50_classification.py --data-dir /path/to/HAM10000 --compare "
                        "(224×224, batch 32, Adam 1e-3, 15 epochs CE / 10 epochs CE+focal, ImageNet weights)")
-#: `--precision auto` trains this lab in float32 where it would pick mixed_bfloat16 (see `labkit.lab.begin`).
+#: `--precision auto` trains this lab in float32 where it would pick mixed_bfloat16 (see `labkit.lab.Lab`).
 AUTO_AVOIDS = {"mixed_bfloat16": "at a constant rate with Keras's moving BatchNorm averages, as the course trains, "
                "its old demo lost quality under it (validation macro F1 0.40 ± 0.03 against 0.53 ± 0.08 in float32); "
                "the demo now (cosine, precise statistics) does not (0.90 ± 0.10 against 0.91 ± 0.06), but course runs "
@@ -158,10 +158,51 @@ def demo_profile(args):
     return None if explicit_inputs(args) else DEMO
 
 
+def comparison_rows(results):
+    """Overall and per-class test numbers of each loss side by side, with the difference of the last two."""
+    scores = {key.replace("_", " "): (lambda m, key=key: m[key])
+              for key in ("accuracy", "balanced_accuracy", "macro_auc", "macro_f1")}
+    scores.update({f"{name} {key}": (lambda m, name=name, key=key: m["test"]["per_class"][name][key])
+                   for name in CLASSES for key in ("precision", "recall", "f1", "auc")})
+    costs = {"epochs": lambda m: m["epochs_run"], "train seconds": lambda m: m["train_seconds"]}
+    return (side_by_side(results, scores, label="metric", difference=True)
+            + side_by_side(results, costs, label="metric"))
+
+
+def comparison_preset(args):
+    """``--compare``: CE and CE+focal, each a child run (``ce/``, ``ce_focal/``), then `report_losses`."""
+    if not args.compare:
+        return None
+    return Preset("ce vs ce+focal", [(name.replace("+", "_"), {"loss": name}) for name in COMPARED],
+                          report=report_losses, table="variants")
+
+
+def report_losses(run, children):
+    """The --compare files: comparison.csv/.md (overall and per-class test numbers side by side), history.csv (both
+    losses' epochs, with a ``loss_function`` column), model.keras (the model with the better best validation macro
+    F1, chosen on validation data, never on test data); returns the entries it adds to metrics.json (that model's
+    best/final epoch, both losses' numbers, the table and the total training time)."""
+    by_child = child_metrics(children)
+    results = {m["loss"]: m for m in by_child.values()}
+    rows = comparison_rows(results)
+    run.write_table("comparison", rows)
+    run.write_csv("history.csv", stacked_history(children, {n: {"loss_function": m["loss"]}
+                                                                    for n, m in by_child.items()}))
+    chosen = max(results, key=lambda name: results[name]["best"][MONITOR])
+    keep_file(run, Path(children[chosen.replace("+", "_")]) / "model.keras")
+    first = next(iter(results.values()))
+    return {**{k: results[chosen][k] for k in ("monitor", "best", "final", "epochs_run")},
+            "chosen_by_validation": chosen, "compare": rows, "variants": results, "weights": first.get("weights"),
+            "train_seconds": round(sum(m["train_seconds"] for m in results.values()), 2), "data": first.get("data")}
+
+
+LAB = lab.Lab("resnet50_classification", parse_args, COURSE, demo_profile, demo_text, FULL_COURSE_COMMAND,
+              preset=comparison_preset, auto_avoids=AUTO_AVOIDS)
+
+
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = lab.begin(main, argv, "resnet50_classification", parse_args, COURSE, demo_profile, demo_text,
-                              FULL_COURSE_COMMAND, preset=comparison_preset, auto_avoids=AUTO_AVOIDS)
+    settings, run = lab.begin(main, argv, LAB)
     if run is None:  # --compare, --sweep, --folds: labkit.multirun ran one child run per variant and fold
         return
     inputs = explicit_inputs(settings.flags)
@@ -223,44 +264,6 @@ def main(argv=None):
     }, summary=f"test ({scores['images']} images, best epoch {metrics['best']['epoch']}): accuracy "
                f"{scores['accuracy']:.4f}, balanced accuracy {scores['balanced_accuracy']:.4f}, macro AUC "
                f"{scores['macro_auc']:.4f}")
-
-
-def comparison_rows(results):
-    """Overall and per-class test numbers of each loss side by side, with the difference of the last two."""
-    scores = {key.replace("_", " "): (lambda m, key=key: m[key])
-              for key in ("accuracy", "balanced_accuracy", "macro_auc", "macro_f1")}
-    scores.update({f"{name} {key}": (lambda m, name=name, key=key: m["test"]["per_class"][name][key])
-                   for name in CLASSES for key in ("precision", "recall", "f1", "auc")})
-    costs = {"epochs": lambda m: m["epochs_run"], "train seconds": lambda m: m["train_seconds"]}
-    return (side_by_side(results, scores, label="metric", difference=True)
-            + side_by_side(results, costs, label="metric"))
-
-
-def comparison_preset(args):
-    """``--compare``: CE and CE+focal, each a child run (``ce/``, ``ce_focal/``), then `report_losses`."""
-    if not args.compare:
-        return None
-    return Preset("ce vs ce+focal", [(name.replace("+", "_"), {"loss": name}) for name in COMPARED],
-                          report=report_losses, table="variants")
-
-
-def report_losses(run, children):
-    """The --compare files: comparison.csv/.md (overall and per-class test numbers side by side), history.csv (both
-    losses' epochs, with a ``loss_function`` column), model.keras (the model with the better best validation macro
-    F1, chosen on validation data, never on test data); returns the entries it adds to metrics.json (that model's
-    best/final epoch, both losses' numbers, the table and the total training time)."""
-    by_child = child_metrics(children)
-    results = {m["loss"]: m for m in by_child.values()}
-    rows = comparison_rows(results)
-    run.write_table("comparison", rows)
-    run.write_csv("history.csv", stacked_history(children, {n: {"loss_function": m["loss"]}
-                                                                    for n, m in by_child.items()}))
-    chosen = max(results, key=lambda name: results[name]["best"][MONITOR])
-    keep_file(run, Path(children[chosen.replace("+", "_")]) / "model.keras")
-    first = next(iter(results.values()))
-    return {**{k: results[chosen][k] for k in ("monitor", "best", "final", "epochs_run")},
-            "chosen_by_validation": chosen, "compare": rows, "variants": results, "weights": first.get("weights"),
-            "train_seconds": round(sum(m["train_seconds"] for m in results.values()), 2), "data": first.get("data")}
 
 
 if __name__ == "__main__":

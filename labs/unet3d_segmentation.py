@@ -134,10 +134,12 @@ def demo_text(settings):
             f"{lab.precise_bn_text(settings, settings.batchnorm)}.")
 
 
+LAB = lab.Lab("unet3d_segmentation", parse_args, resolve, DEMO, demo_text, FULL_COURSE_COMMAND)
+
+
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults for the loss.
-    settings, run = lab.begin(main, argv, "unet3d_segmentation", parse_args, resolve, DEMO, demo_text,
-                              FULL_COURSE_COMMAND)
+    settings, run = lab.begin(main, argv, LAB)
     if run is None:  # --sweep / --folds: labkit.multirun ran this main once per variant and fold, then compared them
         return
     patch = tuple(settings.patch)

@@ -17,8 +17,8 @@ def not_called(argv=None):
 
 
 def test_begin_prints_the_demo_profile_and_keeps_the_flags_out_of_the_settings(tmp_path, capsys):
-    settings, run = lab.begin(not_called, ["--out", str(tmp_path / "run"), "--lr", "0.01"], "a_lab", parse_args,
-                              COURSE, DEMO, lambda s: f"{s.epochs} epochs at lr {s.lr}.", "python a_lab.py --data-dir D")
+    settings, run = lab.begin(not_called, ["--out", str(tmp_path / "run"), "--lr", "0.01"], lab.Lab(
+        "a_lab", parse_args, COURSE, DEMO, lambda s: f"{s.epochs} epochs at lr {s.lr}.", "python a_lab.py --data-dir D"))
     assert settings.demo and (settings.epochs, settings.lr) == (2, 0.01)  # demo over course, the flag over both
     assert "demo profile: 2 epochs at lr 0.01. Course settings on real data: python a_lab.py --data-dir D" in \
         capsys.readouterr().out
@@ -31,8 +31,8 @@ def test_begin_prints_the_demo_profile_and_keeps_the_flags_out_of_the_settings(t
 def test_begin_takes_course_and_demo_from_the_flags(tmp_path, capsys):
     seen = []
     course = lambda args: seen.append(args.lr) or {**COURSE, "epochs": 7}  # noqa: E731
-    settings, _ = lab.begin(not_called, ["--out", str(tmp_path / "run"), "--lr", "0.5"], "a_lab", parse_args, course,
-                            lambda args: None, lambda s: "never shown")
+    settings, _ = lab.begin(not_called, ["--out", str(tmp_path / "run"), "--lr", "0.5"],
+                            lab.Lab("a_lab", parse_args, course, lambda args: None, lambda s: "never shown"))
     assert seen == [0.5] and settings.epochs == 7
     assert not settings.demo and "demo profile" not in capsys.readouterr().out  # no demo profile for this run
 
@@ -41,13 +41,13 @@ def test_begin_hands_a_sweep_to_labkit_compare_and_returns_nothing(tmp_path, mon
     calls = []
     monkeypatch.setattr("labkit.multirun.engine.run_many", lambda main, parser, args, argv, preset: calls.append(argv))
     argv = ["--out", str(tmp_path / "sweep"), "--sweep", "lr=0.1,0.2"]
-    assert lab.begin(not_called, argv, "a_lab", parse_args, COURSE, DEMO) == (None, None)
+    assert lab.begin(not_called, argv, lab.Lab("a_lab", parse_args, COURSE, DEMO)) == (None, None)
     assert calls == [argv] and not (tmp_path / "sweep").exists()
 
 
 def test_a_demo_text_template_is_filled_from_the_settings(tmp_path, capsys):
-    lab.begin(not_called, ["--out", str(tmp_path / "run")], "a_lab", parse_args, COURSE, DEMO,
-              "{epochs} epochs at lr {lr}.")
+    lab.begin(not_called, ["--out", str(tmp_path / "run")], lab.Lab("a_lab", parse_args, COURSE, DEMO,
+                                                                  "{epochs} epochs at lr {lr}."))
     assert "demo profile: 2 epochs at lr 0.0001.\n" in capsys.readouterr().out
 
 
