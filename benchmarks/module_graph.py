@@ -16,21 +16,22 @@ import sys
 from pathlib import Path
 
 #: Layers, top first; a module belongs to the first prefix it starts with. A module may import from its own layer
-#: (without a circle) and from the layers below it.
+#: (without a circle) and from the layers below it. (labkit.compare, labkit.runs and labkit.tensorboard are the
+#: names of labkit.multirun, labkit.run_folder and labkit.callbacks before the restructuring, for measuring it.)
 LAYERS = [
     ("console", ["labkit.cli"]),
     ("lab", ["labkit.lab", "labkit.classification_lab", "labkit.autocontext", "labkit.reports"]),
-    ("multirun", ["labkit.multirun"]),
+    ("multirun", ["labkit.multirun", "labkit.compare"]),
     ("flags", ["labkit.flags"]),
     ("course", ["labkit.course_training", "labkit.features"]),
-    ("training", ["labkit.training", "labkit.callbacks", "labkit.resume"]),
+    ("training", ["labkit.training", "labkit.callbacks", "labkit.resume", "labkit.tensorboard"]),
     ("plots", ["labkit.plots"]),
     ("explain", ["labkit.gradcam", "labkit.numpy_net"]),
     ("models", ["labkit.models", "labkit.optimizers", "labkit.batchnorm"]),
     ("losses", ["labkit.losses", "labkit.metrics"]),
     ("evaluation", ["labkit.evaluation"]),
     ("data", ["labkit.data"]),
-    ("base", ["labkit.run_folder", "labkit.runtime", "labkit.history", "labkit.progress",
+    ("base", ["labkit.run_folder", "labkit.runs", "labkit.runtime", "labkit.history", "labkit.progress",
               "labkit.errors", "labkit.startup"]),
 ]
 
@@ -62,7 +63,8 @@ def imports(root):
                 return [a.name for a in node.names]
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
             return [f"{base}.{a.name}" for a in node.names]
 
         def walk(node, in_function):

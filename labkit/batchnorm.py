@@ -7,7 +7,8 @@ epochs of a demo, so the validation score of an epoch measures the network with 
 jumps from epoch to epoch. Dropout before a BatchNorm layer adds a second gap: the statistics are gathered with
 units dropped, and used without.
 
-`labkit.callbacks.PreciseBatchNorm` (``labkit.training.fit(precise_batchnorm=True)``, a lab's ``--precise-bn``; off by default as in
+`labkit.callbacks.PreciseBatchNorm` (``labkit.training.fit(precise_batchnorm=True)``, a lab's
+``--precise-bn``; off by default as in
 Keras, on in the demos measured to need it) replaces the moving statistics before each validation with the plain
 mean of the batch statistics over a few training batches, computed with the current weights and dropout off. Frozen
 BatchNorm layers (``trainable=False``, e.g. a frozen ImageNet encoder) keep theirs.

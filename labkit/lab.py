@@ -114,7 +114,8 @@ def run_many(main, args, argv=None, preset=None):
     """Hand a lab's call to `labkit.multirun` when it asks for several runs (``--sweep``, ``--folds`` or a preset such
     as ``--compare``; ``--resume`` of such a run too). Returns True when it did, so the lab's ``main`` stops there.
 
-    `preset` is a function of the parsed arguments giving the lab's `labkit.multirun.variants.Preset` for them (or None).
+    `preset` is a function of the parsed arguments giving the lab's `labkit.multirun.variants.Preset` for them (or
+    None).
 
     Example:
         >>> if lab.run_many(main, args, argv, preset=comparison_preset):

@@ -248,9 +248,10 @@ def main(argv=None):
     present = metrics_out.get("validation_with_foreground", {}).get("dice")
     present = f", {present['mean']:.4f} on the slices with foreground" if present else ""
     reference = f" (course reference: Dice ≈ {MRI_REFERENCE_DICE})" if settings.task == "mri" else ""
+    best_row = metrics_out["best"]
     lab.finish_run(run, metrics_out, {"curves.png": curves, "samples.png": samples},
-                   summary=f"best epoch {metrics_out['best']['epoch']}: {monitor} {metrics_out['best'][monitor]:.4f}; "
-                           f"validation Dice per image {summary['mean']:.4f} ± {summary['std']:.4f}{present}{reference}")
+                   summary=f"best epoch {best_row['epoch']}: {monitor} {best_row[monitor]:.4f}; validation Dice per "
+                           f"image {summary['mean']:.4f} ± {summary['std']:.4f}{present}{reference}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ def not_called(argv=None):
 
 def test_begin_prints_the_demo_profile_and_keeps_the_flags_out_of_the_settings(tmp_path, capsys):
     settings, run = lab.begin(not_called, ["--out", str(tmp_path / "run"), "--lr", "0.01"], lab.Lab(
-        "a_lab", parse_args, COURSE, DEMO, lambda s: f"{s.epochs} epochs at lr {s.lr}.", "python a_lab.py --data-dir D"))
+        "a_lab", parse_args, COURSE, DEMO, lambda s: f"{s.epochs} epochs at lr {s.lr}.",
+        "python a_lab.py --data-dir D"))
     assert settings.demo and (settings.epochs, settings.lr) == (2, 0.01)  # demo over course, the flag over both
     assert "demo profile: 2 epochs at lr 0.01. Course settings on real data: python a_lab.py --data-dir D" in \
         capsys.readouterr().out

@@ -13,7 +13,8 @@ kind of ``augment``:
   gets a stateless ``(2,)`` seed per batch, so a seeded pipeline gives the same batches at any parallelism. For
   classification a Keras preprocessing layer also works: it is applied to the images only (`ImageOnly`).
 
-Segmentation applies one random transform jointly to image and mask (`labkit.data.augment.affine.JointAffineAugment`) and
+Segmentation applies one random transform jointly to image and mask
+(`labkit.data.augment.affine.JointAffineAugment`) and
 keeps masks in {0, 1}; classification transforms images only (`classification_augmentation`); volumes rotate in the
 axial plane and flip (`labkit.data.augment.spatial3d.VolumeAugment`).
 

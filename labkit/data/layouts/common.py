@@ -108,7 +108,8 @@ def match_keys(images, masks, image_dir, mask_dir, kind="mask"):
     return [(images[k], masks[k]) for k in sorted(images)]
 
 
-_SKIPPED = []  # files skipped by --skip-bad-files since the run started (labkit.lab.start_run forgets, save_config lists)
+#: Files skipped by --skip-bad-files since the run started (`labkit.lab.start_run` forgets them, `save_config` lists).
+_SKIPPED = []
 
 
 def skipped_files():
