@@ -44,7 +44,7 @@ from labkit.features import bottleneck_features
 from labkit.history import summarize
 from labkit.models.classic import MLP_model, vgg16_model
 from labkit.models.transfer import resolve_weights, weights_text
-from labkit.multirun.tables import child_metrics, keep_file, stacked_history
+from labkit.multirun.tables import child_metrics, keep_file, keep_winner, stacked_history
 from labkit.multirun.variants import Preset
 from labkit.run_folder import markdown_table
 from labkit.runtime import distribute
@@ -186,8 +186,7 @@ def report_models(run, children):
         name: {"dataset": m["dataset"], "method": m["method"]} for name, m in models.items()}))
     for name, m in models.items():
         keep_file(run, children[name] / m["curves"], m["curves"])
-    winner = max(models, key=lambda n: (models[n]["best"][MONITOR], -models[n]["comparison"][0]["best_val_loss"]))
-    keep_file(run, children[winner] / "model.keras")
+    winner = keep_winner(run, children, models, lambda m: (m["best"][MONITOR], -m["comparison"][0]["best_val_loss"]))
     print(markdown_table(rows, ["dataset", "method", "train_seconds", "best_val_accuracy", "best_val_loss",
                                 "final_val_accuracy", "final_val_loss"]))
     return {**{k: models[winner][k] for k in ("monitor", "best", "final", "epochs_run", "model")}, "winner": winner,

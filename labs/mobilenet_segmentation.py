@@ -49,7 +49,8 @@ from labkit.evaluation import mean_std
 from labkit.history import summarize
 from labkit.models.mobilenet_seg import DECODERS, compiled_segmenter, encoder_fingerprint, parameter_split
 from labkit.models.transfer import resolve_weights
-from labkit.multirun.tables import child_histories, child_metrics, epoch_table, keep_file, side_by_side, stacked_history
+from labkit.multirun.tables import (child_histories, child_metrics, epoch_table, keep_winner, side_by_side,
+                                    stacked_history)
 from labkit.multirun.variants import Preset
 from labkit.plots import comparison_curves
 from labkit.reports import evaluate_segmenter, samples_figure, write_samples
@@ -115,12 +116,12 @@ def comparison_preset(args):
         return None
     if args.compare == "decoder":
         return Preset("transpose vs unet decoder", [(d, {"decoder": d}) for d in DECODERS],
-                              report=report_models, table="variants")
+                      report=report_models, table="variants")
     require(args.encoder_lr != 0, "--compare strategy with --encoder-lr 0 would compare frozen with frozen: give "
             "--encoder-lr > 0")
     return Preset("frozen vs finetune", [("frozen", {"strategy": "frozen", "encoder_lr": None}),
-                                                 ("finetune", {"strategy": "finetune", "encoder_lr": args.encoder_lr})],
-                          report=report_models, table="variants")
+                                         ("finetune", {"strategy": "finetune", "encoder_lr": args.encoder_lr})],
+                  report=report_models, table="variants")
 
 
 def model_variant(settings, lr_factor=1.0):
@@ -245,8 +246,7 @@ def report_models(run, children):
     run.save_figure("curves.png", comparison_curves(histories, ("loss", "iou", "dice"), " vs ".join(names) +
                                                     f" ({subject})", monitor=MONITOR))
     run.save_figure("samples.png", samples_figure(children, f"{first['test']['split']} images"))
-    winner = max(names, key=lambda n: models[n]["best"][MONITOR])
-    keep_file(run, Path(children[winner]) / "model.keras")
+    winner = keep_winner(run, children, models, lambda m: m["best"][MONITOR])
     return {"compare": names, "winner": winner, "monitor": MONITOR, "best": {"model": winner, **models[winner]["best"]},
             "final": {"model": winner, **models[winner]["final"]}, "epochs_run": models[winner]["epochs_run"],
             "train_seconds": round(sum(m["train_seconds"] for m in models.values()), 2),

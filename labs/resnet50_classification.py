@@ -49,7 +49,7 @@ from labkit.losses import get_loss
 from labkit.models.classifiers import resnet50_classifier, resnet50_gradcam_layer
 from labkit.models.summary import parameter_counts
 from labkit.models.transfer import resolve_weights, weights_text
-from labkit.multirun.tables import child_metrics, keep_file, side_by_side, stacked_history
+from labkit.multirun.tables import child_metrics, keep_winner, side_by_side, stacked_history
 from labkit.multirun.variants import Preset
 from labkit.optimizers import learning_rate_schedule
 from labkit.plots import class_gradcam_figure, confusion_matrix_figure, plot_history, roc_figure
@@ -174,7 +174,7 @@ def comparison_preset(args):
     if not args.compare:
         return None
     return Preset("ce vs ce+focal", [(name.replace("+", "_"), {"loss": name}) for name in COMPARED],
-                          report=report_losses, table="variants")
+                  report=report_losses, table="variants")
 
 
 def report_losses(run, children):
@@ -187,9 +187,8 @@ def report_losses(run, children):
     rows = comparison_rows(results)
     run.write_table("comparison", rows)
     run.write_csv("history.csv", stacked_history(children, {n: {"loss_function": m["loss"]}
-                                                                    for n, m in by_child.items()}))
-    chosen = max(results, key=lambda name: results[name]["best"][MONITOR])
-    keep_file(run, Path(children[chosen.replace("+", "_")]) / "model.keras")
+                                                            for n, m in by_child.items()}))
+    chosen = by_child[keep_winner(run, children, by_child, lambda m: m["best"][MONITOR])]["loss"]
     first = next(iter(results.values()))
     return {**{k: results[chosen][k] for k in ("monitor", "best", "final", "epochs_run")},
             "chosen_by_validation": chosen, "compare": rows, "variants": results, "weights": first.get("weights"),

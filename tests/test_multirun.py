@@ -18,8 +18,9 @@ from labkit.cli import main
 from labkit.data.split import grouped_stratified_split, kfold_indices, train_val_split
 from labkit.data.synthetic import xray_dataset
 from labkit.errors import LabkitInputError
+from labkit.multirun.tables import keep_winner
 from labkit.multirun.variants import parse_sweep, plan, without_flags
-from labkit.run_folder import read_csv
+from labkit.run_folder import RunFolder, read_csv
 
 TINY = ["--img-size", "16", "--epochs", "1", "--base", "2", "--batch-size", "4", "--quiet"]
 
@@ -253,3 +254,19 @@ def test_labkit_compare_rebuilds_the_table_from_the_run_folders(resumed_sweep, t
     assert main(["compare", str(tmp_path / "nothing")]) == 2  # the console script's function, in-process
     stderr = capsys.readouterr().err
     assert stderr.startswith("error: ") and "no finished run" in stderr and stderr.count("\n") == 1
+
+
+def test_keep_winner_picks_the_highest_score_first_on_a_tie_and_keeps_its_model(tmp_path):
+    children = {}
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.keras").write_text(f"model {name}")
+        children[name] = tmp_path / name
+    models = {"a": {"best": {"val_f1": 0.5}}, "b": {"best": {"val_f1": 0.9}}, "c": {"best": {"val_f1": 0.9}}}
+    run = RunFolder(tmp_path / "parent")
+    run.path.mkdir()
+    assert keep_winner(run, children, models, lambda m: m["best"]["val_f1"]) == "b"
+    assert (run.path / "model.keras").read_text() == "model b"
+    tie_broken = lambda m: (m["best"]["val_f1"], m is models["c"])  # noqa: E731
+    assert keep_winner(run, children, models, tie_broken) == "c"
+    assert (run.path / "model.keras").read_text() == "model c"

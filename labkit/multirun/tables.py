@@ -246,3 +246,22 @@ def keep_file(run, source, name="model.keras"):
             shutil.copyfile(source, tmp)
 
     return atomic_write(run.file(name), place)
+
+
+def keep_winner(run, children, models, score):
+    """The winner of a preset's report, and its model kept: the child whose `score` (a function of its
+    ``metrics.json``; validation numbers, never test numbers) is highest, first in order on a tie. Its
+    ``model.keras`` becomes the parent's (`keep_file`).
+
+    Args:
+        run: the parent `RunFolder`.
+        children: ``{name: child path}``.
+        models: ``{name: metrics.json content}`` of the same children (`child_metrics`).
+        score: ``score(metrics) -> number or tuple``.
+
+    Returns:
+        The winner's name.
+    """
+    winner = max(models, key=lambda name: score(models[name]))
+    keep_file(run, Path(children[winner]) / "model.keras")
+    return winner
