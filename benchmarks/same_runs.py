@@ -71,13 +71,14 @@ def without_volatile(value):
 
 
 def readable(path):
-    """A text file as comparable data: JSON parsed, CSV as rows, Markdown/text as lines (timings dropped)."""
+    """A text file as comparable data: JSON parsed, CSV as rows, Markdown as lines without timing columns, other
+    text as it is."""
     text = path.read_text()
     if path.suffix == ".json":
         return without_volatile(json.loads(text))
     if path.suffix == ".csv":
         return without_volatile(list(csv.DictReader(io.StringIO(text))))
-    return text if path.name != "comparison.md" else without_timing_columns(text)
+    return without_timing_columns(text) if path.suffix == ".md" else text
 
 
 def without_timing_columns(text):
@@ -86,7 +87,7 @@ def without_timing_columns(text):
     lines, timing = [], set()
     for line in text.splitlines():
         cells = line.split("|")
-        if "seconds" in line:  # a header row: remember which cells hold times
+        if line.startswith("|") and "seconds" in line:  # a header row: remember which cells hold times
             timing = {i for i, cell in enumerate(cells) if "seconds" in cell}
         lines.append("|".join(c for i, c in enumerate(cells) if i not in timing) if line.startswith("|") else line)
     return lines
