@@ -77,16 +77,19 @@ def readable(path):
     if path.suffix == ".json":
         return without_volatile(json.loads(text))
     if path.suffix == ".csv":
-        return without_volatile(list(csv.DictReader(io.StringIO(text))))
+        rows = without_volatile(list(csv.DictReader(io.StringIO(text))))
+        return [row for row in rows if not any("seconds" in str(value) for value in row.values())]  # rows of times
     return without_timing_columns(text) if path.suffix == ".md" else text
 
 
 def without_timing_columns(text):
     """A Markdown table's lines without its timing columns (a header cell naming seconds, and that cell of every
-    row), so two runs that trained at different speeds compare equal."""
+    row) and rows (led by a cell naming seconds), so two runs that trained at different speeds compare equal."""
     lines, timing = [], set()
     for line in text.splitlines():
         cells = line.split("|")
+        if line.startswith("|") and "seconds" in cells[1]:  # a row of times (a side-by-side table's "seconds" row)
+            continue
         if line.startswith("|") and "seconds" in line:  # a header row: remember which cells hold times
             timing = {i for i, cell in enumerate(cells) if "seconds" in cell}
         lines.append("|".join(c for i, c in enumerate(cells) if i not in timing) if line.startswith("|") else line)
