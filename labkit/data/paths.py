@@ -11,13 +11,13 @@ Course code names folders in two ways, and both must work:
 
 `find_path` and `resolve_path` take a base folder (`data_dir`) and a name and look in at most two places:
 
-1. the name **as it stands** first when it is absolute, or when it leads into the base from outside it: its
-   leading components spell the base (``Data/CT/Image/`` under ``Data/CT``; ``./Data/CT`` and ``Data/CT/`` are the
+1. the name **as it stands** (the only place when it is absolute) first when it leads into the base from outside
+   it: its leading components spell the base (``Data/CT/Image/`` under ``Data/CT``; ``./Data/CT`` and ``Data/CT/`` are the
    same base), or it reaches the base's folder from the working directory (``Data/CT/Image`` under
    ``/home/me/lab5/Data/CT``, run from ``/home/me/lab5``);
 2. otherwise **base / name** first, then the name as it stands (from the working directory).
 
-The first that exists wins. So when a relative name exists both under the base and in the working directory, the
+Two spellings of one folder count once, and the first that exists wins. So when a relative name exists both under the base and in the working directory, the
 reading the course code meant is taken: a bare subfolder name (``"Image"``) is the data folder's subfolder, never a
 stray ``Image/`` next to the notebook; a path that already holds the base is taken as it stands, never doubled
 (``Data/CT/Data/CT/Image``). Trailing separators, ``str``, `pathlib.Path` and any `os.PathLike` are all fine, and a
@@ -58,14 +58,17 @@ def holds_base(base, name):
 
 
 def candidates(base, name):
-    """The paths `name` may mean under `base`, most likely first (see the module docstring), without duplicates."""
+    """The paths `name` may mean under `base`, most likely first (see the module docstring), each folder once."""
     name = as_path(name)
     if base is None or os.fspath(base) == "" or name.is_absolute():
         return [name]
     base = as_path(base)
     joined = base / name
     order = [name, joined] if holds_base(base, name) else [joined, name]
-    return list(dict.fromkeys(order))
+    unique = {}
+    for path in order:  # "../D/../D/Image" is "../D/Image"; "Image" from inside the base is "base/Image"
+        unique.setdefault(os.path.abspath(path), path)
+    return list(unique.values())
 
 
 def find_path(base, name, kind="folder"):
