@@ -297,6 +297,7 @@ FLAT_CALLS = [
     ("another working directory: ../", "notebooks", lambda root, s: f"../Data/Lab1/Skin/{s}/", os.listdir),
     ("./ file paths", "Data/Lab1/Skin/train", lambda root, s: "." if s == "train" else "../test",
      lambda folder: [os.path.join(folder, n) for n in os.listdir(folder)]),
+    ("os.scandir entries", ".", lambda root, s: f"Data/Lab1/Skin/{s}/", lambda folder: list(os.scandir(folder))),
     ("~ folder, os.listdir of its expansion", "notebooks", lambda root, s: f"~/Data/Lab1/Skin/{s}/",
      lambda folder: os.listdir(os.path.expanduser(folder))),
     ("~ folder, ~ file paths", "notebooks", lambda root, s: Path("~/Data/Lab1/Skin") / s,
@@ -356,10 +357,18 @@ def test_one_seed_gives_one_order_whatever_the_listing_order(course_tree):
     ("Data/Nevus_study/Mel_3.png", 0),  # only the file name counts: the folder holds the other pattern
     (Path("Data/Melanoma/Nev_1.png"), 1),
     ("/abs/Mel_only/Nev_1.png", 1),
+    ("~/Mel_only/Nev_1.png", 1),
 ])
 def test_gen_labels_reads_the_file_name_of_a_path(name, label):
     assert gen_labels(name, "Mel", "Nev").tolist() == [label]
     assert gen_labels_multiclass(name, ["Mel", "Nev"]).tolist() == [label]
+
+
+def test_gen_labels_reads_the_file_name_of_an_os_scandir_entry(course_tree):
+    """``for entry in os.scandir(folder)``: the entry's name, not its repr (``<DirEntry 'Mel_1.png'>``)."""
+    entries = sorted(os.scandir("Data/Lab1/Skin/train"), key=lambda entry: entry.name)
+    labels = [gen_labels_multiclass(e, ["DirEntry", "Mel", "Nev"]).tolist() for e in entries if e.name[0] in "MN"]
+    assert labels == [[1], [1], [1], [2], [2]]
 
 
 # --- Lab 2 class folders: get_length and pretrain_data_label -------------------------------------------------------
