@@ -66,3 +66,24 @@ def predict_volume(model, volume, patch, overlap=0.5, blend="gaussian", batch_si
     """
     predict = lambda batch: np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(batch)), np.float32)  # noqa
     return sliding_window_inference(volume, predict, patch, overlap, blend, batch_size=batch_size)
+
+
+def set_model_precision(model, precision):
+    """Compute a loaded model in another dtype policy (``--precision`` of ``labkit predict``/``evaluate``).
+
+    A saved model keeps the policy it was trained with in every layer, so the global policy does not reach it; this
+    sets each layer's policy (weights stay float32 in every policy) and drops the traced predict function.
+    `precision` is a ``--precision`` name (`labkit.runtime.PRECISIONS`); None keeps the model as trained.
+
+    Returns:
+        The policy name now in effect (None when unchanged).
+    """
+    from labkit.runtime import resolve_precision
+
+    if precision is None:
+        return None
+    policy = resolve_precision(precision)
+    for layer in model._flatten_layers(include_self=True):
+        layer.dtype_policy = policy
+    model.predict_function = None
+    return policy

@@ -23,6 +23,7 @@ from labkit.progress import progress
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".h5", ".hdf5")
 PROBABILITY_FORMATS = ("png", "npy")
 OVERLAY_IMAGES = 4
+UA_MT_FILE = "mri_norm2.h5"
 
 
 def _is_volume(path):
@@ -45,8 +46,9 @@ def list_inputs(inputs, volumes=False):
     Raises:
         LabkitInputError: a path that does not exist, or no file to predict at all.
     """
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     files = []
-    for item in [inputs] if isinstance(inputs, (str, Path)) else inputs:
+    for item in inputs:
         item = Path(item)
         require(item.exists(), f"input not found: {item}")
         if item.is_file():
@@ -62,9 +64,9 @@ def list_inputs(inputs, volumes=False):
 
 
 def output_names(files):
-    """One output name per input file: its stem, or ``<folder>_<stem>`` when stems repeat (UA-MT cases are all
-    ``mri_norm2.h5``)."""
-    stems = [_stem(f) for f in files]
+    """One output name per input file: its stem (a UA-MT ``<case>/mri_norm2.h5``: the case, as labkit names its
+    cases), or ``<folder>_<stem>`` when stems repeat."""
+    stems = [Path(f).parent.name if Path(f).name == UA_MT_FILE else _stem(f) for f in files]
     return [f"{Path(f).parent.name}_{s}" if stems.count(s) > 1 else s for f, s in zip(files, stems)]
 
 
