@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.errors import require
-from labkit.runs import RunFolder
+from labkit.errors import LabkitInputError, require
+from labkit.runs import MANIFEST, RunFolder
 
 EVALUATIONS = "evaluations"
 
@@ -27,7 +27,7 @@ def output_folder(run, data_dir, out=None):
     """The `RunFolder` of an evaluation: `out`, or ``<run>/evaluations/<data folder name>/``; an earlier
     evaluation there is replaced (only files labkit wrote; anything else stops with one line)."""
     if out is None:
-        RunFolder.create(run.path / EVALUATIONS, overwrite=True)  # keeps its children; gives evaluations/ a manifest
+        RunFolder.create(run.path / EVALUATIONS)  # a manifest of its own (kept, with its children, when there)
         out = run.path / EVALUATIONS / (Path(data_dir).resolve().name or "data")
     return RunFolder.create(out, overwrite=True)
 
@@ -212,6 +212,13 @@ def evaluate_volumes(run, data_dir, folder, batch_size=4, threshold=None, overla
             "inference": "centre" if centre else "sliding", **summary}, "dice"
 
 
+def _remove_if_empty(folder):
+    """Remove an evaluation folder that holds nothing but its manifest (its evaluation stopped on bad input)."""
+    if {p.name for p in folder.path.iterdir()} <= {MANIFEST}:
+        (folder.path / MANIFEST).unlink(missing_ok=True)
+        folder.path.rmdir()
+
+
 def evaluate(run, data_dir, out=None, batch_size=8, threshold=None, overlap=None):
     """Score `run` (a `labkit.trained.TrainedRun`) on the held-out folder `data_dir`.
 
@@ -226,12 +233,16 @@ def evaluate(run, data_dir, out=None, batch_size=8, threshold=None, overlap=None
     data_dir = Path(data_dir)
     require(data_dir.is_dir(), f"--data-dir {data_dir}: folder not found")
     folder = output_folder(run, data_dir, out)
-    if run.kind == "volume":
-        scores, headline = evaluate_volumes(run, data_dir, folder, min(int(batch_size), 4), threshold, overlap)
-    elif run.kind == "classification":
-        scores, headline = evaluate_classification(run, data_dir, folder, int(batch_size))
-    else:
-        scores, headline = evaluate_segmentation(run, data_dir, folder, int(batch_size), threshold)
+    try:
+        if run.kind == "volume":
+            scores, headline = evaluate_volumes(run, data_dir, folder, min(int(batch_size), 4), threshold, overlap)
+        elif run.kind == "classification":
+            scores, headline = evaluate_classification(run, data_dir, folder, int(batch_size))
+        else:
+            scores, headline = evaluate_segmentation(run, data_dir, folder, int(batch_size), threshold)
+    except LabkitInputError:
+        _remove_if_empty(folder)
+        raise
     metrics = {"run": str(run.path), "data_dir": str(data_dir), "headline": headline, "test": scores,
                "training": {"monitor": run.metrics.get("monitor"), "best": run.metrics.get("best")}}
     folder.write_json("metrics.json", metrics)
