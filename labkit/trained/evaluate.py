@@ -109,8 +109,9 @@ def evaluate_segmentation(run, data_dir, folder, batch_size=8, threshold=None):
 
 def labelled_files(run, data_dir):
     """``(paths, labels)`` of a held-out folder for a classifier: class subfolders (Lab 2 layout, named as the
-    run's classes), Lab 1's flat folder (class from the file name), or a whole course set folder (its validation
-    split, as the lab validated)."""
+    run's classes), Lab 1's flat folder (class from the file name), a whole course set folder (its validation
+    split, as the lab validated), HAM10000 (every labelled image) or ISIC 2018 Task 3 (its test split, else
+    validation, else training)."""
     from labkit.classification_lab import COURSE_SETS, find_labelled_set
     from labkit.data.layouts import subfolders
     from labkit.data.layouts.filename_labels import list_labelled_files
@@ -120,6 +121,9 @@ def labelled_files(run, data_dir):
     require(folder.is_dir(), f"--data-dir {folder}: folder not found")
     dataset = run.settings.get("dataset")
     inner = {name.lower() for name in subfolders(folder)}
+    skin_lesions = lesion_files(folder)
+    if skin_lesions is not None:
+        return skin_lesions
     if dataset in COURSE_SETS and ("train" in inner or COURSE_SETS[dataset][0].lower() in inner):
         _, val, _ = find_labelled_set(folder, dataset)
         return list(val.paths), list(val.labels)
@@ -128,6 +132,22 @@ def labelled_files(run, data_dir):
         return list(split.paths), list(split.labels)
     patterns = COURSE_SETS[dataset][2] if dataset in COURSE_SETS else classes
     return list_labelled_files(folder, patterns)
+
+
+def lesion_files(folder):
+    """``(paths, labels)`` of a HAM10000 or ISIC 2018 Task 3 folder (the ResNet50 lab's layouts), or None."""
+    from labkit.data.layouts.isic2018 import ham10000_folders, ham10000_images, isic2018_images, task3_files
+
+    parts, metadata = ham10000_folders(folder)
+    if parts and metadata is not None:
+        images = ham10000_images(folder)
+        return list(images.paths), [int(label) for label in images.labels]
+    found = task3_files(folder)
+    split = next((s for s in ("test", "val", "train") if s in found), None)
+    if split is None:
+        return None
+    images = isic2018_images(*found[split])
+    return list(images.paths), [int(label) for label in images.labels]
 
 
 def evaluate_classification(run, data_dir, folder, batch_size=8):
