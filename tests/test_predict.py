@@ -195,3 +195,17 @@ def test_a_run_whose_config_lacks_a_setting_gets_one_line_naming_it(runs, tmp_pa
     assert code == 2 and "'overlap'" in err and "--overlap" in err and err.count("\n") == 1
     code, _, err = labkit_command(["predict", old, volume, "--out", tmp_path / "o", "--overlap", "0.5"], capsys)
     assert code == 0, err
+
+
+@pytest.mark.parametrize("name", ["model.keras", "unet.h5"])
+def test_a_model_saved_by_plain_course_code_predicts_without_config(tmp_path, capsys, name):
+    model = labkit.get_unet((32, 32, 1), base=2)
+    model.save(tmp_path / name)
+    image = (np.random.default_rng(0).random((40, 24)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "scan.png"), image)
+    code, _, err = labkit_command(["predict", tmp_path / name, tmp_path / "scan.png", "--out", tmp_path / "o",
+                                   "--probabilities", "npy"], capsys)
+    assert code == 0, err
+    stored = np.load(tmp_path / "o" / "scan_prob.npy")
+    expected = tf.image.resize(model.predict_on_batch(grey_at(tmp_path / "scan.png", 32))[0], (40, 24)).numpy()
+    assert stored.shape == (40, 24, 1) and np.abs(stored - expected).max() < 1e-5
