@@ -209,3 +209,24 @@ def test_a_model_saved_by_plain_course_code_predicts_without_config(tmp_path, ca
     stored = np.load(tmp_path / "o" / "scan_prob.npy")
     expected = tf.image.resize(model.predict_on_batch(grey_at(tmp_path / "scan.png", 32))[0], (40, 24)).numpy()
     assert stored.shape == (40, 24, 1) and np.abs(stored - expected).max() < 1e-5
+
+
+def test_precision_flag_recomputes_a_mixed_precision_model_in_float32(tmp_path):
+    from labkit.inference import predict_arrays, set_model_precision
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    trained = labkit.get_unet((16, 16, 1), base=2)
+    keras.mixed_precision.set_global_policy("float32")
+    trained.save(tmp_path / "model.keras")
+    run = labkit.load_run(tmp_path)
+    images = np.random.default_rng(1).random((3, 16, 16, 1)).astype(np.float32)
+    as_trained = predict_arrays(run.model, images)
+    reference = keras.Model.from_config(run.model.get_config())  # float32 policy everywhere, same weights
+    for layer in reference._flatten_layers():
+        layer.dtype_policy = "float32"
+    reference = keras.Model.from_config(reference.get_config())
+    reference.set_weights(run.model.get_weights())
+    assert set_model_precision(run.model, "float32") == "float32"
+    in_float32 = predict_arrays(run.model, images)
+    assert np.abs(in_float32 - predict_arrays(reference, images)).max() < 1e-6
+    assert np.abs(in_float32 - as_trained).max() > 1e-5  # bfloat16 arithmetic did differ

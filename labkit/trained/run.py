@@ -308,5 +308,7 @@ def load_run(run_dir, **overrides):
         raise LabkitInputError(f"{folder / 'history.csv'}: unreadable ({type(exc).__name__})") from None
     model = load_model_safely(model_file, folder)
     settings = config.get("settings") if isinstance(config.get("settings"), dict) else {}
+    require(settings.get("method") != "bottleneck", f"{folder}: a bottleneck run (Lab 4 Task 1) classifies VGG16 "
+            "features, not images: predict and evaluate take its scratch runs (--method scratch)")
     family = lab_family({**settings, **overrides}, len(model.output_shape))
     return TrainedRun(folder, model, config, history, metrics, family, dict(overrides))
