@@ -107,6 +107,16 @@ def test_lab5_left_right_labels_are_the_argmax_in_the_course_grey_levels(runs, t
         assert labels.shape == (32, 32) and set(np.unique(labels)) <= {0, 156, 250}
         outputs = run.model.predict_on_batch(labkit.load_image(path, 32, 32)[None])[0]
         assert np.array_equal(labels, np.array([0, 250, 156], np.uint8)[np.asarray(outputs).argmax(-1)])
+    # evaluate on the run's validation slices gives the Dice of each lung the lab reported, exactly
+    for sub in ("Image", "Mask"):
+        (tmp_path / "val" / sub).mkdir(parents=True)
+        for row in read_csv(runs["lab5"] / "split.csv"):
+            if row["split"] == "val":
+                shutil.copy(runs["ct"] / sub / row["item"], tmp_path / "val" / sub / row["item"])
+    tested = run.evaluate(tmp_path / "val", out=tmp_path / "evaluation")["test"]
+    validation = json.loads((runs["lab5"] / "metrics.json").read_text())["validation"]
+    for key in ("dice_left", "dice_right", "dice_mean"):
+        assert tested[key]["mean"] == pytest.approx(validation[key]["mean"], abs=1e-12), key
 
 
 @pytest.mark.slow
@@ -195,6 +205,10 @@ def test_a_run_whose_config_lacks_a_setting_gets_one_line_naming_it(runs, tmp_pa
     assert code == 2 and "'overlap'" in err and "--overlap" in err and err.count("\n") == 1
     code, _, err = labkit_command(["predict", old, volume, "--out", tmp_path / "o", "--overlap", "0.5"], capsys)
     assert code == 0, err
+    config["settings"]["overlap"] = "__import__('os')"  # a config.json value is data, never code
+    (old / "config.json").write_text(json.dumps(config))
+    code, _, err = labkit_command(["predict", old, volume, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "not a number" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("name", ["model.keras", "unet.h5"])

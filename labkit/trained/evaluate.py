@@ -206,12 +206,12 @@ def evaluate_volumes(run, data_dir, folder, batch_size=4, threshold=None, overla
     from labkit.plots import volume_slices
 
     threshold = run.threshold if threshold is None else float(threshold)
-    overlap = float(overlap if overlap is not None else run.setting("overlap", flag="overlap"))
+    overlap = float(overlap) if overlap is not None else run.number("overlap")
     blend = run.settings.get("blend", "gaussian")
     require(blend in BLENDS, f"{run.path}/config.json: unknown blend {blend!r}")
     centre = run.settings.get("inference") == "centre"
     cases = volume_cases(data_dir)
-    spacing = run.settings.get("spacing")
+    spacing = run.spacing
     images, references, predictions = [], [], []
     for case in cases:
         image, label = case.image, case.label
@@ -221,7 +221,7 @@ def evaluate_volumes(run, data_dir, folder, batch_size=4, threshold=None, overla
         images.append(image)
         references.append(label)
         predictions.append(probability > threshold)
-    spacings = [c.spacing or (tuple(float(s) for s in spacing) if spacing else None) for c in cases]
+    spacings = [c.spacing or spacing for c in cases]
     names = [c.name for c in cases]
     rows, summary = score_volumes(predictions, references, spacings, names)
     folder.write_csv("per_item.csv", rows)

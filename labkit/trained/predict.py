@@ -244,7 +244,7 @@ def predict_volumes(run, files, out, threshold=None, probabilities=None, batch_s
     from labkit.inference import predict_volume
 
     threshold = run.threshold if threshold is None else float(threshold)
-    overlap = float(overlap if overlap is not None else run.setting("overlap", flag="overlap"))
+    overlap = float(overlap) if overlap is not None else run.number("overlap")
     blend = run.settings.get("blend", "gaussian")
     from labkit.data.patches import BLENDS
 

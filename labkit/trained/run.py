@@ -134,6 +134,27 @@ class TrainedRun:
                                    f"version?); give it with --{flag or key.replace('_', '-')}")
         return value
 
+    def number(self, key, default=None, flag=None):
+        """A numeric setting (`setting`), checked to be a number: a value of another type is one line naming it."""
+        value = self.setting(key, default, flag)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise LabkitInputError(f"{self.path}/config.json: setting {key!r} is {value!r}, not a number") from None
+
+    @property
+    def spacing(self):
+        """The run's ``--spacing`` (voxel size in mm for volumes without one), or None."""
+        value = self.settings.get("spacing")
+        if value is None:
+            return None
+        try:
+            spacing = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            spacing = ()
+        require(len(spacing) == 3, f"{self.path}/config.json: setting 'spacing' is {value!r}, not three numbers")
+        return spacing
+
     @property
     def kind(self):
         """``segmentation`` (2D), ``volume`` (3D) or ``classification``."""
@@ -174,7 +195,7 @@ class TrainedRun:
     def threshold(self):
         """The probability above which a pixel is foreground: the run's ``threshold`` setting, else 0.5 (the Dice
         threshold every lab reports)."""
-        return float(self.settings.get("threshold") or 0.5)
+        return self.number("threshold", 0.5) if self.settings.get("threshold") is not None else 0.5
 
     @property
     def n_outputs(self):
