@@ -244,3 +244,22 @@ def test_precision_flag_recomputes_a_mixed_precision_model_in_float32(tmp_path):
     in_float32 = predict_arrays(run.model, images)
     assert np.abs(in_float32 - predict_arrays(reference, images)).max() < 1e-6
     assert np.abs(in_float32 - as_trained).max() > 1e-5  # bfloat16 arithmetic did differ
+
+
+def test_a_lesion_segmenter_with_logits_gives_sigmoid_probabilities_of_rgb_images(tmp_path):
+    # the MobileNet lab's runs output logits from RGB input (its decoder setting names the family)
+    inputs = keras.Input((16, 16, 3))
+    logits = keras.layers.Conv2D(1, 3, padding="same")(inputs)  # a linear last layer: logits
+    model = keras.Model(inputs, logits)
+    model.save(tmp_path / "model.keras")
+    (tmp_path / "config.json").write_text(json.dumps({"settings": {"decoder": "unet", "channels": 3}}))
+    colour = (np.random.default_rng(2).random((20, 28, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "lesion.png"), colour)
+    run = labkit.load_run(tmp_path)
+    assert run.family == "mobilenet" and run.from_logits and run.channels == 3
+    result = run.predict(tmp_path / "lesion.png")[0]
+    rgb = tf.image.resize(colour[..., ::-1].astype(np.float32) / 255.0, (16, 16))[None]  # OpenCV wrote BGR
+    expected = tf.image.resize(tf.sigmoid(model.predict_on_batch(rgb)[0]), (20, 28)).numpy()
+    assert result["probabilities"].shape == (20, 28, 1)
+    assert np.abs(result["probabilities"] - expected).max() < 1e-5
+    assert np.array_equal(result["mask"] > 0, result["probabilities"][..., 0] > 0.5)

@@ -74,7 +74,7 @@ def _readable(run, files, skip_bad_files, read):
     """``[(file, value)]`` of the files `read` accepts; a bad file stops with its one-line error, or with
     `skip_bad_files` is listed on screen and left out."""
     kept = []
-    for path in files:
+    for path in progress(files, desc="reading", unit="file"):
         try:
             kept.append((path, read(path)))
         except LabkitInputError as exc:
