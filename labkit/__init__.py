@@ -49,6 +49,7 @@ from labkit.models import (  # noqa: E402
     vgg16_model,
 )
 from labkit.plots import loss_accuracy_plot, loss_dice_plot, loss_dice_precision_recall_plot  # noqa: E402
+from labkit.trained import TrainedRun, load_run  # noqa: E402
 
 __all__ = [
     # losses, metrics and evaluation
@@ -64,4 +65,6 @@ __all__ = [
     # training, plots, explanations, errors
     "LabkitInputError", "grad_cam", "loss_accuracy_plot", "loss_dice_plot", "loss_dice_precision_recall_plot",
     "train_unet",
+    # using a finished run (predict, evaluate, grade)
+    "TrainedRun", "load_run",
 ]

@@ -595,7 +595,12 @@ def main(argv=None):
     compare.add_argument("--out", type=Path, help="where comparison.csv/.md/.png and metrics.json go (default: "
                          "runs/compare-<timestamp>)")
     compare.error = parser.error
+    from labkit.trained import commands as trained
+
+    trained.add_commands(commands, parser.error)  # labkit predict / labkit evaluate
     args = parser.parse_args(argv)
+    if args.command in trained.COMMANDS:
+        return trained.run(args)
     try:
         summaries = [summarize_run(p) for p in args.runs]
         names = [s["name"] for s in summaries]

@@ -716,3 +716,22 @@ def augmentation_preview(image, transformed, augmented, augment_title="random au
         axis.axis("off")
     grid.suptitle(augment_title)
     return _finish(figure, save_to, title)
+
+
+def prediction_overlays(paths, masks, title=None, save_to=None):
+    """Image files with the outline of their predicted masks (``labkit predict``'s ``overlay.png``).
+
+    Args:
+        paths: image files; masks: one mask per file at the file's size (nonzero = foreground; several values =
+            several structures, each outlined in its own colour).
+    """
+    from labkit.data.io import read_scaled
+
+    figure = Figure(figsize=(3 * len(paths), 3.2), layout="constrained")
+    axes = figure.subplots(1, len(paths), squeeze=False)
+    colours = ("tab:red", "tab:cyan", "tab:orange", "tab:green")
+    for axis, path, mask in zip(axes[0], paths, masks):
+        _show(axis, read_scaled(path), Path(path).name)
+        for index, value in enumerate(v for v in np.unique(mask) if v):
+            _outline(axis, mask == value, colours[index % len(colours)])
+    return _finish(figure, save_to, title)

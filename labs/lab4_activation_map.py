@@ -30,9 +30,10 @@ from labkit.data.split import refold_class_splits
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.gradcam import activation_map_figure, grad_cam
 from labkit.history import summarize
+from labkit.inference import collect_predictions
 from labkit.models.classic import vgg16_model
 from labkit.runtime import distribute
-from labkit.training import collect_predictions, compile_model, fit, learning_rate_schedule, steps_per_epoch
+from labkit.training import compile_model, fit, learning_rate_schedule, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 import numpy as np

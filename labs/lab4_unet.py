@@ -19,10 +19,11 @@ from labkit.data import check_readable, find_xray_pairs, segmentation_dataset, s
 from labkit.data.split import train_val_split
 from labkit.evaluation import mean_std, per_image_scores
 from labkit.history import summarize
+from labkit.inference import collect_predictions
 from labkit.plots import segmentation_samples
 from labkit.runtime import distribute
 from labkit.tensorboard import SegmentationImages
-from labkit.training import collect_predictions, compile_model, fit, learning_rate_schedule, steps_per_epoch
+from labkit.training import compile_model, fit, learning_rate_schedule, steps_per_epoch
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 

@@ -14,7 +14,7 @@ from labkit.data import segmentation_dataset
 from labkit.data.synthetic import xray_dataset
 from labkit.evaluation import per_image_scores
 from labkit.runs import read_csv
-from labkit.training import collect_predictions
+from labkit.inference import collect_predictions
 
 TINY = ["--img-size", "32", "--epochs", "2", "--base", "4", "--batch-size", "4", "--quiet"]
 

@@ -34,7 +34,7 @@ def evaluate_segmenter(model, dataset, names=None, from_logits=False, threshold=
         >>> result = evaluate_segmenter(best, test, names, from_logits=True)
         >>> mean_std(result["scores"], ("dice", "jaccard"))
     """
-    from labkit.training import collect_predictions
+    from labkit.inference import collect_predictions
 
     images, masks, outputs = collect_predictions(model, dataset)
     probabilities = outputs.astype(np.float32)
