@@ -742,8 +742,8 @@ def series_prediction_figure(values, predicted, history_values=None, dates=None,
     axis.plot(days, values, color="tab:blue", label="validation series")
     axis.plot(days, predicted, color="tab:orange", label="prediction (from the previous days)")
     if dates is not None and len(dates) == len(values):
-        ticks = np.unique(np.linspace(0, len(values) - 1, min(6, len(values))).round().astype(int))
-        axis.set_xticks(ticks, [dates[i] for i in ticks], fontsize="small")
+        ticks = np.unique(np.linspace(0, len(values) - 1, min(5, len(values))).round().astype(int))
+        axis.set_xticks(ticks, [dates[i] for i in ticks], fontsize="small", rotation=30, ha="right")
     axis.set(xlabel="day", ylabel="value")
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small")

@@ -3,7 +3,7 @@
 Each bundle is a family of curved streamlines around a centre line rising from the brainstem to the cortex and
 fanning out on the way; ``CST_left`` bends to the left (x < 0), ``CST_right`` is its mirror image, further bundles
 (``bundle_3``, …) rise at other angles. Every subject shifts and scales its bundles (head position and size;
-left-right shifts of about 12 mm), so where a point lies tells less than how the streamline bends; streamlines
+left-right shifts of about 5 mm), so where a point lies tells less than how the streamline bends; streamlines
 start and stop at different heights and have 20–60 points.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 from labkit.data.layouts.tractography import COURSE_BUNDLES, COURSE_TRAIN_SUBJECTS, COURSE_VAL_SUBJECTS
 from labkit.data.synthetic.common import default_data_home, write_once
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 4
 
 
 def bundle_centre(t, side, tilt=0.0):
@@ -74,7 +74,7 @@ def tract_dataset(subjects=COURSE_TRAIN_SUBJECTS + COURSE_VAL_SUBJECTS, bundles=
         rng = np.random.default_rng(seed)
         for subject in subjects:
             (folder / subject).mkdir(parents=True)
-            shift, scale = rng.normal(0, [12, 6, 4]), rng.uniform(0.9, 1.1)
+            shift, scale = rng.normal(0, [5, 4, 3]), rng.uniform(0.9, 1.1)
             for index, bundle in enumerate(bundles):
                 side, tilt = bundle_shape(index)
                 lines = [streamline(rng, side, tilt, shift, scale) for _ in range(n_streamlines)]
