@@ -265,6 +265,27 @@ def test_a_sweep_over_the_units_trains_and_compares_two_variants(lab_runner, tmp
         assert child["units"] == units and (out / f"units={units}" / "metrics.json").is_file()
 
 
+@pytest.mark.slow
+def test_a_killed_and_resumed_streamline_run_ends_as_the_uninterrupted_one(tmp_path, capsys, tracts_dir):
+    # shuffled padded batches, dropout behind a mask, a bidirectional layer: killed at the end of epoch 2 (before
+    # its record: the run keeps epoch 1), resumed
+    from conftest import CrashAt, load_lab, run_lab_inprocess
+
+    lab = load_lab("lab6_streamlines")
+    argv = ["--data-dir", str(tracts_dir), *TRACTS, "--epochs", "2", "--deterministic", "--precision", "float32"]
+    assert run_lab_inprocess(lab, [*argv, "--out", str(tmp_path / "whole")], capsys)[0] == 0
+    fit = lab.fit
+    lab.fit = lambda *args, **options: fit(*args, **{**options, "callbacks": [CrashAt(2)]})
+    assert run_lab_inprocess(lab, [*argv, "--out", str(tmp_path / "killed")], capsys)[0] == 130
+    lab.fit = fit
+    assert [row["epoch"] for row in read_csv(tmp_path / "killed" / "history.csv")] == [1]
+    assert run_lab_inprocess(lab, [*argv, "--out", str(tmp_path / "killed"), "--resume"], capsys)[0] == 0
+    drop_seconds = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    assert drop_seconds(read_csv(tmp_path / "killed" / "history.csv")) == \
+        drop_seconds(read_csv(tmp_path / "whole" / "history.csv"))
+    assert (tmp_path / "killed" / "predictions.csv").read_text() == (tmp_path / "whole" / "predictions.csv").read_text()
+
+
 # --- bad input: one line naming the file, exit code 2 --------------------------------------------------------------
 
 
