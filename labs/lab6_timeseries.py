@@ -47,10 +47,6 @@ DEMO_TEXT = ("embedded synthetic series ({n_train} training and {n_val} validati
              "{layers} LSTM layers of {units} units, {epochs} epochs.")
 FULL_COURSE_COMMAND = "python labs/lab6_timeseries.py --data-dir /path/to/Lab5 (100 epochs)"
 MONITOR = "val_loss"
-#: `--precision auto` trains this lab in float32 where it would pick a mixed policy (see `labkit.cli.begin`).
-AUTO_AVOIDS = {policy: "the LSTM state and the small day-to-day changes of a [0, 1]-scaled series need more than "
-               "16-bit floats' 3 significant digits; --precision " + policy + " still uses it"
-               for policy in ("mixed_bfloat16", "mixed_float16")}
 
 
 def parse_args(argv=None):
@@ -66,8 +62,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     # Settings: explicit flags, then the demo profile (embedded data only), then the course defaults.
-    settings, run = cli.begin(main, argv, "lab6_timeseries", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND,
-                              auto_avoids=AUTO_AVOIDS)
+    settings, run = cli.begin(main, argv, "lab6_timeseries", parse_args, COURSE, DEMO, DEMO_TEXT, FULL_COURSE_COMMAND)
     if run is None:  # --sweep / --folds: labkit.compare ran this main once per variant and fold, then compared them
         return
 
@@ -112,8 +107,9 @@ def main(argv=None):
     # Figures, then metrics.json last: its presence marks a finished run.
     title = f"{settings.layers}×LSTM({settings.units}), window {settings.window}"
     run.save_figure("curves.png", plot_history(history, ("loss", "mean_absolute_error"), title, monitor=MONITOR))
-    run.save_figure("prediction.png", series_prediction_figure(val_series, predicted, train_series[-3 * settings.window:],
-                                                               val_dates, title=f"{title}: validation {settings.column}"))
+    tail = train_series[-3 * settings.window:]  # the training days before, for context
+    run.save_figure("prediction.png", series_prediction_figure(val_series, predicted, tail, val_dates,
+                                                               title=f"{title}: validation {settings.column}"))
     run.write_json("metrics.json", metrics)
     print(f"best epoch {metrics['best']['epoch']}: val_loss {metrics['best'][MONITOR]:.5f}; validation MAE "
           f"{validation['mae']:.3f} (repeating the previous day: {validation['persistence_mae']:.3f}), RMSE "

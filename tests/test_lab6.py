@@ -222,7 +222,8 @@ def test_timeseries_run_writes_its_outputs_and_the_model_reproduces_its_predicti
                  "predictions.csv"):
         assert (out / name).is_file(), name
     assert [row["epoch"] for row in read_csv(out / "history.csv")] == [1, 2]
-    assert {"loss", "mean_absolute_error", "val_loss", "val_mean_absolute_error"} <= set(read_csv(out / "history.csv")[0])
+    columns = set(read_csv(out / "history.csv")[0])
+    assert {"loss", "mean_absolute_error", "val_loss", "val_mean_absolute_error"} <= columns
     rows, metrics = read_csv(out / "predictions.csv"), json.loads((out / "metrics.json").read_text())
     _, val = read_stock_csv(series_dir / "val_data_stock.csv")
     assert len(rows) == 15 and [r["value"] for r in rows] == pytest.approx(val)
@@ -352,5 +353,6 @@ def test_bad_tract_input_is_one_line_naming_the_file(lab_runner, tmp_path, tract
     else:
         pattern = r"613538/CST_left\.trk: 6 streamlines, fewer than the 7 asked for"
     argv = ["--data-dir", data, "--out", tmp_path / "run", *TRACTS]
-    code, _, stderr = lab_runner("lab6_streamlines", argv + (["--n-tracts", "7"] if case == "too few streamlines" else []))
+    extra = ["--n-tracts", "7"] if case == "too few streamlines" else []
+    code, _, stderr = lab_runner("lab6_streamlines", argv + extra)
     assert_one_error_line(code, stderr, pattern)

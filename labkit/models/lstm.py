@@ -2,7 +2,7 @@
 
 Both builders chain the same block, an `keras.layers.LSTM` followed by dropout; every LSTM but the last returns its
 whole sequence, so the next one reads it step by step. An LSTM of ``u`` units on ``d`` input features has
-``4·(u·(u + d) + u)`` weights (four gates, each with a recurrent kernel ``u×u``, an input kernel ``d×u`` and a bias);
+``4·(u·(u + d) + u)`` weights (four gates, each a recurrent kernel ``u×u``, an input kernel ``d×u`` and a bias);
 a bidirectional one twice that.
 """
 

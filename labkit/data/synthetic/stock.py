@@ -1,4 +1,4 @@
-"""Embedded daily price series (Lab 6 Task 1) in the course layout: ``train_data_stock.csv`` + ``val_data_stock.csv``."""
+"""Embedded daily price series (Lab 6 Task 1) in the course layout: ``train_data_stock.csv``, ``val_data_stock.csv``."""
 
 import csv
 import datetime
