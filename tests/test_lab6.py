@@ -159,6 +159,14 @@ def test_the_course_batch_generator_pads_different_streamlines(streamlines):
             match = [k for k, s in enumerate(streamlines) if np.array_equal(row[:len(s)], s) and not row[len(s):].any()]
             seen += match[:1]
     assert len(set(seen)) == 4  # four different streamlines, not one repeated (the handout's bug)
+    order = batches.indexes.copy()
+    batches.on_epoch_end()
+    assert sorted(batches.indexes) == sorted(order) and list(batches.indexes) != list(order)  # a new order
+    # the handout's calling pattern: the generator straight into fit, for training and validation
+    model = streamline_classifier(n_layers=1, units=2)
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(batches, epochs=1, validation_data=MyBatchGenerator(streamlines, [0, 1, 1, 0, 1], 5), verbose=0)
+    assert np.isfinite(history.history["val_loss"][0])
 
 
 # --- Task 2: the .trk reader --------------------------------------------------------------------------------------
