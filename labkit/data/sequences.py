@@ -5,7 +5,7 @@ on it alone, and the validation series with that same scaler; a window is the `w
 The first validation windows reach back into the training series' tail, so every validation day is a target.
 
 Task 2 (`pad_streamlines`, `MyBatchGenerator`) pads variable-length streamlines after their last point with
-`labkit.models.lstm.PAD_VALUE`; the streamline classifier's `Masking` layer skips those steps, so a padded batch
+`PAD_VALUE`; the streamline classifier's `Masking` layer skips those steps, so a padded batch
 gives every streamline the output it gets alone (the course trained with batch size 1 to avoid padding).
 """
 
@@ -15,7 +15,10 @@ import keras
 import numpy as np
 
 from labkit.errors import require
-from labkit.models.lstm import PAD_VALUE
+
+#: The value of the padded time steps of a batch of streamlines (`pad_streamlines`), which the streamline
+#: classifier's `Masking` layer skips (`labkit.models.lstm.streamline_classifier`).
+PAD_VALUE = 0.0
 
 
 @dataclass
@@ -111,7 +114,7 @@ class MyBatchGenerator(keras.utils.PyDataset):
     The handout's version repeated one streamline `batch_size` times in every batch ("naively use the same sample
     over and over again") and never used its shuffled order. This one keeps the name and the signature and gives
     `batch_size` different streamlines per batch, in a new order every epoch when `shuffle`, padded after their
-    last point with `labkit.models.lstm.PAD_VALUE` to the batch's longest (the classifier's `Masking` skips the
+    last point with `PAD_VALUE` to the batch's longest (the classifier's `Masking` skips the
     padding, so any batch size trains on the same outputs as batch size 1). As in the handout, an epoch has
     ``len(y) // batch_size`` batches.
 

@@ -9,8 +9,7 @@ a bidirectional one twice that.
 import keras
 from keras import layers
 
-#: The value of the padded time steps of a batch of streamlines (`labkit.data.sequences.pad_streamlines`).
-PAD_VALUE = 0.0
+from labkit.data.sequences import PAD_VALUE
 
 
 def lstm_block(x, units, dropout=None, return_sequences=True, bidirectional=False, name=None):
