@@ -55,6 +55,10 @@ DEMO_TEXT = ("embedded synthetic subjects ({n_tracts} streamlines per bundle and
              "{n_streamlines}), {layers} LSTM layers of {units} units, batch {batch_size}, lr {lr:g}, {epochs} epochs.")
 FULL_COURSE_COMMAND = "python labs/lab6_streamlines.py --data-dir /path/to/HCP_lab (batch 1, lr 1e-4, 50 epochs)"
 MONITOR = "val_accuracy"
+#: Shared lab flags that mean nothing here, with the reason given when one is passed.
+NOT_USED = {"img_size": "the inputs are streamlines of any length",
+            "folds": "the split is by subject: choose them with --train-subjects and --val-subjects",
+            "fold": "the split is by subject: choose them with --train-subjects and --val-subjects"}
 
 
 def parse_args(argv=None):
@@ -71,7 +75,11 @@ def parse_args(argv=None):
     parser.add_argument("--layers", type=cli.positive_int, help="LSTM layers, the first bidirectional (course "
                         "default: 4)")
     parser.add_argument("--dropout", type=cli.dropout_rate, help="dropout after every LSTM (course default: 0.2)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for dest, reason in NOT_USED.items():
+        if getattr(args, dest) is not None:
+            parser.error(f"--{dest.replace('_', '-')} does not apply to lab6_streamlines: {reason}")
+    return args
 
 
 def load_split(data_dir, subjects, bundles, n_tracts, seed):

@@ -47,6 +47,10 @@ DEMO_TEXT = ("embedded synthetic series ({n_train} training and {n_val} validati
              "{layers} LSTM layers of {units} units, {epochs} epochs.")
 FULL_COURSE_COMMAND = "python labs/lab6_timeseries.py --data-dir /path/to/Lab5 (100 epochs)"
 MONITOR = "val_loss"
+#: Shared lab flags that mean nothing for a series, with the reason given when one is passed.
+NOT_USED = {"img_size": "the inputs are windows of a series (see --window)",
+            "folds": "a series has one order: its validation days are the ones after its training days",
+            "fold": "a series has one order: its validation days are the ones after its training days"}
 
 
 def parse_args(argv=None):
@@ -57,7 +61,11 @@ def parse_args(argv=None):
     parser.add_argument("--layers", type=cli.positive_int, help="stacked LSTM layers (course default: 4)")
     parser.add_argument("--dropout", type=cli.dropout_rate, help="dropout after every LSTM (course default: 0.2)")
     parser.add_argument("--column", help="the CSV column to predict (course default: Open)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for dest, reason in NOT_USED.items():
+        if getattr(args, dest) is not None:
+            parser.error(f"--{dest.replace('_', '-')} does not apply to lab6_timeseries: {reason}")
+    return args
 
 
 def main(argv=None):

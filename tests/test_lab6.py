@@ -328,6 +328,15 @@ def assert_one_error_line(code, stderr, pattern):
     assert re.search(pattern, errors[0]), errors[0]
 
 
+@pytest.mark.parametrize("lab", ["lab6_timeseries", "lab6_streamlines"])
+@pytest.mark.parametrize("flags, pattern", [(["--folds", "3"], r"--folds does not apply to lab6_\w+: "),
+                                            (["--img-size", "64"], r"--img-size does not apply to lab6_\w+: ")])
+def test_flags_without_a_meaning_here_are_refused(lab_runner, tmp_path, lab, flags, pattern):
+    code, _, stderr = lab_runner(lab, [*flags, "--out", tmp_path / "run"])
+    assert_one_error_line(code, stderr, pattern)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("case", ["missing csv", "no Open column", "shorter than the window", "not a number"])
 def test_bad_series_input_is_one_line_naming_the_file(lab_runner, tmp_path, series_dir, case):
     data, pattern = bad_series(tmp_path, series_dir, case)
