@@ -8,6 +8,8 @@ one submodule per layout family finds its files (see ``data/README.md``):
 * `isic2016`: ISIC 2016 Part 1, official and Kaggle copies.
 * `isic2018`: ISIC 2018 Task 3 CSVs and HAM10000 metadata.
 * `volumes`: LA 2018 (UA-MT h5) and NIfTI image/label pairs.
+* `stock`: course Lab 6 Task 1, a daily series in two CSV files (newest row first).
+* `tractography`: course Lab 6 Task 2, TrackVis bundles ``<subject>/<bundle>.trk`` (read with nibabel).
 """
 
 import dataclasses
