@@ -734,6 +734,7 @@ def prediction_overlays(paths, masks, title=None, save_to=None):
         _show(axis, read_scaled(path), Path(path).name)
         for index, value in enumerate(v for v in np.unique(mask) if v):
             _outline(axis, mask == value, colours[index % len(colours)])
+    return _finish(figure, save_to, title)
 
 
 def series_prediction_figure(values, predicted, history_values=None, dates=None, title=None, save_to=None):
