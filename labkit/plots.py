@@ -5,6 +5,7 @@ cell's value) and stay silent in scripts and tests; pass ``save_to=`` to also wr
 """
 
 import csv
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -718,22 +719,22 @@ def augmentation_preview(image, transformed, augmented, augment_title="random au
     return _finish(figure, save_to, title)
 
 
-def prediction_overlays(paths, masks, title=None, save_to=None):
-    """Image files with the outline of their predicted masks (``labkit predict``'s ``overlay.png``).
+def prediction_overlays(images, masks, names=None, title=None, save_to=None):
+    """Images with the outline of their predicted masks (``labkit predict``'s ``overlay.png``).
 
     Args:
-        paths: image files; masks: one mask per file at the file's size (nonzero = foreground; several values =
-            several structures, each outlined in its own colour).
+        images: images at their own sizes, float in [0, 1], (h, w) or (h, w, 3).
+        masks: one mask per image at the image's size (nonzero = foreground; several values = several structures,
+            each outlined in its own colour).
+        names: a title per image (e.g. the file names).
     """
-    from labkit.data.io import read_scaled
-
-    figure = Figure(figsize=(3 * len(paths), 3.2), layout="constrained")
-    axes = figure.subplots(1, len(paths), squeeze=False)
+    figure = Figure(figsize=(3 * len(images), 3.2), layout="constrained")
+    axes = figure.subplots(1, len(images), squeeze=False)
     colours = ("tab:red", "tab:cyan", "tab:orange", "tab:green")
-    for axis, path, mask in zip(axes[0], paths, masks):
-        _show(axis, read_scaled(path), Path(path).name)
-        for index, value in enumerate(v for v in np.unique(mask) if v):
-            _outline(axis, mask == value, colours[index % len(colours)])
+    for index, (axis, image, mask) in enumerate(zip(axes[0], images, masks)):
+        _show(axis, image, names[index] if names is not None else "")
+        for colour, value in zip(itertools.cycle(colours), [v for v in np.unique(mask) if v]):
+            _outline(axis, mask == value, colour)
     return _finish(figure, save_to, title)
 
 

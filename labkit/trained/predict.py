@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from labkit.data.io import IMAGE_EXTENSIONS
+from labkit.data.io import IMAGE_EXTENSIONS, read_scaled
 from labkit.errors import LabkitInputError, require
 from labkit.progress import progress
 
@@ -146,11 +146,12 @@ def predict_segmentation(run, files, out, threshold=None, probabilities=None, ba
                 if probabilities:
                     _write_probabilities(run, out, name, prob, probabilities)
             if len(shown) < overlay:
-                shown.append((path, mask))
+                shown.append((read_scaled(path), mask, Path(path).name))
     if out is not None and shown:
         from labkit.plots import prediction_overlays
 
-        figure = prediction_overlays([p for p, _ in shown], [m for _, m in shown], title=f"{run.name}: predicted masks")
+        images, masks, names = zip(*shown)
+        figure = prediction_overlays(images, masks, names, title=f"{run.name}: predicted masks")
         figure.savefig(out / "overlay.png", dpi=110, bbox_inches="tight")
     return results
 
