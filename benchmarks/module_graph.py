@@ -20,11 +20,12 @@ from pathlib import Path
 #: names of labkit.multirun, labkit.run_folder and labkit.callbacks before the restructuring, for measuring it.)
 LAYERS = [
     ("console", ["labkit.cli"]),
+    ("trained", ["labkit.trained"]),
     ("lab", ["labkit.lab", "labkit.classification_lab", "labkit.autocontext", "labkit.reports"]),
     ("multirun", ["labkit.multirun", "labkit.compare"]),
     ("flags", ["labkit.flags"]),
     ("course", ["labkit.course_training", "labkit.features"]),
-    ("training", ["labkit.training", "labkit.callbacks", "labkit.resume", "labkit.tensorboard"]),
+    ("training", ["labkit.training", "labkit.callbacks", "labkit.resume", "labkit.tensorboard", "labkit.inference"]),
     ("plots", ["labkit.plots"]),
     ("explain", ["labkit.gradcam", "labkit.numpy_net"]),
     ("models", ["labkit.models", "labkit.optimizers", "labkit.batchnorm"]),
@@ -32,7 +33,7 @@ LAYERS = [
     ("evaluation", ["labkit.evaluation"]),
     ("data", ["labkit.data"]),
     ("base", ["labkit.run_folder", "labkit.runs", "labkit.runtime", "labkit.history", "labkit.progress",
-              "labkit.errors", "labkit.startup"]),
+              "labkit.errors", "labkit.startup", "labkit.version"]),
 ]
 
 

@@ -4,7 +4,8 @@ Each lab's demo (the lab script with no data folder, as its README section runs 
 float32 and under the policy ``--precision auto`` picks on this machine; where the CPU has no native bf16 (so auto
 is float32), mixed_bfloat16 is run too, emulated, at a reduced size (``--emulated-size``). Every run is a fresh
 process, exactly as a user starts it. Per lab and policy the script prints the mean ± std over seeds of the headline
-metric (the one the lab monitors: validation Dice, accuracy or macro F1) at the best epoch and at the last epoch,
+metric (the one the lab monitors: validation Dice, accuracy or macro F1; Lab 6's time series: validation MSE, lower is
+better) at the best epoch and at the last epoch,
 the worst last epoch, how many runs ended more than 0.02 below their best ("fell back"), and the wall time.
 
 usage:
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import labkit  # noqa: E402,F401  (first: it loads TensorFlow without the start-up notices)
 
+from labkit.history import monitor_mode  # noqa: E402
 from machine import load_warning, machine_summary  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +43,8 @@ DEMOS = {
     "lab2_cnn": [],
     "lab3_cnn": [],
     "lab5_segmentation": [],
+    "lab6_timeseries": [],
+    "lab6_streamlines": [],
 }
 #: Lab scripts without a demo to measure here, and why.
 NOT_MEASURED = {
@@ -52,10 +56,11 @@ NOT_MEASURED = {
 FALL_BACK = 0.02
 
 
-def fell_back(best, last):
-    """Whether a run's last epoch ended more than `FALL_BACK` below its best, on the values as printed (4 decimals):
-    float32 accuracies 0.80 and 0.78 differ by 0.0200000405, which is not more than 0.02."""
-    return round(best - last, 4) > FALL_BACK
+def fell_back(best, last, mode="max"):
+    """Whether a run's last epoch ended more than `FALL_BACK` below its best (above it, for a metric to minimise:
+    `mode` ``min``, e.g. Lab 6's validation loss), on the values as printed (4 decimals): float32 accuracies 0.80
+    and 0.78 differ by 0.0200000405, which is not more than 0.02."""
+    return round((best - last) if mode == "max" else (last - best), 4) > FALL_BACK
 
 
 def policies(emulated_size):
@@ -91,7 +96,11 @@ def headline(metrics):
 
 
 def mean_std(values):
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
+    """``mean ± std`` to 3 decimals, or to 3 significant digits for values below 0.01 (a validation MSE)."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    if max(abs(v) for v in values) < 0.01:
+        return f"{statistics.mean(values):.3g} ± {spread:.2g}"
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
 
 
 def summarize_runs(lab, policy, runs):
@@ -100,11 +109,13 @@ def summarize_runs(lab, policy, runs):
     if not done:
         return {"lab": lab, "policy": policy, "runs": f"0/{len(runs)}"}
     monitor = headline(done[0]["metrics"])[0]
+    mode = monitor_mode(monitor)
     best, last = zip(*[headline(r["metrics"])[1:] for r in done])
     return {
         "lab": lab, "policy": policy, "metric": monitor, "runs": f"{len(done)}/{len(runs)}",
-        "best": mean_std(best), "last": mean_std(last), "worst last": f"{min(last):.3f}",
-        "fell back": sum(fell_back(b, l) for b, l in zip(best, last)),
+        "best": mean_std(best), "last": mean_std(last),
+        "worst last": f"{max(last):.3g}" if mode == "min" else f"{min(last):.3f}",
+        "fell back": sum(fell_back(b, l, mode) for b, l in zip(best, last)),
         "seconds": f"{statistics.mean(r['seconds'] for r in runs):.0f}",
         "values": {"best": best, "last": last},
     }

@@ -33,13 +33,14 @@ from labkit.data.split import refold_class_splits
 from labkit.errors import LabkitInputError, require
 from labkit.evaluation.classification import write_classification_report
 from labkit.history import summarize
+from labkit.inference import collect_predictions
 from labkit.metrics import sign_accuracy
 from labkit.models.classic import lab1_mlp_model, vgg16_model
 from labkit.models.lenet_alexnet import alexnet_model, lenet_model
 from labkit.optimizers import OPTIMIZERS, learning_rate_schedule, optimizer_by_name
 from labkit.plots import classification_samples, confusion_matrix_figure, plot_history
 from labkit.runtime import distribute
-from labkit.training import collect_predictions, compile_model, steps_per_epoch
+from labkit.training import compile_model, steps_per_epoch
 
 #: The course's sets: folder name, class names and the file-name pattern of each class (Lab 1's flat layout).
 COURSE_SETS = {

@@ -1,7 +1,11 @@
-"""The ``labkit`` console command (installed with the package): ``labkit compare RUN_DIR... [--out DIR]``.
+"""The ``labkit`` console command (installed with the package)::
+
+    labkit compare RUN_DIR... [--out DIR]
+    labkit predict RUN_DIR INPUT... --out DIR
+    labkit evaluate RUN_DIR... --data-dir TEST [--out DIR]
 
 ``compare`` builds one comparison table and figure from finished run folders, as a multi-run builds them for its
-children (`labkit.multirun.tables`). The lab scripts' own flags live in `labkit.flags`, their run lifecycle in
+children (`labkit.multirun.tables`); ``predict`` and ``evaluate`` use finished runs (`labkit.trained.commands`). The lab scripts' own flags live in `labkit.flags`, their run lifecycle in
 `labkit.lab`.
 """
 
@@ -12,10 +16,11 @@ from labkit.errors import LabkitInputError, require
 from labkit.flags import LabArgumentParser
 from labkit.multirun.tables import summarize_run, write_comparison
 from labkit.run_folder import RunFolder, default_run_dir
+from labkit.trained import commands as trained
 
 
 def main(argv=None):
-    """The ``labkit`` console script: ``labkit compare RUN_DIR... [--out DIR]``."""
+    """The ``labkit`` console script; returns its exit code (0 done, 2 bad input)."""
     parser = LabArgumentParser(prog="labkit", description="labkit command-line tools")
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser("compare", help="one comparison table and figure of finished run folders")
@@ -24,7 +29,15 @@ def main(argv=None):
     compare.add_argument("--out", type=Path, help="where comparison.csv/.md/.png and metrics.json go (default: "
                          "runs/compare-<timestamp>)")
     compare.error = parser.error
+    trained.add_commands(commands, parser.error)
     args = parser.parse_args(argv)
+    if args.command in trained.COMMANDS:
+        return trained.run(args)
+    return compare_runs(args)
+
+
+def compare_runs(args):
+    """``labkit compare``: one table, figure and metrics.json of the finished runs ``args.runs`` in ``args.out``."""
     try:
         summaries = [summarize_run(p) for p in args.runs]
         names = [s["name"] for s in summaries]

@@ -39,6 +39,7 @@ from labkit.data.layouts import check_readable, forget_skipped, skipped_files
 from labkit.errors import LabkitInputError, RunWriteError
 from labkit.multirun import engine, variants
 from labkit.training import TrainingDiverged, TrainingStopped
+from labkit.version import __version__
 
 
 @dataclass(frozen=True)
@@ -168,14 +169,11 @@ def resolve_settings(args, course, demo):
     return settings, is_demo
 
 
-
 def versions():
     """Versions of Python, labkit, TensorFlow, Keras and NumPy, for ``config.json``."""
-    import labkit  # the package's own version: labkit/__init__.py sits above every module it imports
-
     return {
         "python": platform.python_version(),
-        "labkit": labkit.__version__,
+        "labkit": __version__,
         "tensorflow": tensorflow.__version__,
         "keras": keras.__version__,
         "numpy": numpy.__version__,

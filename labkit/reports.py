@@ -17,7 +17,7 @@ from labkit.evaluation.overlap import per_image_scores
 from labkit.evaluation.volumes import metric_columns
 from labkit.plots import comparison_samples
 from labkit.run_folder import atomic_write, read_csv, write_csv
-from labkit.training import collect_predictions
+from labkit.inference import collect_predictions
 
 SAMPLES_FILE = "samples.npz"
 

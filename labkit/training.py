@@ -17,9 +17,9 @@ from labkit.callbacks import PRECISE_BN_BATCHES, DeadRunWatch, PreciseBatchNorm,
 from labkit.data.pipeline import epoch_stream
 from labkit.errors import require
 from labkit.history import monitor_mode, summarize
+from labkit.inference import first_inputs
 from labkit.losses import get_loss
 from labkit.metrics import dice_coef, iou_coef, thresholded_dice
-from labkit.progress import progress
 
 
 class TrainingStopped(RuntimeError):
@@ -68,17 +68,6 @@ def compile_model(model, learning_rate, loss, metrics=(), optimizer=None):
         metrics=metrics,
     )
     return model
-
-
-def first_inputs(data, n=8):
-    """The inputs of the first `n` items of a dataset or ``(x, y)`` arrays, for `DeadRunWatch`; None if unknown."""
-    if isinstance(data, tf.data.Dataset):
-        batch = next(iter(data.take(1)))
-        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return keras.tree.map_structure(lambda x: x[:n], inputs)
-    if isinstance(data, (tuple, list)) and len(data) >= 1 and hasattr(data[0], "shape"):
-        return data[0][:n]
-    return None  # a Python generator: peeking would consume a batch
 
 
 def fit(
@@ -197,23 +186,3 @@ def balanced_class_weight(labels):
     present = np.unique(labels)
     weights = compute_class_weight("balanced", classes=present, y=labels)
     return {int(k): float(w) for k, w in zip(present, weights)}
-
-
-def collect_predictions(model, dataset, max_items=None):
-    """Run `model` over a dataset of ``(inputs, targets)`` batches.
-
-    Returns:
-        ``(inputs, targets, predictions)`` as NumPy arrays, at most `max_items` of each.
-    """
-    inputs, targets, predictions = [], [], []
-    count = 0
-    batches = int(dataset.cardinality()) if hasattr(dataset, "cardinality") else None
-    for x, y in progress(dataset, desc="predicting", total=batches if batches and batches > 0 else None, unit="batch"):
-        inputs.append(np.asarray(x))
-        targets.append(np.asarray(y))
-        predictions.append(np.asarray(model.predict_on_batch(x)))
-        count += len(inputs[-1])
-        if max_items is not None and count >= max_items:
-            break
-    stack = lambda parts: np.concatenate(parts)[:max_items]  # noqa: E731
-    return stack(inputs), stack(targets), stack(predictions)

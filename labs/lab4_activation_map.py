@@ -30,11 +30,12 @@ from labkit.data.split import refold_class_splits
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
 from labkit.gradcam import grad_cam
 from labkit.history import summarize
+from labkit.inference import collect_predictions
 from labkit.models.classic import vgg16_model
 from labkit.optimizers import learning_rate_schedule
 from labkit.plots import activation_map_figure
 from labkit.runtime import distribute
-from labkit.training import collect_predictions, compile_model, fit, steps_per_epoch
+from labkit.training import compile_model, fit, steps_per_epoch
 
 import numpy as np
 

@@ -20,10 +20,11 @@ from labkit.data import check_readable, find_xray_pairs, segmentation_dataset, s
 from labkit.data.split import train_val_split
 from labkit.evaluation import mean_std, per_image_scores
 from labkit.history import summarize
+from labkit.inference import collect_predictions
 from labkit.optimizers import learning_rate_schedule
 from labkit.plots import segmentation_samples
 from labkit.runtime import distribute
-from labkit.training import collect_predictions, compile_model, fit, steps_per_epoch
+from labkit.training import compile_model, fit, steps_per_epoch
 
 
 COURSE = {"loss": "bce", "base": 8, "dropout": None, "batchnorm": False, "augment": False, "epochs": 150,

@@ -38,12 +38,13 @@ from labkit.data.weight_maps import COURSE_STRENGTH, weight_map, with_weight_map
 from labkit.errors import require
 from labkit.evaluation import class_channels, mean_std, per_image_class_scores, per_image_scores
 from labkit.history import summarize
+from labkit.inference import collect_predictions
 from labkit.losses import get_loss
 from labkit.metrics import class_dice_metrics, dice_coef
 from labkit.models.heads import with_sigmoid_heads
 from labkit.plots import class_samples, plot_history, segmentation_samples, weight_map_figure
 from labkit.runtime import distribute
-from labkit.training import collect_predictions, compile_model, fit
+from labkit.training import compile_model, fit
 
 import keras  # after labkit, which quiets TensorFlow's start-up logging
 

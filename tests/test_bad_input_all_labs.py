@@ -6,7 +6,7 @@ import re
 import pytest
 
 LABS = ["lab4_unet", "lab4_transfer", "lab4_activation_map", "mobilenet_segmentation", "resnet50_classification",
-        "unet3d_segmentation", "lab2_cnn", "lab3_cnn", "lab5_segmentation"]
+        "unet3d_segmentation", "lab2_cnn", "lab3_cnn", "lab5_segmentation", "lab6_timeseries", "lab6_streamlines"]
 #: Labs without some of FLAG_CASES' flags (the Lab 1 MLP has no dropout): the data and run-folder cases only.
 DATA_LABS = LABS + ["lab1_mlp"]
 

@@ -6,10 +6,13 @@ with trailing separators, relative or absolute, ``str`` or `pathlib.Path`, from 
 checks the values that come back (which folder was read, which mask goes with which image, which label with which
 image), not only that the call ran; a name found in neither convention is one `LabkitInputError` line naming it.
 
-The files are tiny PNGs in the course layouts, written under ``tmp_path/Data``:
+The files are tiny PNGs in the course layouts, written under ``tmp_path/Data``; ``tmp_path`` is also the home folder
+(``HOME``), so ``~/Data/CT`` is the same folder:
 
 * ``CT/Image/<name>.png`` + ``CT/Mask/<name>_Mask.png`` (Labs 3–5), written out of name order; decoy ``Image/`` and
-  ``Mask/`` folders in the working directory catch a subfolder name resolved against the wrong folder;
+  ``Mask/`` folders in the working directory (and in a working directory inside the data folder) catch a subfolder
+  name resolved against the wrong folder, and a decoy doubled ``CT/Data/CT/Image/`` catches a path that holds
+  `data_dir` joined to it again;
 * ``Lab1/Skin/{train,test}/{Mel,Nev}_<k>.png`` (Lab 1: class in the file name), with a ``Thumbs.db`` and a
   ``.DS_Store`` as ``os.listdir`` lists them;
 * ``Lab2/Bone/{train,validation}/{AFF,NFF}/`` (Lab 2: class = folder).
@@ -38,7 +41,7 @@ from labkit import (
     load_partial_data,
     pretrain_data_label,
 )
-from labkit.data.paths import candidates
+from labkit.data.paths import candidates, find_path
 
 SIZE = 16
 CT_NAMES = ["Im10_2", "Im1_3", "Im2_1", "Im3_4"]  # sorted by name: the order load_data returns
@@ -68,8 +71,9 @@ def course_tree(tmp_path, monkeypatch):
         image, mask = ct_case(CT_NAMES.index(name))
         write_png(tmp_path / "Data/CT/Image" / f"{name}.png", image)
         write_png(tmp_path / "Data/CT/Mask" / f"{name}_Mask.png", mask)
-    write_png(tmp_path / "Image/decoy.png", np.full((SIZE, SIZE), 255))  # a subfolder name must not land here
-    write_png(tmp_path / "Mask/decoy.png", np.zeros((SIZE, SIZE)))
+    for decoys in (tmp_path, tmp_path / "Data/CT/notebooks", tmp_path / "Data/CT/Data/CT"):
+        write_png(decoys / "Image/decoy.png", np.full((SIZE, SIZE), 255))  # a subfolder name must not land here,
+        write_png(decoys / "Mask/decoy.png", np.zeros((SIZE, SIZE)))  # nor a path that holds data_dir, doubled
     for split, files in SKIN.items():
         for name, value in files.items():
             write_png(tmp_path / "Data/Lab1/Skin" / split / f"{name}.png", np.full((SIZE, SIZE), value))
@@ -82,6 +86,7 @@ def course_tree(tmp_path, monkeypatch):
     (tmp_path / "Data/Lab2/Bone/train/AFF/Thumbs.db").write_bytes(b"not an image")
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))  # ~ is tmp_path (os.path.expanduser reads HOME)
     return tmp_path
 
 
@@ -115,6 +120,18 @@ SEGMENTATION_CALLS = [
     ("stale data_dir, folders from the working directory (the handout ignored data_dir)", ".",
      lambda root: ("/DL_course_data/Lab3/CT", "Data/CT/Image/", "Data/CT/Mask/")),
     ("empty data_dir", ".", lambda root: ("", "Data/CT/Image", "Data/CT/Mask")),
+    ("~ data_dir, handout's os.path.join", "notebooks",
+     lambda root: ("~/Data/CT", os.path.join("~/Data/CT", "Image/"), os.path.join("~/Data/CT", "Mask/"))),
+    ("~ data_dir, subfolder names", "notebooks", lambda root: ("~/Data/CT/", "Image/", "Mask")),
+    ("pathlib ~ data_dir", "notebooks", lambda root: (Path("~/Data/CT"), Path("~/Data/CT") / "Image", "Mask")),
+    ("absolute data_dir, os.path.join of its relative spelling", ".",
+     lambda root: (str(root / "Data/CT"), os.path.join("Data/CT", "Image/"), os.path.join("./Data/CT", "Mask/"))),
+    ("relative data_dir, absolute paths that hold it", "notebooks",
+     lambda root: ("../Data/CT", root / "Data/CT/Image", str(root / "Data/CT/Mask") + os.sep)),
+    ("working directory inside the data folder, absolute data_dir, names", "Data/CT/notebooks",
+     lambda root: (str(root / "Data/CT"), "Image", "Mask/")),
+    ("working directory inside the data folder, ../ data_dir, names", "Data/CT/notebooks",
+     lambda root: ("..", "Image/", Path("Mask"))),
 ]
 
 LOADERS = [
@@ -149,6 +166,17 @@ MISSING_FOLDERS = [
      "Data/Lab2/Bone/train/AFX"),
     ("file of get_data", ".",
      lambda root: get_data("Data/Lab1/Skin/train", ["Mel_1.png", "Mel_9.png"], SIZE, SIZE), "Mel_9.png"),
+    ("~ data folder", "notebooks", lambda root: load_data("~/Data/MRI", "Image", "Mask", SIZE, SIZE),
+     "data folder ~/Data/MRI does not exist"),
+    ("~ path that holds data_dir", ".",
+     lambda root: load_partial_data("~/Data/CT", "~/Data/CT/Image/", "~/Data/CT/Masks/", SIZE, SIZE),
+     "'~/Data/CT/Masks/' ({root}/Data/CT/Masks)"),
+    ("pathlib class folder of get_length", "notebooks",
+     lambda root: get_length(Path("../Data/Lab2/Bone/train"), Path("NFX")), "'NFX'"),
+    ("file of load_image, as written", "notebooks",
+     lambda root: load_image("~/Data/CT/Image/Im9_9.png", SIZE, SIZE), "~/Data/CT/Image/Im9_9.png"),
+    ("file of load_mask, as written", "notebooks",
+     lambda root: load_mask(Path("../Data/CT/Mask/Im9_9_Mask.png"), SIZE, SIZE), "../Data/CT/Mask/Im9_9_Mask.png"),
     ("split folder of pretrain_data_label", ".",
      lambda root: pretrain_data_label("Data/Lab2/Bone/trian", "Data/Lab2/Bone/validation", 32, 32, 2,
                                       weights="none", cache_dir=root / "cache"), "Data/Lab2/Bone/trian"),
@@ -162,6 +190,7 @@ def test_a_folder_in_neither_convention_is_one_line_naming_it(course_tree, monke
         call(course_tree)
     message = str(error.value)
     assert named.format(root=course_tree) in message and "\n" not in message, message
+    assert message.count("not found") == 1, message
     assert "not found" in message or "does not exist" in message, message
 
 
@@ -176,7 +205,7 @@ def test_a_doubled_path_names_both_places_it_looked(course_tree):
     ("Data/CT", "Image/", ["Data/CT/Image", "Image"]),  # a name under the data folder first
     ("Data/CT", "Data/CT/Image/", ["Data/CT/Image", "Data/CT/Data/CT/Image"]),  # already holds it: as it stands first
     ("./Data/CT/", "Data/CT/Image", ["Data/CT/Image", "Data/CT/Data/CT/Image"]),  # compared after normalisation
-    ("../D", "../D/Image", ["../D/Image", "../D/../D/Image"]),
+    ("../D", "../D/Image", ["../D/Image"]),  # ../D/../D/Image is the same folder
     ("Data", "Data", ["Data/Data", "Data"]),  # only a deeper path counts as holding the data folder
     ("/abs/CT", "Image", ["/abs/CT/Image", "Image"]),
     ("Data/CT", "/abs/CT/Image/", ["/abs/CT/Image"]),  # absolute: as it stands
@@ -186,6 +215,67 @@ def test_a_doubled_path_names_both_places_it_looked(course_tree):
 ])
 def test_the_order_in_which_a_name_is_looked_for(base, name, expected):
     assert [str(p) for p in candidates(base, name)] == expected
+
+
+# (base, name, expected order) with {root} the working directory's parent, the working directory {root}/lab5 and
+# the home folder {root}/home: a relative name that reaches an absolute base is taken as it stands, as is one that
+# spells the base; from inside the base, a bare name is the base's subfolder first
+CWD_DEPENDENT_ORDERS = [
+    ("{root}/lab5/Data/CT", "Data/CT/Image/", ["Data/CT/Image", "{root}/lab5/Data/CT/Data/CT/Image"]),
+    ("{root}/lab5/Data/CT", "Image", ["{root}/lab5/Data/CT/Image", "Image"]),
+    ("{root}/lab5", "Image", ["{root}/lab5/Image"]),  # the working directory is the base: one place
+    ("{root}", "Image", ["{root}/Image", "Image"]),  # inside the base: its subfolder first
+    ("..", "Image", ["../Image", "Image"]),
+    ("~/Data/CT", "Image/", ["{root}/home/Data/CT/Image", "Image"]),
+    ("~/Data/CT", "~/Data/CT/Image/", ["{root}/home/Data/CT/Image"]),
+    ("Data/CT", "~/Image", ["{root}/home/Image"]),
+    (None, "~", ["{root}/home"]),
+]
+
+
+@pytest.mark.parametrize("base, name, expected", CWD_DEPENDENT_ORDERS)
+def test_the_order_depends_on_where_the_working_directory_is(tmp_path, monkeypatch, base, name, expected):
+    (tmp_path / "lab5").mkdir()
+    monkeypatch.chdir(tmp_path / "lab5")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    base = base.format(root=tmp_path) if base else base
+    assert [str(p) for p in candidates(base, name)] == [e.format(root=tmp_path) for e in expected]
+
+
+@pytest.mark.parametrize("data_dir, image_dir, meant", [
+    ("Data/CT", "Image", "Data/CT/Image"),  # not ./Image
+    ("Data/CT", "Image/", "Data/CT/Image"),
+    ("Data/CT", os.path.join("Data/CT", "Image/"), "Data/CT/Image"),  # not Data/CT/Data/CT/Image
+    ("./Data/CT/", "Data/CT/Image", "Data/CT/Image"),
+    ("{root}/Data/CT", "Data/CT/Image/", "Data/CT/Image"),  # not {root}/Data/CT/Data/CT/Image
+    ("{root}/Data/CT", "Image", "{root}/Data/CT/Image"),
+    ("Data/CT/Data/CT", "Image", "Data/CT/Data/CT/Image"),  # the doubled folder when course code names it
+])
+def test_a_name_that_exists_in_two_places_is_the_one_course_code_meant(course_tree, data_dir, image_dir, meant):
+    """Both readings exist and hold different images: the one picked is named by the rule in labkit.data.paths."""
+    data_dir = data_dir.format(root=course_tree)
+    readings = {Path(image_dir).resolve(), (Path(data_dir) / image_dir).resolve()}
+    assert len(readings) == 2 and all(path.is_dir() for path in readings)  # a real choice between two folders
+    found = find_path(data_dir, image_dir)
+    assert found.resolve() == Path(meant.format(root=course_tree)).resolve()
+
+
+def test_pairing_is_by_name_whatever_order_the_folders_list_in(course_tree, monkeypatch):
+    """Images listed in reverse name order, masks in name order: each image still gets its own mask."""
+    listdir = os.listdir
+
+    def listed(folder="."):  # what os.listdir (and so Path.iterdir) gives
+        return sorted(listdir(folder), reverse=os.path.basename(os.path.normpath(folder)) == "Image")
+
+    monkeypatch.setattr(os, "listdir", listed)
+    assert [p.name for p in Path("Data/CT/Image").iterdir()] == [f"{n}.png" for n in CT_NAMES[::-1]]
+    images, masks = load_data("Data/CT", "Image", "Mask", SIZE, SIZE)
+    want_images, want_masks = expected_ct(range(4))
+    np.testing.assert_allclose(images, want_images, atol=1e-6)
+    np.testing.assert_array_equal(masks, want_masks)
+    images, masks = load_partial_data("Data/CT", "Image/", "Mask/", SIZE, SIZE, number_of_images=3)
+    np.testing.assert_array_equal(masks, want_masks[:3])
+    np.testing.assert_allclose(images, want_images[:3], atol=1e-6)
 
 
 # --- Lab 1–3: flat folders, class in the file name ------------------------------------------------------------------
@@ -207,6 +297,11 @@ FLAT_CALLS = [
     ("another working directory: ../", "notebooks", lambda root, s: f"../Data/Lab1/Skin/{s}/", os.listdir),
     ("./ file paths", "Data/Lab1/Skin/train", lambda root, s: "." if s == "train" else "../test",
      lambda folder: [os.path.join(folder, n) for n in os.listdir(folder)]),
+    ("os.scandir entries", ".", lambda root, s: f"Data/Lab1/Skin/{s}/", lambda folder: list(os.scandir(folder))),
+    ("~ folder, os.listdir of its expansion", "notebooks", lambda root, s: f"~/Data/Lab1/Skin/{s}/",
+     lambda folder: os.listdir(os.path.expanduser(folder))),
+    ("~ folder, ~ file paths", "notebooks", lambda root, s: Path("~/Data/Lab1/Skin") / s,
+     lambda folder: [os.path.join(folder, n) for n in os.listdir(os.path.expanduser(folder))]),
 ]
 
 
@@ -262,10 +357,18 @@ def test_one_seed_gives_one_order_whatever_the_listing_order(course_tree):
     ("Data/Nevus_study/Mel_3.png", 0),  # only the file name counts: the folder holds the other pattern
     (Path("Data/Melanoma/Nev_1.png"), 1),
     ("/abs/Mel_only/Nev_1.png", 1),
+    ("~/Mel_only/Nev_1.png", 1),
 ])
 def test_gen_labels_reads_the_file_name_of_a_path(name, label):
     assert gen_labels(name, "Mel", "Nev").tolist() == [label]
     assert gen_labels_multiclass(name, ["Mel", "Nev"]).tolist() == [label]
+
+
+def test_gen_labels_reads_the_file_name_of_an_os_scandir_entry(course_tree):
+    """``for entry in os.scandir(folder)``: the entry's name, not its repr (``<DirEntry 'Mel_1.png'>``)."""
+    entries = sorted(os.scandir("Data/Lab1/Skin/train"), key=lambda entry: entry.name)
+    labels = [gen_labels_multiclass(e, ["DirEntry", "Mel", "Nev"]).tolist() for e in entries if e.name[0] in "MN"]
+    assert labels == [[1], [1], [1], [2], [2]]
 
 
 # --- Lab 2 class folders: get_length and pretrain_data_label -------------------------------------------------------
@@ -279,6 +382,7 @@ GET_LENGTH_CALLS = [
     ("pathlib", ".", lambda root: (Path("Data/Lab2/Bone/train"), Path("AFF"), Path("Data/Lab2/Bone/train/NFF"))),
     ("absolute", "notebooks", lambda root: (root / "Data/Lab2/Bone/train", "AFF", str(root / "Data/Lab2/Bone/train/NFF"))),
     ("another working directory: ../", "notebooks", lambda root: ("../Data/Lab2/Bone/train/", "AFF", "NFF")),
+    ("~ folder", "notebooks", lambda root: ("~/Data/Lab2/Bone/train", "AFF/", "~/Data/Lab2/Bone/train/NFF/")),
 ]
 
 
@@ -315,6 +419,9 @@ PRETRAIN_CALLS = [
                    [os.path.join("Data/Lab2/Bone/train", "AFF/"), Path("Data/Lab2/Bone/train/NFF")])),
     ("another working directory: ../", "notebooks",
      lambda root: ("../Data/Lab2/Bone/train/", "../Data/Lab2/Bone/validation", ["AFF/", "NFF/"])),
+    ("~ folders", "notebooks",
+     lambda root: ("~/Data/Lab2/Bone/train/", Path("~/Data/Lab2/Bone/validation"),
+                   ["AFF", "~/Data/Lab2/Bone/train/NFF"])),
 ]
 
 
@@ -339,6 +446,8 @@ FILE_CALLS = [
     ("absolute", "notebooks", lambda root, folder, name: str(root / "Data/CT" / folder / name)),
     ("os.path.join(image_dir, name) from another working directory", "notebooks",
      lambda root, folder, name: os.path.join(os.path.join("../Data/CT", f"{folder}/"), name)),
+    ("~ str", "notebooks", lambda root, folder, name: f"~/Data/CT/{folder}/{name}"),
+    ("~ pathlib", "notebooks", lambda root, folder, name: Path("~") / "Data/CT" / folder / name),
 ]
 
 

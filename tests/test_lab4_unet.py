@@ -13,8 +13,8 @@ from conftest import ROOT
 from labkit.data import segmentation_dataset
 from labkit.data.synthetic import xray_dataset
 from labkit.evaluation import per_image_scores
+from labkit.inference import collect_predictions
 from labkit.run_folder import read_csv
-from labkit.training import collect_predictions
 
 TINY = ["--img-size", "32", "--epochs", "2", "--base", "4", "--batch-size", "4", "--quiet"]
 

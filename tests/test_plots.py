@@ -71,6 +71,13 @@ CASES = {  # qualified name → (args, kwargs) of a small valid call
                                          {"step": 2, "val_dice": 0.85}],), {}),
     "labkit.plots.augmentation_preview": ((IMAGES[0], {"flip": IMAGES[1], "half size": IMAGES[0, ::2, ::2]}, IMAGES),
                                          {"augment_title": "t"}),
+    "labkit.plots.series_prediction_figure": (([3.0, 4.0, 3.5], [3.1, 3.8, 3.6]), {"history_values": [2.0, 2.5],
+                                                                                   "dates": ["a", "b", "c"]}),
+    "labkit.plots.prediction_overlays": (([IMAGES[0, ..., 0], np.ones((20, 30, 3)) / 2],
+                                          [MASKS[0, ..., 0], np.pad(np.full((4, 6), 2), ((8, 8), (12, 12)))]),
+                                         {"names": ["a.png", "b.png"]}),
+    "labkit.plots.streamlines_figure": (([np.zeros((4, 3)), np.ones((6, 3))], [0, 1], ["CST_left", "CST_right"]),
+                                        {"true_labels": [0, 0], "title": "t"}),
 }
 
 

@@ -4,6 +4,7 @@ import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 class DeadRunWatch(keras.callbacks.Callback):
@@ -49,8 +50,15 @@ class DeadRunWatch(keras.callbacks.Callback):
         self.first_loss, self.dead_epochs = state["first_loss"], int(state["dead_epochs"])
 
     def probe_outputs(self):
-        """The model's outputs on the probe batch as float32 ``(pixels or items, channels)``."""
-        outputs = self.model(self.probe, training=False)
+        """The model's outputs on the probe batch as float32 ``(pixels or items, channels)``.
+
+        The forward pass is a `tf.function`, traced once per model: an eager call runs a recurrent layer's loop
+        step by step in Python (seconds per epoch for Lab 6's LSTMs), and costs a convolutional network about what
+        the one trace does."""
+        if getattr(self, "_forward_of", None) is not self.model:
+            model = self.model
+            self._forward, self._forward_of = tf.function(lambda x: model(x, training=False)), model
+        outputs = self._forward(self.probe)
         outputs = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
         values = np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32")))
         return values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)

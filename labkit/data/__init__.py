@@ -43,7 +43,9 @@ def load_data(data_dir, image_dir, mask_dir, img_width, img_height, channels=1):
     `image_dir` and `mask_dir` may be given either way course code does (`labkit.data.paths.resolve_path`): as
     subfolder names of `data_dir` (``load_data("Data/CT", "Image", "Mask", …)``), or as paths that already hold
     `data_dir`, as the handout's notebooks pass them (``os.path.join(data_dir, 'Image/')``; the handout ignored
-    `data_dir`). Relative or absolute, ``str`` or `pathlib.Path`, with or without a trailing separator.
+    `data_dir`). Relative or absolute, ``str`` or `pathlib.Path`, with or without a trailing separator, ``~`` for the
+    home folder. A bare name that exists both under `data_dir` and in the working directory is `data_dir`'s; a path
+    that holds `data_dir` is read as it stands, never joined to `data_dir` again.
 
     Args:
         data_dir: folder holding `image_dir` and `mask_dir` (e.g. the course's ``X_ray``); None or ``""`` when both

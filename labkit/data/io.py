@@ -4,6 +4,7 @@ Pixel values are scaled by the file's bit depth (8-bit → /255, 16-bit → /655
 the same rule: foreground where the scaled value is above 0.5 (above 127 in 8-bit).
 """
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from labkit.data.paths import as_path
 from labkit.errors import LabkitInputError, require
 from labkit.progress import progress
 
@@ -18,9 +20,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def read_scaled(path):
-    """Read an image file as float32 in [0, 1], shape (h, w) or (h, w, 3) in RGB order."""
-    path = Path(path)
-    require(path.is_file(), f"image file not found: {path}")
+    """Read an image file (``str`` or `Path`, ``~`` for home) as float32 in [0, 1], shape (h, w) or (h, w, 3) in RGB
+    order."""
+    written, path = os.fspath(path), as_path(path)
+    require(path.is_file(), f"image file not found: {written}")
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise LabkitInputError(f"cannot read image {path}: not an image file or corrupt")

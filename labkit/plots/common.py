@@ -5,6 +5,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+from matplotlib.lines import Line2D
 
 from labkit.plots.notebook import show_figures_inline
 
@@ -44,3 +45,8 @@ def outline(axis, mask, color):
     mask = np.squeeze(np.asarray(mask, dtype=float))
     if mask.min() < 0.5 < mask.max():  # contour() warns on a mask without an edge
         axis.contour(mask, levels=[0.5], colors=color, linewidths=1)
+
+
+def legend_line(color, label):
+    """A legend entry: a line of `color` named `label`."""
+    return Line2D([], [], color=color, label=label)

@@ -1,12 +1,13 @@
 """2D segmentation figures: images with true and predicted masks, class maps, several models side by side, and
 the boundary weight maps."""
 
+import itertools
+
 import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from labkit.errors import require
 from labkit.plots.common import finish, outline, show_image
 
 
@@ -120,4 +121,23 @@ def weight_map_figure(images, masks, weights, title=None, save_to=None):
         axes[i, 2].set_title("weight map", fontsize="small")
         axes[i, 2].axis("off")
         figure.colorbar(shown, ax=axes[i, 2], fraction=0.046)
+    return finish(figure, save_to, title)
+
+
+def prediction_overlays(images, masks, names=None, title=None, save_to=None):
+    """Images with the outline of their predicted masks (``labkit predict``'s ``overlay.png``).
+
+    Args:
+        images: images at their own sizes, float in [0, 1], (h, w) or (h, w, 3).
+        masks: one mask per image at the image's size (nonzero = foreground; several values = several structures,
+            each outlined in its own colour).
+        names: a title per image (e.g. the file names).
+    """
+    figure = Figure(figsize=(3 * len(images), 3.2), layout="constrained")
+    axes = figure.subplots(1, len(images), squeeze=False)
+    colours = ("tab:red", "tab:cyan", "tab:orange", "tab:green")
+    for index, (axis, image, mask) in enumerate(zip(axes[0], images, masks)):
+        show_image(axis, image, names[index] if names is not None else "")
+        for colour, value in zip(itertools.cycle(colours), [v for v in np.unique(mask) if v]):
+            outline(axis, mask == value, colour)
     return finish(figure, save_to, title)

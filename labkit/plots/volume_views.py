@@ -3,12 +3,10 @@ prediction."""
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from skimage.measure import marching_cubes
 
-from labkit.errors import require
-from labkit.plots.common import finish, outline, show_image
+from labkit.plots.common import finish, legend_line, outline
 
 
 def _object_slices(label, pred, n_slices):
@@ -60,12 +58,8 @@ def volume_slices(images, labels, predictions, names=None, scores=None, n_slices
             name = names[row] if names is not None else f"case {row}"
             score = f", Dice {scores[row]:.3f}" if scores is not None and column == 0 else ""
             axis.set_title(f"{name} z={z}{score}" if column == 0 else f"z={z}", fontsize="small")
-    figure.legend(handles=[_line("lime", "true"), _line("red", "predicted")], loc="outside lower center", ncols=2)
+    figure.legend(handles=[legend_line("lime", "true"), legend_line("red", "predicted")], loc="outside lower center", ncols=2)
     return finish(figure, save_to, title)
-
-
-def _line(color, label):
-    return Line2D([], [], color=color, label=label)
 
 
 def _surface_mesh(mask, spacing, region, step):

@@ -8,6 +8,8 @@ names are re-exported here); one submodule per layout family finds its files (se
 * `isic2016`: ISIC 2016 Part 1, official and Kaggle copies.
 * `isic2018`: ISIC 2018 Task 3 CSVs and HAM10000 metadata.
 * `volume_cases`: LA 2018 (UA-MT h5) and NIfTI image/label pairs.
+* `stock`: course Lab 6 Task 1, a daily series in two CSV files (newest row first).
+* `tractography`: course Lab 6 Task 2, TrackVis bundles ``<subject>/<bundle>.trk`` (read with nibabel).
 """
 
 from labkit.data.layouts.common import (MASK_SUFFIXES, by_key, check_readable, forget_skipped, list_image_files,

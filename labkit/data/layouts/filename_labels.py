@@ -37,7 +37,7 @@ def label_from_name(name, patterns):
     Raises:
         LabkitInputError: no pattern or more than one occurs in the name; the message names the file and the patterns.
     """
-    base = os.path.basename(str(name))
+    base = os.path.basename(os.fspath(name))  # str, Path or an os.scandir entry
     hits = [i for i, pattern in enumerate(patterns) if pattern in base]
     if len(hits) != 1:
         found = "none" if not hits else " and ".join(repr(patterns[i]) for i in hits)

@@ -1,0 +1,265 @@
+"""labkit predict / TrainedRun.predict on tiny runs of the real lab scripts: masks at each image's own size that
+equal the lab's own validation masks, probabilities equal to the model's output on an independently preprocessed
+image, predictions.csv, 3D volumes that keep their geometry, and one-line refusals of bad input."""
+
+import json
+import shutil
+
+import cv2
+import h5py
+import keras
+import nibabel
+import numpy as np
+import pytest
+import tensorflow as tf
+from trained_runs import labkit_command, lab5_run, lenet_run, unet3d_run, unet_run
+
+import labkit
+from labkit.data import segmentation_dataset
+from labkit.data.layouts.volume_cases import zscore
+from labkit.data.patches import sliding_window_inference
+from labkit.data.synthetic import ct_dataset, xray_dataset
+from labkit.data.synthetic.atrium import atrium_dataset
+from labkit.data.synthetic.bone_skin import bone_skin_dataset
+from labkit.inference import collect_predictions
+from labkit.run_folder import read_csv
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One tiny finished run per lab family (trained once for the module) and their data folders."""
+    root = tmp_path_factory.mktemp("trained")
+    xray = xray_dataset(n_images=12, size=32, root=root / "xray")
+    ct = ct_dataset(n_patients=3, n_slices=4, size=32, root=root / "ct")
+    skin = bone_skin_dataset(n_train=4, n_val=3, size=40, root=root / "lab2")
+    atrium = atrium_dataset(n_volumes=4, n_test=2, shape=(40, 36, 20), root=root / "atrium")
+    return {"unet": unet_run(xray, root / "unet"), "xray": xray, "lab5": lab5_run(ct, root / "lab5"), "ct": ct,
+            "lenet": lenet_run(skin, root / "lenet"), "skin": skin,
+            "unet3d": unet3d_run(atrium, root / "unet3d"), "atrium": atrium}
+
+
+def grey_at(path, size):
+    """An image file as float32 grey (1, size, size, 1) in [0, 1], read with TensorFlow alone."""
+    image = tf.io.decode_png(tf.io.read_file(str(path)), channels=1)
+    return tf.image.resize(tf.cast(image, tf.float32) / 255.0, (size, size), method="bilinear")[None].numpy()
+
+
+def resized_copies(files, folder, sizes):
+    """Copies of image files at other sizes ``(height, width)``, named img0.png, img1.png, …; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for index, (path, (height, width)) in enumerate(zip(files, sizes)):
+        target = folder / f"img{index}.png"
+        cv2.imwrite(str(target), cv2.resize(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), (width, height)))
+        copies.append(target)
+    return copies
+
+
+def validation_images(run, data_dir):
+    return [data_dir / "Image" / row["item"] for row in read_csv(run / "split.csv") if row["split"] == "val"]
+
+
+@pytest.mark.slow
+def test_unet_masks_equal_the_labs_validation_masks_and_follow_each_images_size(runs, tmp_path, capsys):
+    run = labkit.load_run(runs["unet"])
+    assert (run.kind, run.image_size, run.channels, run.threshold) == ("segmentation", (32, 32), 1, 0.5)
+    # The validation images at the training size: the lab's own pipeline gives the same masks, pixel for pixel.
+    val = validation_images(runs["unet"], runs["xray"])
+    results = run.predict(val, out=tmp_path / "val")
+    pairs = [(path, runs["xray"] / "Mask" / path.name) for path in val]
+    _, _, probabilities = collect_predictions(run.model, segmentation_dataset(pairs, 32, 4))
+    for result, probability in zip(results, probabilities):
+        assert np.array_equal(cv2.imread(str(tmp_path / "val" / f"{result['name']}_mask.png"), 0) > 0,
+                              probability[..., 0] > 0.5)
+    assert 0 < np.mean([r["foreground"] for r in results]) < 1
+
+    # Other sizes: a mask at each image's own size; the 16-bit probability map is the model's output on the image
+    # read and resized by TensorFlow here, resized back to the image's size.
+    sizes = [(45, 37), (64, 64), (20, 50)]
+    inputs = resized_copies(val[:1] * 3, tmp_path / "sizes", sizes)
+    code, out, err = labkit_command(["predict", runs["unet"], tmp_path / "sizes", "--out", tmp_path / "pred",
+                                     "--probabilities", "png", "--batch-size", "2"], capsys)
+    assert code == 0, err
+    model = keras.saving.load_model(runs["unet"] / "model.keras")
+    for path, (height, width) in zip(inputs, sizes):
+        mask = cv2.imread(str(tmp_path / "pred" / f"{path.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+        stored = cv2.imread(str(tmp_path / "pred" / f"{path.stem}_prob.png"), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == stored.shape == (height, width) and stored.dtype == np.uint16
+        expected = tf.image.resize(model.predict_on_batch(grey_at(path, 32))[0].astype(np.float32), (height, width))
+        assert np.abs(stored / 65535.0 - expected.numpy()[..., 0]).max() < 2e-3
+        assert np.array_equal(mask > 0, stored / 65535.0 > 0.5) or np.mean((mask > 0) != (stored > 32767)) < 0.01
+    assert (tmp_path / "pred" / "overlay.png").is_file()
+
+    # --threshold and .npy probabilities through the Python API: the mask is the map above the threshold.
+    result = run.predict(inputs[0], out=tmp_path / "npy", probabilities="npy", threshold=0.3)[0]
+    stored = np.load(tmp_path / "npy" / "img0_prob.npy")
+    assert stored.shape == (45, 37, 1) and np.array_equal(result["mask"] > 0, stored[..., 0] > 0.3)
+
+
+@pytest.mark.slow
+def test_lab5_left_right_labels_are_the_argmax_in_the_course_grey_levels(runs, tmp_path):
+    run = labkit.load_run(runs["lab5"])
+    assert run.family == "lab5" and run.structures == ["left", "right"] and run.n_outputs == 3
+    images = sorted((runs["ct"] / "Image").iterdir())[:3]
+    results = run.predict(images, out=tmp_path)
+    for path, result in zip(images, results):
+        labels = cv2.imread(str(tmp_path / f"{path.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+        assert labels.shape == (32, 32) and set(np.unique(labels)) <= {0, 156, 250}
+        outputs = run.model.predict_on_batch(labkit.load_image(path, 32, 32)[None])[0]
+        assert np.array_equal(labels, np.array([0, 250, 156], np.uint8)[np.asarray(outputs).argmax(-1)])
+    # evaluate on the run's validation slices gives the Dice of each lung the lab reported, exactly
+    for sub in ("Image", "Mask"):
+        (tmp_path / "val" / sub).mkdir(parents=True)
+        for row in read_csv(runs["lab5"] / "split.csv"):
+            if row["split"] == "val":
+                shutil.copy(runs["ct"] / sub / row["item"], tmp_path / "val" / sub / row["item"])
+    tested = run.evaluate(tmp_path / "val", out=tmp_path / "evaluation")["test"]
+    validation = json.loads((runs["lab5"] / "metrics.json").read_text())["validation"]
+    for key in ("dice_left", "dice_right", "dice_mean"):
+        assert tested[key]["mean"] == pytest.approx(validation[key]["mean"], abs=1e-12), key
+
+
+@pytest.mark.slow
+def test_classifier_predictions_csv_matches_the_model_and_gradcam_maps(runs, tmp_path, capsys):
+    files = sorted((runs["skin"] / "Skin" / "validation").rglob("*.png"))
+    code, _, err = labkit_command(["predict", runs["lenet"], *files, "--out", tmp_path, "--gradcam"], capsys)
+    assert code == 0, err
+    rows = read_csv(tmp_path / "predictions.csv")
+    assert [r["file"] for r in rows] == [f.name for f in files] and list(rows[0]) == ["file", "predicted", "Mel", "Nevi"]
+    model = keras.saving.load_model(runs["lenet"] / "model.keras")
+    for path, row in zip(files, rows):
+        nevi = float(model.predict_on_batch(grey_at(path, 32))[0, 0])  # one sigmoid unit: P(class 1)
+        assert row["Mel"] + row["Nevi"] == pytest.approx(1.0)
+        assert row["Nevi"] == pytest.approx(nevi, abs=1e-6)
+        assert row["predicted"] == ("Nevi" if nevi > 0.5 else "Mel")
+        heat = cv2.imread(str(tmp_path / f"{path.stem}_gradcam.png"))
+        assert heat.shape == (40, 40, 3)
+
+
+@pytest.mark.slow
+def test_volumes_keep_their_nifti_affine_and_hdf5_layout(runs, tmp_path, capsys):
+    case = sorted(runs["atrium"].rglob("mri_norm2.h5"))[0]
+    with h5py.File(case) as handle:
+        image = handle["image"][()].astype(np.float32)
+    affine = np.array([[0.7, 0, 0, -12.5], [0, 0.8, 0, 4.0], [0, 0, 1.5, 30.0], [0, 0, 0, 1]])
+    nibabel.save(nibabel.Nifti1Image(image * 40 + 300, affine), str(tmp_path / "scan.nii.gz"))
+    code, _, err = labkit_command(["predict", runs["unet3d"], tmp_path / "scan.nii.gz", case, "--out",
+                                   tmp_path / "out", "--probabilities", "npy"], capsys)
+    assert code == 0, err
+    written = nibabel.load(str(tmp_path / "out" / "scan_mask.nii.gz"))
+    assert np.allclose(written.affine, affine) and written.shape == image.shape
+    model = keras.saving.load_model(runs["unet3d"] / "model.keras")
+    expected = sliding_window_inference(zscore(image * 40 + 300), model, (16, 16, 8), 0.5, "gaussian")[..., 0]
+    assert np.mean(np.asarray(written.dataobj).astype(bool) != (expected > 0.5)) < 1e-3
+    assert nibabel.load(str(tmp_path / "out" / "scan_prob.nii.gz")).shape == image.shape
+    with h5py.File(tmp_path / "out" / "synLA000_mask.h5") as handle:  # name: the case folder (every file is mri_norm2)
+        assert handle["label"].shape == image.shape and handle["probability"].dtype == np.float32
+
+
+def test_a_model_with_a_lambda_layer_is_refused_with_one_line(tmp_path, capsys):
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    (tmp_path / "student").mkdir()
+    model.save(tmp_path / "student" / "model.keras")
+    with pytest.raises(labkit.LabkitInputError, match="student.*unsafe deserialization"):
+        labkit.load_run(tmp_path / "student")
+    code, _, err = labkit_command(["predict", tmp_path / "student", tmp_path, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Lambda" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_run_folders_are_one_line_errors(tmp_path, capsys):
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "config.json").write_text("{}")
+    for folder, message in ((tmp_path / "missing", "run folder not found"),
+                            (tmp_path / "unfinished", "holds no model.keras")):
+        code, _, err = labkit_command(["predict", folder, tmp_path, "--out", tmp_path / "o"], capsys)
+        assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_bad_inputs_are_one_line_errors_or_skipped(runs, tmp_path, capsys):
+    good = sorted((runs["xray"] / "Image").iterdir())[0]
+    (tmp_path / "in").mkdir()
+    shutil.copy(good, tmp_path / "in" / "good.png")
+    (tmp_path / "in" / "bad.png").write_bytes(b"not a png")
+    (tmp_path / "empty").mkdir()
+    for argv, message in (([tmp_path / "in"], "bad.png"), ([tmp_path / "empty"], "no image files"),
+                          ([tmp_path / "nothing.png"], "input not found")):
+        code, _, err = labkit_command(["predict", runs["unet"], *argv, "--out", tmp_path / "o"], capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+    code, out, err = labkit_command(["predict", runs["unet"], tmp_path / "in", "--out", tmp_path / "o",
+                                     "--skip-bad-files"], capsys)
+    assert code == 0 and "skipped" in out and "bad.png" in out
+    assert sorted(p.name for p in (tmp_path / "o").glob("*_mask.png")) == ["good_mask.png"]
+
+
+@pytest.mark.slow
+def test_a_run_whose_config_lacks_a_setting_gets_one_line_naming_it(runs, tmp_path, capsys):
+    old = shutil.copytree(runs["unet3d"], tmp_path / "old-run")
+    config = json.loads((old / "config.json").read_text())
+    del config["settings"]["overlap"]
+    (old / "config.json").write_text(json.dumps(config))
+    volume = sorted(runs["atrium"].rglob("mri_norm2.h5"))[0]
+    code, _, err = labkit_command(["predict", old, volume, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "'overlap'" in err and "--overlap" in err and err.count("\n") == 1
+    code, _, err = labkit_command(["predict", old, volume, "--out", tmp_path / "o", "--overlap", "0.5"], capsys)
+    assert code == 0, err
+    config["settings"]["overlap"] = "__import__('os')"  # a config.json value is data, never code
+    (old / "config.json").write_text(json.dumps(config))
+    code, _, err = labkit_command(["predict", old, volume, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "not a number" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["model.keras", "unet.h5"])
+def test_a_model_saved_by_plain_course_code_predicts_without_config(tmp_path, capsys, name):
+    model = labkit.get_unet((32, 32, 1), base=2)
+    model.save(tmp_path / name)
+    image = (np.random.default_rng(0).random((40, 24)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "scan.png"), image)
+    code, _, err = labkit_command(["predict", tmp_path / name, tmp_path / "scan.png", "--out", tmp_path / "o",
+                                   "--probabilities", "npy"], capsys)
+    assert code == 0, err
+    stored = np.load(tmp_path / "o" / "scan_prob.npy")
+    expected = tf.image.resize(model.predict_on_batch(grey_at(tmp_path / "scan.png", 32))[0], (40, 24)).numpy()
+    assert stored.shape == (40, 24, 1) and np.abs(stored - expected).max() < 1e-5
+
+
+def test_precision_flag_recomputes_a_mixed_precision_model_in_float32(tmp_path):
+    from labkit.inference import predict_arrays, set_model_precision
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    trained = labkit.get_unet((16, 16, 1), base=2)
+    keras.mixed_precision.set_global_policy("float32")
+    trained.save(tmp_path / "model.keras")
+    run = labkit.load_run(tmp_path)
+    images = np.random.default_rng(1).random((3, 16, 16, 1)).astype(np.float32)
+    as_trained = predict_arrays(run.model, images)
+    reference = keras.Model.from_config(run.model.get_config())  # float32 policy everywhere, same weights
+    for layer in reference._flatten_layers():
+        layer.dtype_policy = "float32"
+    reference = keras.Model.from_config(reference.get_config())
+    reference.set_weights(run.model.get_weights())
+    assert set_model_precision(run.model, "float32") == "float32"
+    in_float32 = predict_arrays(run.model, images)
+    assert np.abs(in_float32 - predict_arrays(reference, images)).max() < 1e-6
+    assert np.abs(in_float32 - as_trained).max() > 1e-5  # bfloat16 arithmetic did differ
+
+
+def test_a_lesion_segmenter_with_logits_gives_sigmoid_probabilities_of_rgb_images(tmp_path):
+    # the MobileNet lab's runs output logits from RGB input (its decoder setting names the family)
+    inputs = keras.Input((16, 16, 3))
+    logits = keras.layers.Conv2D(1, 3, padding="same")(inputs)  # a linear last layer: logits
+    model = keras.Model(inputs, logits)
+    model.save(tmp_path / "model.keras")
+    (tmp_path / "config.json").write_text(json.dumps({"settings": {"decoder": "unet", "channels": 3}}))
+    colour = (np.random.default_rng(2).random((20, 28, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "lesion.png"), colour)
+    run = labkit.load_run(tmp_path)
+    assert run.family == "mobilenet" and run.from_logits and run.channels == 3
+    result = run.predict(tmp_path / "lesion.png")[0]
+    rgb = tf.image.resize(colour[..., ::-1].astype(np.float32) / 255.0, (16, 16))[None]  # OpenCV wrote BGR
+    expected = tf.image.resize(tf.sigmoid(model.predict_on_batch(rgb)[0]), (20, 28)).numpy()
+    assert result["probabilities"].shape == (20, 28, 1)
+    assert np.abs(result["probabilities"] - expected).max() < 1e-5
+    assert np.array_equal(result["mask"] > 0, result["probabilities"][..., 0] > 0.5)
