@@ -5,8 +5,8 @@
     labkit evaluate RUN_DIR... --data-dir TEST [--out DIR]
 
 ``compare`` builds one comparison table and figure from finished run folders, as a multi-run builds them for its
-children (`labkit.multirun.tables`); ``predict`` and ``evaluate`` use finished runs (`labkit.trained.commands`). The lab scripts' own flags live in `labkit.flags`, their run lifecycle in
-`labkit.lab`.
+children (`labkit.multirun.tables`); ``predict`` and ``evaluate`` use finished runs (`labkit.trained.commands`).
+The lab scripts' own flags live in `labkit.flags`, their run lifecycle in `labkit.lab`.
 """
 
 import sys

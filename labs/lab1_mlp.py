@@ -64,7 +64,7 @@ def main(argv=None):
     with distribution.strategy.scope():
         model = classify.build_classifier("mlp", settings.img_size, 1, data.n_class, data.head, settings.base)
         classify.compile_classifier(model, data.head, settings.optimizer, distribution.learning_rate,
-                               settings.lr_schedule, settings.epochs * data.steps_per_epoch)
+                                    settings.lr_schedule, settings.epochs * data.steps_per_epoch)
     print(f"model: Lab 1 MLP, base {settings.base}, {model.count_params():,} parameters; {settings.optimizer} "
           f"lr {distribution.learning_rate:g}, batch {settings.batch_size}, {settings.epochs} epochs")
 

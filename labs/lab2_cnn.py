@@ -47,7 +47,7 @@ FULL_COURSE_COMMAND = "python labs/lab2_cnn.py --data-dir /path/to/Lab2 --model 
 def parse_args(argv=None):
     parser = flags.lab_parser(__doc__, {**COURSE, "epochs": "20 lenet, 50 alexnet", "lr": "1e-5 lenet, 1e-4 alexnet"})
     classify.add_arguments(parser, COURSE, ("dataset", "model", "base", "optimizer", "loss", "dropout"),
-                      choices={"dataset": ("skin", "bone"), "model": tuple(COURSE_BY_MODEL)})
+                           choices={"dataset": ("skin", "bone"), "model": tuple(COURSE_BY_MODEL)})
     flags.add_lr_schedule_argument(parser, DEMO)
     return parser.parse_args(argv)
 
@@ -74,9 +74,9 @@ def main(argv=None):
     # Model: the course's LeNet or AlexNet on grey images, with the output the loss needs.
     with distribution.strategy.scope():
         model = classify.build_classifier(settings.model, settings.img_size, 1, data.n_class, head,
-                                     settings.base, dropout=settings.dropout, dense=DENSE)
+                                          settings.base, dropout=settings.dropout, dense=DENSE)
         classify.compile_classifier(model, head, settings.optimizer, distribution.learning_rate,
-                               settings.lr_schedule, settings.epochs * data.steps_per_epoch)
+                                    settings.lr_schedule, settings.epochs * data.steps_per_epoch)
     print(f"model: {settings.model}, base {settings.base}, {model.count_params():,} parameters; loss {head.loss}, "
           f"{settings.optimizer} lr {distribution.learning_rate:g}, batch {settings.batch_size}, "
           f"{settings.epochs} epochs")

@@ -51,8 +51,8 @@ FULL_COURSE_COMMAND = "python labs/lab3_cnn.py --data-dir /path/to/Lab2 (--datas
 def parse_args(argv=None):
     parser = flags.lab_parser(__doc__, COURSE)
     classify.add_arguments(parser, COURSE, ("dataset", "model", "base", "optimizer", "dropout", "batchnorm",
-                                       "spatial_dropout", "augment"),
-                      choices={"model": ("vgg16", "alexnet", "lenet")})
+                                            "spatial_dropout", "augment"),
+                           choices={"model": ("vgg16", "alexnet", "lenet")})
     flags.add_lr_schedule_argument(parser, DEMO)
     return parser.parse_args(argv)
 
@@ -93,10 +93,10 @@ def main(argv=None):
     # Model: the course's network with the regularisation asked for.
     with distribution.strategy.scope():
         model = classify.build_classifier(settings.model, settings.img_size, 1, n_class, head, settings.base,
-                                     dropout=settings.dropout, batchnorm=settings.batchnorm,
-                                     spatial_dropout=settings.spatial_dropout, dense=DENSE)
+                                          dropout=settings.dropout, batchnorm=settings.batchnorm,
+                                          spatial_dropout=settings.spatial_dropout, dense=DENSE)
         classify.compile_classifier(model, head, settings.optimizer, distribution.learning_rate,
-                               settings.lr_schedule, settings.epochs * data.steps_per_epoch)
+                                    settings.lr_schedule, settings.epochs * data.steps_per_epoch)
     extras = [name for name, on in (("batch norm", settings.batchnorm), (f"dropout {settings.dropout}",
               settings.dropout), (f"spatial dropout {settings.spatial_dropout}", settings.spatial_dropout),
               ("augmentation", settings.augment)) if on]
