@@ -12,7 +12,7 @@ import nibabel
 import numpy as np
 import pytest
 import tensorflow as tf
-from trained_runs import labkit_command, lab5_run, lenet_run, unet3d_run, unet_run
+from trained_runs import labkit_command, lab5_run, lenet_run, series_run, streamline_run, unet3d_run, unet_run
 
 import labkit
 from labkit.data import segmentation_dataset
@@ -21,6 +21,8 @@ from labkit.data.patches import sliding_window_inference
 from labkit.data.synthetic import ct_dataset, xray_dataset
 from labkit.data.synthetic.atrium import atrium_dataset
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
+from labkit.data.synthetic.stock import stock_dataset
+from labkit.data.synthetic.tracts import tract_dataset
 from labkit.inference import collect_predictions
 from labkit.run_folder import read_csv
 
@@ -263,3 +265,63 @@ def test_a_lesion_segmenter_with_logits_gives_sigmoid_probabilities_of_rgb_image
     assert result["probabilities"].shape == (20, 28, 1)
     assert np.abs(result["probabilities"] - expected).max() < 1e-5
     assert np.array_equal(result["mask"] > 0, result["probabilities"][..., 0] > 0.5)
+
+
+# --- Lab 6: series and streamlines -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lab6(tmp_path_factory):
+    """A tiny Lab 6 forecaster (window 10) and streamline classifier, trained once for the module, and their data."""
+    root = tmp_path_factory.mktemp("lab6")
+    stock = stock_dataset(n_train=60, n_val=15, root=root / "stock")
+    tracts = tract_dataset(n_streamlines=4, root=root / "tracts")
+    return {"stock": stock, "series": series_run(stock, root / "series"), "tracts": tracts,
+            "streamlines": streamline_run(tracts, root / "streamlines")}
+
+
+def course_csv(path, values):
+    """A course stock CSV of `values` (oldest first), written newest first as the course's files are."""
+    rows = [f"2020-01-{i + 1:02d},{v},{v + 1},{v - 1},{v},1000" for i, v in enumerate(values)]
+    path.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows[::-1]) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_series_predictions_are_the_models_output_on_hand_made_windows_in_the_series_units(lab6, tmp_path, capsys):
+    with open(lab6["stock"] / "train_data_stock.csv") as file:  # the training series, read without labkit
+        train = np.array([float(line.split(",")[1]) for line in file.read().splitlines()[1:]])
+    metrics = json.loads((lab6["series"] / "metrics.json").read_text())
+    assert metrics["scaling"] == {"min": pytest.approx(train.min()), "max": pytest.approx(train.max())}
+    values = 250.0 + 30.0 * np.sin(np.arange(25) / 3.0)  # 25 days, another length than the lab's files
+    code, out, err = labkit_command(["predict", lab6["series"], course_csv(tmp_path / "prices.csv", values),
+                                     "--out", tmp_path / "out"], capsys)
+    assert code == 0, err
+    rows = read_csv(tmp_path / "out" / "prices_predictions.csv")
+    assert len(rows) == 25 - 10 + 1 and rows[-1]["date"] == "next"
+    assert [r["value"] for r in rows[:-1]] == pytest.approx(values[10:])
+    low, high = train.min(), train.max()
+    scaled = (values - low) / (high - low)
+    windows = np.stack([scaled[i:i + 10] for i in range(25 - 10 + 1)])[..., None]
+    model = keras.saving.load_model(lab6["series"] / "model.keras")
+    expected = model.predict(windows, verbose=0)[:, 0] * (high - low) + low
+    np.testing.assert_allclose([r["predicted"] for r in rows], expected, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_streamline_predictions_are_the_models_output_on_each_standardised_streamline_alone(lab6, tmp_path, capsys):
+    trk = lab6["tracts"] / "601127" / "CST_right.trk"
+    code, out, err = labkit_command(["predict", lab6["streamlines"], trk, "--out", tmp_path], capsys)
+    assert code == 0 and "4 streamline(s) predicted" in out, err
+    rows = read_csv(tmp_path / "predictions.csv")
+    stats = json.loads((lab6["streamlines"] / "metrics.json").read_text())["standardization"]
+    model = keras.saving.load_model(lab6["streamlines"] / "model.keras")
+    lines = list(nibabel.streamlines.load(str(trk)).streamlines)
+    assert [r["points"] for r in rows] == [len(s) for s in lines]
+    for row, line in zip(rows, lines):  # batch of one: no padding at all
+        right = float(model(((line - stats["mean"]) / np.array(stats["std"]))[None], training=False)[0, 0])
+        assert row["CST_right"] == pytest.approx(right, abs=1e-5) and row["CST_left"] == pytest.approx(1 - right)
+        assert row["predicted"] == ("CST_right" if right > 0.5 else "CST_left")
+    code, _, err = labkit_command(["predict", lab6["streamlines"], tmp_path / "predictions.csv", "--out", tmp_path],
+                                  capsys)
+    assert code == 2 and "not a readable TrackVis file" in err and err.count("\n") == 1

@@ -43,3 +43,15 @@ def labkit_command(argv, capsys):
     code = labkit_main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+SERIES = ["--window", "10", "--units", "4", "--layers", "2", "--epochs", "1", "--batch-size", "8", "--quiet"]
+TRACTS = ["--n-tracts", "4", "--units", "3", "--layers", "2", "--epochs", "1", "--batch-size", "4", "--quiet"]
+
+
+def series_run(data_dir, out):
+    return train("lab6_timeseries", ["--data-dir", data_dir, *SERIES], out)
+
+
+def streamline_run(data_dir, out):
+    return train("lab6_streamlines", ["--data-dir", data_dir, *TRACTS], out)

@@ -43,9 +43,14 @@ def lab_family(settings, output_rank):
     """Which lab family made a run, from its settings (known keys only) and the rank of its model's output.
 
     Returns:
-        ``"unet3d"`` (patch-based 3D U-Net), ``"lab5"`` (CT/MRI slices), ``"mobilenet"`` (lesion segmenter with
-        logits), ``"segmentation"`` (Lab 4 U-Net and any other 2D segmenter), or ``"classification"``.
+        ``"series"`` (Lab 6 Task 1 forecaster), ``"streamlines"`` (Lab 6 Task 2 classifier), ``"unet3d"``
+        (patch-based 3D U-Net), ``"lab5"`` (CT/MRI slices), ``"mobilenet"`` (lesion segmenter with logits),
+        ``"segmentation"`` (Lab 4 U-Net and any other 2D segmenter), or ``"classification"``.
     """
+    if "window" in settings and "column" in settings:
+        return "series"
+    if "bundles" in settings and "train_subjects" in settings:
+        return "streamlines"
     if output_rank == 5:
         return "unet3d"
     if output_rank == 2:
@@ -162,8 +167,10 @@ class TrainedRun:
 
     @property
     def kind(self):
-        """``segmentation`` (2D), ``volume`` (3D) or ``classification``."""
-        return {"unet3d": "volume", "classification": "classification"}.get(self.family, "segmentation")
+        """``segmentation`` (2D), ``volume`` (3D), ``classification``, ``series`` or ``streamlines`` (Lab 6)."""
+        kinds = {"unet3d": "volume", "classification": "classification", "series": "series",
+                 "streamlines": "streamlines"}
+        return kinds.get(self.family, "segmentation")
 
     @property
     def input_shape(self):
