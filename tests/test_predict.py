@@ -12,7 +12,8 @@ import nibabel
 import numpy as np
 import pytest
 import tensorflow as tf
-from trained_runs import labkit_command, lab5_run, lenet_run, series_run, streamline_run, unet3d_run, unet_run
+from trained_runs import (activation_map_run, labkit_command, lab5_run, lenet_run, series_run, streamline_run, unet3d_run,
+                          unet_run)
 
 import labkit
 from labkit.data import segmentation_dataset
@@ -325,3 +326,49 @@ def test_streamline_predictions_are_the_models_output_on_each_standardised_strea
     code, _, err = labkit_command(["predict", lab6["streamlines"], tmp_path / "predictions.csv", "--out", tmp_path],
                                   capsys)
     assert code == 2 and "not a readable TrackVis file" in err and err.count("\n") == 1
+
+
+# --- Lab 4: the activation-map lab's VGG16-style classifier, refused bottleneck models -------------------------------
+
+
+@pytest.fixture(scope="module")
+def cam(tmp_path_factory):
+    """A tiny run of the activation-map lab on the Bone set (grey images), trained once for the module."""
+    root = tmp_path_factory.mktemp("cam")
+    lab2 = bone_skin_dataset(n_train=4, n_val=3, size=40, root=root / "lab2")
+    return {"lab2": lab2, "run": activation_map_run(lab2, root / "cam")}
+
+
+@pytest.mark.slow
+def test_activation_map_run_classifies_images_of_another_size_with_gradcam_maps(cam, tmp_path, capsys):
+    files = sorted((cam["lab2"] / "Bone" / "validation").rglob("*.png"))
+    inputs = resized_copies(files[:2], tmp_path / "in", [(50, 36), (24, 24)])
+    code, _, err = labkit_command(["predict", cam["run"], *inputs, "--out", tmp_path / "out", "--gradcam"], capsys)
+    assert code == 0, err
+    rows = read_csv(tmp_path / "out" / "predictions.csv")
+    assert list(rows[0]) == ["file", "predicted", "AFF", "NFF"]
+    model = keras.saving.load_model(cam["run"] / "model.keras")
+    for path, row, shape in zip(inputs, rows, [(50, 36, 3), (24, 24, 3)]):
+        softmax = np.asarray(model.predict_on_batch(grey_at(path, 32))[0], np.float32)  # two softmax units
+        assert [row["AFF"], row["NFF"]] == pytest.approx(softmax.tolist(), abs=1e-3)
+        assert row["predicted"] == ["AFF", "NFF"][int(softmax.argmax())]
+        heat = cv2.imread(str(tmp_path / "out" / f"{path.stem}_gradcam.png"))
+        assert heat.shape == shape and heat.std() > 0
+    # evaluate on the lab's own folder reproduces the accuracy and the explained images' classes the lab computed
+    tested = labkit.load_run(cam["run"]).evaluate(cam["lab2"] / "Bone", out=tmp_path / "eval")["test"]
+    metrics = json.loads((cam["run"] / "metrics.json").read_text())
+    assert (tested["images"], tested["accuracy"]) == (6, metrics["validation"]["accuracy"])
+    rows = {r["image"]: r for r in read_csv(tmp_path / "eval" / "per_item.csv")}
+    for explained in metrics["activation_maps"]["images"]:
+        row = rows[explained["file"]]
+        assert (row["true"], row["predicted"]) == (explained["true"], explained["predicted"])
+        assert row[row["predicted"]] == pytest.approx(explained["probability"], abs=1e-6)
+
+
+def test_a_model_that_takes_features_not_images_is_refused_with_one_line(tmp_path, capsys):
+    # the top folder of a Lab 4 transfer run keeps a copy of its best model, which may be the bottleneck MLP
+    inputs = keras.Input((1, 1, 512))
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))).save(
+        tmp_path / "model.keras")
+    code, _, err = labkit_command(["predict", tmp_path, tmp_path, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "512-channel inputs" in err and err.count("\n") == 1

@@ -55,3 +55,10 @@ def series_run(data_dir, out):
 
 def streamline_run(data_dir, out):
     return train("lab6_streamlines", ["--data-dir", data_dir, *TRACTS], out)
+
+
+CAM = ["--img-size", "32", "--n-base", "2", "--epochs", "1", "--lr", "3e-3", "--batchnorm", "--quiet"]
+
+
+def activation_map_run(data_dir, out):
+    return train("lab4_activation_map", ["--data-dir", data_dir, *CAM], out)

@@ -323,7 +323,22 @@ def load_run(run_dir, **overrides):
         raise LabkitInputError(f"{folder / 'history.csv'}: unreadable ({type(exc).__name__})") from None
     model = load_model_safely(model_file, folder)
     settings = config.get("settings") if isinstance(config.get("settings"), dict) else {}
-    require(settings.get("method") != "bottleneck", f"{folder}: a bottleneck run (Lab 4 Task 1) classifies VGG16 "
-            "features, not images: predict and evaluate take its scratch runs (--method scratch)")
     family = lab_family({**settings, **overrides}, len(model.output_shape))
-    return TrainedRun(folder, model, config, history, metrics, family, dict(overrides))
+    run = TrainedRun(folder, model, config, history, metrics, family, dict(overrides))
+    check_applicable(run)
+    return run
+
+
+def check_applicable(run):
+    """Refuse, in one line, a run whose model does not take files: a Lab 4 bottleneck MLP (it takes VGG16
+    features), an auto-context step of Lab 5 (it takes the previous step's maps too), or any 2D model whose input
+    is not a grey or RGB image."""
+    settings = run.settings
+    require(settings.get("method") != "bottleneck", f"{run.path}: a bottleneck run (Lab 4 Task 1) classifies VGG16 "
+            "features, not images: predict and evaluate take its scratch runs (--method scratch)")
+    require(not settings.get("context_maps"), f"{run.path}: an auto-context step takes the previous step's maps as "
+            "input channels: predict and evaluate take the auto-context run's top folder")
+    shape = run.input_shape
+    if run.kind in ("segmentation", "classification") and len(shape) == 3:
+        require(shape[-1] in (1, 3), f"{run.path}: the model takes {shape[-1]}-channel inputs, not grey or RGB "
+                "images (a Lab 4 bottleneck MLP, which takes VGG16 features? predict its scratch child run)")
