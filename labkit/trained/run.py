@@ -22,6 +22,7 @@ import numpy as np
 import labkit.losses  # noqa: F401  (registers labkit's layers, losses and metrics)
 import labkit.metrics  # noqa: F401  (registers labkit's layers, losses and metrics)
 import labkit.models  # noqa: F401  (registers labkit's layers, losses and metrics)
+from labkit.autocontext import chained_model, step_folder
 from labkit.classification_lab import COURSE_SETS, Head
 from labkit.data.io import load_image, read_scaled
 from labkit.data.layouts.ct_mri import CT_LEVELS
@@ -313,20 +314,34 @@ def load_run(run_dir, **overrides):
         LabkitInputError: no such folder, no model, a model refused by ``safe_mode`` or unreadable, or a broken
             ``config.json`` / ``metrics.json`` (one line naming it).
     """
-    model_file = find_model_file(run_dir)
-    folder = model_file.parent if Path(run_dir).is_file() else Path(run_dir)
+    folder = Path(run_dir).parent if Path(run_dir).is_file() else Path(run_dir)
+    require(folder.is_dir(), f"run folder not found: {run_dir}")
     config = _read_json(folder / "config.json") if Path(run_dir).is_dir() else {}
     metrics = _read_json(folder / "metrics.json") if Path(run_dir).is_dir() else {}
     try:
         history = read_csv(folder / "history.csv") if (folder / "history.csv").is_file() else []
     except (OSError, ValueError) as exc:
         raise LabkitInputError(f"{folder / 'history.csv'}: unreadable ({type(exc).__name__})") from None
-    model = load_model_safely(model_file, folder)
+    plan = config.get("autocontext")
+    if isinstance(plan, dict) and Path(run_dir).is_dir():  # Lab 5 auto-context: every step, in order
+        model = autocontext_model(folder, plan)
+    else:
+        model = load_model_safely(find_model_file(run_dir), folder)
     settings = config.get("settings") if isinstance(config.get("settings"), dict) else {}
     family = lab_family({**settings, **overrides}, len(model.output_shape))
     run = TrainedRun(folder, model, config, history, metrics, family, dict(overrides))
     check_applicable(run)
     return run
+
+
+def autocontext_model(folder, plan):
+    """The step models of a Lab 5 auto-context run (``step-1/`` … ``step-S/``) chained into one model
+    (`labkit.autocontext.chained_model`): it takes the slice and gives the last step's output."""
+    steps = plan.get("steps")
+    require(isinstance(steps, int) and steps >= 1, f"{folder}/config.json: auto-context 'steps' is {steps!r}, not a "
+            "number of steps")
+    return chained_model([load_model_safely(find_model_file(step_folder(folder, s)), folder)
+                          for s in range(1, steps + 1)])
 
 
 def check_applicable(run):
