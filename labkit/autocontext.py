@@ -35,6 +35,7 @@ import json
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from labkit.data.split import kfold_indices
@@ -209,6 +210,30 @@ def read_maps(path, names):
         require(not missing, f"--context-maps {path} holds no map of {', '.join(missing[:3])}"
                 + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
         return np.stack([maps[n] for n in names]).astype(np.float32)
+
+
+def step_folder(run_dir, step):
+    """The child run folder of step `step` (1, 2, …) of the auto-context run in `run_dir`."""
+    return Path(run_dir) / f"step-{int(step)}"
+
+
+def chained_model(steps):
+    """One Keras model of an auto-context run's step models, in order: step 1 sees the image, step s > 1 the image
+    and step s−1's probability maps, rounded to float16 as `write_maps` stores them for training. Takes the
+    image ``(h, w, 1)``; gives the last step's output.
+
+    Example:
+        >>> model = chained_model([keras.saving.load_model(step_folder(run_dir, s) / "model.keras") for s in (1, 2)])
+    """
+    image = keras.Input(steps[0].input_shape[1:], name="image")
+    output = None
+    for index, step in enumerate(steps, start=1):
+        step = keras.Model(step.input, step.output, name=f"step_{index}")  # unique names for one model
+        if output is not None:
+            stored = keras.layers.Identity(dtype="float16", name=f"maps_{index - 1}")(output)
+            output = keras.layers.Concatenate(dtype="float32", name=f"input_{index}")([image, stored])
+        output = step(image if output is None else output)
+    return keras.Model(image, output, name=f"autocontext_{len(steps)}_steps")
 
 
 def _name(pair):

@@ -15,7 +15,8 @@ Without --data-dir it trains on an embedded synthetic series (a geometric Browni
 cycle, written as the two course CSVs) with a demo-sized profile (printed when it runs).
 
 The run folder gets config.json, history.csv, model.keras (best epoch by validation loss), metrics.json (MSE and MAE
-on the scaled validation series; MAE and RMSE in the series' units, against repeating the previous day's value),
+on the scaled validation series; MAE and RMSE in the series' units, against repeating the previous day's value; the
+training series' min and max, ``scaling``, with which ``labkit predict`` applies the model to other series),
 predictions.csv (each validation day's value and prediction), curves.png (loss and MAE) and prediction.png (the
 validation series and its prediction, in the series' units).
 
@@ -24,13 +25,13 @@ example:
   python labs/lab6_timeseries.py --units 40 --window 30
 """
 
-import numpy as np
 
 from labkit import flags, lab
 from labkit.data.layouts.stock import find_stock_csvs, read_stock_csv
 from labkit.data.pipeline import array_dataset
-from labkit.data.sequences import series_windows
+from labkit.data.sequences import scaler_range, series_windows
 from labkit.data.synthetic.stock import stock_dataset
+from labkit.evaluation.series import forecast_scores
 from labkit.history import summarize
 from labkit.models.lstm import lstm_regressor
 from labkit.plots import plot_history, series_prediction_figure
@@ -104,14 +105,11 @@ def main(argv=None):
     # Evaluation: the best model predicts every validation day; errors in the series' own units.
     best = lab.best_model(run)
     predicted = windows.unscale(best.predict(windows.x_val, batch_size=batch, verbose=0)[:, 0])
-    previous = np.concatenate([train_series[-1:], val_series[:-1]])  # persistence: tomorrow = today
     run.write_csv("predictions.csv", [{"date": d, "value": float(v), "predicted": float(p)}
                                       for d, v, p in zip(val_dates, val_series, predicted)])
-    errors = predicted - val_series
-    validation = {"days": len(val_series), "mae": float(np.mean(np.abs(errors))),
-                  "rmse": float(np.sqrt(np.mean(errors**2))),
-                  "persistence_mae": float(np.mean(np.abs(previous - val_series)))}
-    metrics = {**summarize(history, MONITOR), "validation": validation}
+    validation = forecast_scores(val_series, predicted, train_series[-1])
+    # The scaling (the training series' min and max) is what `labkit predict` needs to apply the model elsewhere.
+    metrics = {**summarize(history, MONITOR), "validation": validation, "scaling": scaler_range(windows.scaler)}
 
     # Figures, then metrics.json last: its presence marks a finished run.
     title = f"{settings.layers}×LSTM({settings.units}), window {settings.window}"

@@ -202,3 +202,34 @@ def test_lab5_autocontext_bad_flag_is_one_error_line(lab_runner, tmp_path):
     code, _, stderr = lab_runner("lab5_segmentation", ["--autocontext", "2", "--autocontext-folds", "1",
                                                        "--out", tmp_path / "x", "--quiet"])
     assert code == 2 and stderr.strip() == "error: --autocontext-folds 1: out-of-fold maps need at least 2 folds"
+
+
+@pytest.mark.slow
+def test_predict_and_evaluate_run_the_steps_in_order_and_reproduce_the_last_steps_validation(lab_run, tmp_path):
+    import shutil
+
+    import keras
+
+    import labkit
+
+    ct_dir, out = lab_run
+    val = [r["item"] for r in read_csv(out / "step-1" / "split.csv") if r["split"] == "val"]
+    for sub in ("Image", "Mask"):
+        (tmp_path / "val" / sub).mkdir(parents=True)
+        for name in val:
+            shutil.copy(ct_dir / sub / name, tmp_path / "val" / sub / name)
+    run = labkit.load_run(out)
+    assert (run.family, run.channels, run.image_size) == ("lab5", 1, (32, 32))
+    # by hand: step 1 on the slice, step 2 on the slice and step 1's map (stored as float16, as training stored it)
+    images = np.stack([labkit.load_image(tmp_path / "val" / "Image" / name, 32, 32) for name in val])
+    step1, step2 = (keras.saving.load_model(out / s / "model.keras") for s in ("step-1", "step-2"))
+    maps = np.asarray(step1.predict(images, verbose=0)).astype(np.float16).astype(np.float32)
+    expected = np.asarray(step2.predict(np.concatenate([images, maps], axis=-1), verbose=0), np.float32)
+    results = run.predict([tmp_path / "val" / "Image" / name for name in val])
+    np.testing.assert_allclose(np.stack([r["probabilities"] for r in results]), expected, atol=1e-5)
+    tested = run.evaluate(tmp_path / "val", out=tmp_path / "evaluation")["test"]
+    validation = json.loads((out / "step-2" / "metrics.json").read_text())["validation"]
+    assert tested["dice"]["mean"] == pytest.approx(validation["dice"]["mean"], abs=1e-9)
+    with pytest.raises(labkit.LabkitInputError, match="auto-context step"):
+        labkit.load_run(out / "step-2")
+    keras.backend.clear_session()

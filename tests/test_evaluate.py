@@ -6,16 +6,19 @@ import hashlib
 import json
 import shutil
 
+import keras
 import numpy as np
 import pytest
 from conftest import load_lab, run_lab_inprocess
-from trained_runs import UNET, labkit_command, lenet_run, unet3d_run, unet_run
+from trained_runs import UNET, labkit_command, lenet_run, series_run, streamline_run, unet3d_run, unet_run
 
 import labkit
 from labkit.data import segmentation_dataset
 from labkit.data.synthetic import xray_dataset
 from labkit.data.synthetic.atrium import atrium_dataset
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
+from labkit.data.synthetic.stock import stock_dataset
+from labkit.data.synthetic.tracts import tract_dataset
 from labkit.evaluation import dice
 from labkit.inference import collect_predictions
 from labkit.run_folder import MANIFEST, foreign_file, read_csv
@@ -131,3 +134,63 @@ def test_images_without_masks_are_one_line_and_the_run_can_still_be_overwritten(
                                                              "--out", str(runs["unet_b"]), "--overwrite"], capsys)
     assert code == 0, err
     assert not (runs["unet_b"] / "evaluations").exists()
+
+
+# --- Lab 6: a forecaster on a CSV pair, a streamline classifier on subject folders ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lab6(tmp_path_factory):
+    """A tiny Lab 6 forecaster (window 10) and streamline classifier (4 streamlines per bundle file, all drawn: the
+    validation subject's folder is the run's validation set), trained once for the module, and their data."""
+    root = tmp_path_factory.mktemp("lab6")
+    stock = stock_dataset(n_train=60, n_val=15, root=root / "stock")
+    tracts = tract_dataset(n_streamlines=4, root=root / "tracts")
+    return {"stock": stock, "series": series_run(stock, root / "series"), "tracts": tracts,
+            "streamlines": streamline_run(tracts, root / "streamlines")}
+
+
+def test_series_evaluation_reproduces_the_runs_validation_and_scores_another_pair_as_numpy_does(lab6, tmp_path,
+                                                                                                capsys):
+    trained = json.loads((lab6["series"] / "metrics.json").read_text())["validation"]
+    tested = labkit.load_run(lab6["series"]).evaluate(lab6["stock"], out=tmp_path / "same")["test"]
+    for key in ("days", "mae", "rmse", "persistence_mae"):
+        assert tested[key] == pytest.approx(trained[key], rel=1e-6), key
+    # Another pair: 20 days of context, 8 to predict; windows, scaling and scores worked out here with NumPy.
+    context, values = 260 + 20 * np.cos(np.arange(20) / 2), 270 + 15 * np.sin(np.arange(8))
+    (tmp_path / "pair").mkdir()
+    for name, series in (("train_data_stock.csv", context), ("val_data_stock.csv", values)):
+        rows = [f"d{i},{v}" for i, v in enumerate(series)][::-1]  # newest first, as the course's files
+        (tmp_path / "pair" / name).write_text("Date,Open\n" + "\n".join(rows) + "\n")
+    code, _, err = labkit_command(["evaluate", lab6["series"], "--data-dir", tmp_path / "pair"], capsys)
+    assert code == 0, err
+    scaling = json.loads((lab6["series"] / "metrics.json").read_text())["scaling"]
+    low, high = scaling["min"], scaling["max"]
+    joined = (np.concatenate([context[-10:], values]) - low) / (high - low)
+    windows = np.stack([joined[i:i + 10] for i in range(8)])[..., None]
+    model = keras.saving.load_model(lab6["series"] / "model.keras")
+    predicted = model.predict(windows, verbose=0)[:, 0] * (high - low) + low
+    folder = lab6["series"] / "evaluations" / "pair"
+    test = json.loads((folder / "metrics.json").read_text())["test"]
+    assert test["mae"] == pytest.approx(np.mean(np.abs(predicted - values)), rel=1e-5)
+    assert test["rmse"] == pytest.approx(np.sqrt(np.mean((predicted - values) ** 2)), rel=1e-5)
+    assert test["persistence_mae"] == pytest.approx(np.mean(np.abs(np.diff(np.concatenate([context[-1:], values])))))
+    assert [r["predicted"] for r in read_csv(folder / "per_item.csv")] == pytest.approx(predicted, rel=1e-5)
+    assert (folder / "prediction.png").is_file()
+
+
+def test_streamline_evaluation_on_the_validation_subject_reproduces_the_runs_validation_scores(lab6, tmp_path,
+                                                                                               capsys):
+    shutil.copytree(lab6["tracts"] / "601127", tmp_path / "held_out" / "601127")
+    code, _, err = labkit_command(["evaluate", lab6["streamlines"], "--data-dir", tmp_path / "held_out", "--out",
+                                   tmp_path / "eval"], capsys)
+    assert code == 0, err
+    test = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
+    validation = json.loads((lab6["streamlines"] / "metrics.json").read_text())["validation"]
+    for key in ("images", "accuracy", "balanced_accuracy", "macro_auc", "macro_f1"):
+        assert test[key] == pytest.approx(validation[key], abs=1e-12), key
+    rows = read_csv(tmp_path / "eval" / "per_item.csv")
+    assert [r["image"] for r in rows[:5]] == [*(f"601127/CST_left/{i}" for i in range(4)), "601127/CST_right/0"]
+    (tmp_path / "no_subjects").mkdir()
+    code, _, err = labkit_command(["evaluate", lab6["streamlines"], "--data-dir", tmp_path / "no_subjects"], capsys)
+    assert code == 2 and "no subject folders" in err and err.count("\n") == 1

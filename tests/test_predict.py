@@ -12,7 +12,8 @@ import nibabel
 import numpy as np
 import pytest
 import tensorflow as tf
-from trained_runs import labkit_command, lab5_run, lenet_run, unet3d_run, unet_run
+from trained_runs import (activation_map_run, labkit_command, lab5_run, lenet_run, series_run, streamline_run, unet3d_run,
+                          unet_run)
 
 import labkit
 from labkit.data import segmentation_dataset
@@ -21,6 +22,8 @@ from labkit.data.patches import sliding_window_inference
 from labkit.data.synthetic import ct_dataset, xray_dataset
 from labkit.data.synthetic.atrium import atrium_dataset
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
+from labkit.data.synthetic.stock import stock_dataset
+from labkit.data.synthetic.tracts import tract_dataset
 from labkit.inference import collect_predictions
 from labkit.run_folder import read_csv
 
@@ -263,3 +266,109 @@ def test_a_lesion_segmenter_with_logits_gives_sigmoid_probabilities_of_rgb_image
     assert result["probabilities"].shape == (20, 28, 1)
     assert np.abs(result["probabilities"] - expected).max() < 1e-5
     assert np.array_equal(result["mask"] > 0, result["probabilities"][..., 0] > 0.5)
+
+
+# --- Lab 6: series and streamlines -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lab6(tmp_path_factory):
+    """A tiny Lab 6 forecaster (window 10) and streamline classifier, trained once for the module, and their data."""
+    root = tmp_path_factory.mktemp("lab6")
+    stock = stock_dataset(n_train=60, n_val=15, root=root / "stock")
+    tracts = tract_dataset(n_streamlines=4, root=root / "tracts")
+    return {"stock": stock, "series": series_run(stock, root / "series"), "tracts": tracts,
+            "streamlines": streamline_run(tracts, root / "streamlines")}
+
+
+def course_csv(path, values):
+    """A course stock CSV of `values` (oldest first), written newest first as the course's files are."""
+    rows = [f"2020-01-{i + 1:02d},{v},{v + 1},{v - 1},{v},1000" for i, v in enumerate(values)]
+    path.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows[::-1]) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_series_predictions_are_the_models_output_on_hand_made_windows_in_the_series_units(lab6, tmp_path, capsys):
+    with open(lab6["stock"] / "train_data_stock.csv") as file:  # the training series, read without labkit
+        train = np.array([float(line.split(",")[1]) for line in file.read().splitlines()[1:]])
+    metrics = json.loads((lab6["series"] / "metrics.json").read_text())
+    assert metrics["scaling"] == {"min": pytest.approx(train.min()), "max": pytest.approx(train.max())}
+    values = 250.0 + 30.0 * np.sin(np.arange(25) / 3.0)  # 25 days, another length than the lab's files
+    code, out, err = labkit_command(["predict", lab6["series"], course_csv(tmp_path / "prices.csv", values),
+                                     "--out", tmp_path / "out"], capsys)
+    assert code == 0, err
+    rows = read_csv(tmp_path / "out" / "prices_predictions.csv")
+    assert len(rows) == 25 - 10 + 1 and rows[-1]["date"] == "next"
+    assert [r["value"] for r in rows[:-1]] == pytest.approx(values[10:])
+    low, high = train.min(), train.max()
+    scaled = (values - low) / (high - low)
+    windows = np.stack([scaled[i:i + 10] for i in range(25 - 10 + 1)])[..., None]
+    model = keras.saving.load_model(lab6["series"] / "model.keras")
+    expected = model.predict(windows, verbose=0)[:, 0] * (high - low) + low
+    np.testing.assert_allclose([r["predicted"] for r in rows], expected, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_streamline_predictions_are_the_models_output_on_each_standardised_streamline_alone(lab6, tmp_path, capsys):
+    trk = lab6["tracts"] / "601127" / "CST_right.trk"
+    code, out, err = labkit_command(["predict", lab6["streamlines"], trk, "--out", tmp_path], capsys)
+    assert code == 0 and "4 streamline(s) predicted" in out, err
+    rows = read_csv(tmp_path / "predictions.csv")
+    stats = json.loads((lab6["streamlines"] / "metrics.json").read_text())["standardization"]
+    model = keras.saving.load_model(lab6["streamlines"] / "model.keras")
+    lines = list(nibabel.streamlines.load(str(trk)).streamlines)
+    assert [r["points"] for r in rows] == [len(s) for s in lines]
+    for row, line in zip(rows, lines):  # batch of one: no padding at all
+        right = float(model(((line - stats["mean"]) / np.array(stats["std"]))[None], training=False)[0, 0])
+        assert row["CST_right"] == pytest.approx(right, abs=1e-5) and row["CST_left"] == pytest.approx(1 - right)
+        assert row["predicted"] == ("CST_right" if right > 0.5 else "CST_left")
+    code, _, err = labkit_command(["predict", lab6["streamlines"], tmp_path / "predictions.csv", "--out", tmp_path],
+                                  capsys)
+    assert code == 2 and "not a readable TrackVis file" in err and err.count("\n") == 1
+
+
+# --- Lab 4: the activation-map lab's VGG16-style classifier, refused bottleneck models -------------------------------
+
+
+@pytest.fixture(scope="module")
+def cam(tmp_path_factory):
+    """A tiny run of the activation-map lab on the Bone set (grey images), trained once for the module."""
+    root = tmp_path_factory.mktemp("cam")
+    lab2 = bone_skin_dataset(n_train=4, n_val=3, size=40, root=root / "lab2")
+    return {"lab2": lab2, "run": activation_map_run(lab2, root / "cam")}
+
+
+@pytest.mark.slow
+def test_activation_map_run_classifies_images_of_another_size_with_gradcam_maps(cam, tmp_path, capsys):
+    files = sorted((cam["lab2"] / "Bone" / "validation").rglob("*.png"))
+    inputs = resized_copies(files[:2], tmp_path / "in", [(50, 36), (24, 24)])
+    code, _, err = labkit_command(["predict", cam["run"], *inputs, "--out", tmp_path / "out", "--gradcam"], capsys)
+    assert code == 0, err
+    rows = read_csv(tmp_path / "out" / "predictions.csv")
+    assert list(rows[0]) == ["file", "predicted", "AFF", "NFF"]
+    model = keras.saving.load_model(cam["run"] / "model.keras")
+    for path, row, shape in zip(inputs, rows, [(50, 36, 3), (24, 24, 3)]):
+        softmax = np.asarray(model.predict_on_batch(grey_at(path, 32))[0], np.float32)  # two softmax units
+        assert [row["AFF"], row["NFF"]] == pytest.approx(softmax.tolist(), abs=1e-3)
+        assert row["predicted"] == ["AFF", "NFF"][int(softmax.argmax())]
+        heat = cv2.imread(str(tmp_path / "out" / f"{path.stem}_gradcam.png"))
+        assert heat.shape == shape and heat.std() > 0
+    # evaluate on the lab's own folder reproduces the accuracy and the explained images' classes the lab computed
+    tested = labkit.load_run(cam["run"]).evaluate(cam["lab2"] / "Bone", out=tmp_path / "eval")["test"]
+    metrics = json.loads((cam["run"] / "metrics.json").read_text())
+    assert (tested["images"], tested["accuracy"]) == (6, metrics["validation"]["accuracy"])
+    rows = {r["image"]: r for r in read_csv(tmp_path / "eval" / "per_item.csv")}
+    for explained in metrics["activation_maps"]["images"]:
+        row = rows[explained["file"]]
+        assert (row["true"], row["predicted"]) == (explained["true"], explained["predicted"])
+        assert row[row["predicted"]] == pytest.approx(explained["probability"], abs=1e-6)
+
+
+def test_a_model_that_takes_features_not_images_is_refused_with_one_line(tmp_path, capsys):
+    # the top folder of a Lab 4 transfer run keeps a copy of its best model, which may be the bottleneck MLP
+    inputs = keras.Input((1, 1, 512))
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))).save(
+        tmp_path / "model.keras")
+    code, _, err = labkit_command(["predict", tmp_path, tmp_path, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "512-channel inputs" in err and err.count("\n") == 1

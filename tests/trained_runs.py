@@ -43,3 +43,22 @@ def labkit_command(argv, capsys):
     code = labkit_main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+SERIES = ["--window", "10", "--units", "4", "--layers", "2", "--epochs", "1", "--batch-size", "8", "--quiet"]
+TRACTS = ["--n-tracts", "4", "--units", "3", "--layers", "2", "--epochs", "1", "--batch-size", "4", "--quiet"]
+
+
+def series_run(data_dir, out):
+    return train("lab6_timeseries", ["--data-dir", data_dir, *SERIES], out)
+
+
+def streamline_run(data_dir, out):
+    return train("lab6_streamlines", ["--data-dir", data_dir, *TRACTS], out)
+
+
+CAM = ["--img-size", "32", "--n-base", "2", "--epochs", "1", "--lr", "3e-3", "--batchnorm", "--quiet"]
+
+
+def activation_map_run(data_dir, out):
+    return train("lab4_activation_map", ["--data-dir", data_dir, *CAM], out)

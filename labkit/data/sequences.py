@@ -37,7 +37,29 @@ class SeriesWindows:
         return self.scaler.inverse_transform(values.reshape(-1, 1)).reshape(values.shape)
 
 
-def series_windows(train, val, window, names=("training series", "validation series")):
+def minmax_scaler(minimum, maximum):
+    """The `sklearn.preprocessing.MinMaxScaler` to [0, 1] that a series with this minimum and maximum fits: the one
+    a Lab 6 run trained with, rebuilt from the ``scaling`` its ``metrics.json`` records."""
+    from sklearn.preprocessing import MinMaxScaler
+
+    require(float(maximum) > float(minimum), f"series scaling: maximum {maximum} is not above minimum {minimum}")
+    return MinMaxScaler(feature_range=(0, 1)).fit(np.array([[float(minimum)], [float(maximum)]]))
+
+
+def scaler_range(scaler):
+    """``{"min", "max"}`` of a fitted `MinMaxScaler` (what `minmax_scaler` rebuilds it from)."""
+    return {"min": float(scaler.data_min_[0]), "max": float(scaler.data_max_[0])}
+
+
+def series_inputs(series, window, scaler):
+    """Every window of `window` consecutive values of a series, scaled with `scaler`: ``(len(series) − window + 1,
+    window, 1)`` float32; window ``i`` predicts value ``i + window`` (the last one the day after the series)."""
+    series = np.asarray(series, np.float64).ravel()
+    scaled = scaler.transform(series.reshape(-1, 1))[:, 0]
+    return np.lib.stride_tricks.sliding_window_view(scaled, window)[..., None].astype(np.float32)
+
+
+def series_windows(train, val, window, names=("training series", "validation series"), scaler=None):
     """Windows of `window` consecutive values and the value after each, from a training and a validation series.
 
     Training: ``x[i] = s[i : i + window]``, ``y[i] = s[i + window]`` for every ``i`` with a target in the training
@@ -50,6 +72,7 @@ def series_windows(train, val, window, names=("training series", "validation ser
         train, val: 1-D series, oldest first (`labkit.data.layouts.stock.read_stock_csv`).
         window: values per window (the course's T = 60).
         names: how errors name the two series (e.g. their files).
+        scaler: a fitted scaler to use instead (a trained run's, `minmax_scaler`); None: fit one on `train`.
 
     Returns:
         A `SeriesWindows`.
@@ -68,7 +91,7 @@ def series_windows(train, val, window, names=("training series", "validation ser
     require(len(train) > window, f"{names[0]}: {len(train)} values, fewer than the window of {window} plus the value "
             f"to predict ({window + 1})")
     require(len(val) >= 1, f"{names[1]}: no values")
-    scaler = MinMaxScaler(feature_range=(0, 1)).fit(train.reshape(-1, 1))
+    scaler = scaler or MinMaxScaler(feature_range=(0, 1)).fit(train.reshape(-1, 1))
     scaled_train = scaler.transform(train.reshape(-1, 1))[:, 0]
     joined = np.concatenate([scaled_train[-window:], scaler.transform(val.reshape(-1, 1))[:, 0]])
     windows = lambda series: np.lib.stride_tricks.sliding_window_view(series[:-1], window)  # noqa: E731

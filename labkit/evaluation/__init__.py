@@ -21,3 +21,8 @@ from labkit.evaluation.classification import (classification_report_rows, classi
 
 __all__ += ["classification_report_rows", "classification_report_text", "classification_scores", "confusion_counts",
             "per_class_auc"]
+
+# A one-step-ahead forecast against persistence (Lab 6 Task 1): `series`.
+from labkit.evaluation.series import forecast_scores  # noqa: E402
+
+__all__ += ["forecast_scores"]

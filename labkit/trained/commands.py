@@ -61,7 +61,8 @@ def _predict(args):
     results = run.predict(args.inputs, out=args.out, threshold=args.threshold, probabilities=args.probabilities,
                           batch_size=args.batch_size, gradcam=args.gradcam, skip_bad_files=args.skip_bad_files,
                           overlap=args.overlap)
-    print(f"{len(results)} file(s) predicted with {run.path} ({run.kind}); written to {args.out}")
+    items = "streamline(s)" if run.kind == "streamlines" else "file(s)"
+    print(f"{len(results)} {items} predicted with {run.path} ({run.kind}); written to {args.out}")
 
 
 def _evaluate(args):

@@ -2,10 +2,12 @@
 
 The folder may be in any layout the run's lab reads: the course ``Image/Mask`` folders (Lab 4 U-Net, Lab 5 CT/MRI),
 ISIC 2016 (MobileNet segmenter; its test split when it has one), class folders or Lab 1's flat names (Labs 1–3),
-UA-MT ``.h5`` cases or NIfTI pairs (3D U-Net). Images are read through the lab's own pipeline at the model's size, so
-the numbers are the ones training reports: Dice and Jaccard per image at the threshold (0.5), the Dice of each
-structure for Lab 5's left/right lungs, accuracy, balanced accuracy, macro AUC and F1 for classifiers, and Dice,
-Jaccard and surface distances in mm (the volume's spacing) for volumes.
+UA-MT ``.h5`` cases or NIfTI pairs (3D U-Net), Lab 6's CSV pair or subject folders of ``.trk`` bundles
+(`labkit.trained.sequences`). Images are read through the lab's own pipeline at the model's size, so the numbers are
+the ones training reports: Dice and Jaccard per image at the threshold (0.5), the Dice of each structure for Lab 5's
+left/right lungs, accuracy, balanced accuracy, macro AUC and F1 for classifiers (and Lab 6's streamlines), Dice,
+Jaccard and surface distances in mm (the volume's spacing) for volumes, and MAE and RMSE in the series' units against
+persistence for Lab 6's forecasts.
 
 Outputs go to ``<run>/evaluations/<folder name>/`` (or `out`): ``per_item.csv`` (per image or case),
 ``metrics.json`` and the lab's figures. ``evaluations/`` is a run folder of its own (its own file manifest), so the
@@ -38,6 +40,7 @@ from labkit.inference import collect_predictions, predict_volume, sigmoid
 from labkit.plots import (class_samples, classification_samples, confusion_matrix_figure, roc_figure,
                           segmentation_samples, volume_slices)
 from labkit.run_folder import MANIFEST, RunFolder
+from labkit.trained.sequences import evaluate_series, evaluate_streamlines
 
 EVALUATIONS = "evaluations"
 
@@ -235,7 +238,11 @@ def evaluate(run, data_dir, out=None, batch_size=8, threshold=None, overlap=None
     require(data_dir.is_dir(), f"--data-dir {data_dir}: folder not found")
     folder = output_folder(run, data_dir, out)
     try:
-        if run.kind == "volume":
+        if run.kind == "series":
+            scores, headline = evaluate_series(run, data_dir, folder, int(batch_size))
+        elif run.kind == "streamlines":
+            scores, headline = evaluate_streamlines(run, data_dir, folder, int(batch_size))
+        elif run.kind == "volume":
             scores, headline = evaluate_volumes(run, data_dir, folder, min(int(batch_size), 4), threshold, overlap)
         elif run.kind == "classification":
             scores, headline = evaluate_classification(run, data_dir, folder, int(batch_size))

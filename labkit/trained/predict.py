@@ -6,6 +6,8 @@
   ``<name>_prob.npy`` ``(h, w, channels)``; ``overlay.png`` shows the first few.
 * Classification: ``predictions.csv`` (file, predicted class, each class's probability); ``gradcam=True`` writes
   ``<name>_gradcam.png`` (the Grad-CAM map of the predicted class over the image).
+* Lab 6: ``<name>_predictions.csv`` per series CSV, ``predictions.csv`` with a row per streamline of ``.trk`` files
+  (`labkit.trained.sequences`).
 * 3D: sliding-window prediction with the run's patch and overlap; NIfTI in → ``<name>_mask.nii.gz`` with the input's
   affine and header (and ``<name>_prob.nii.gz``); HDF5 in → ``<name>_mask.h5`` with the input's ``image`` dataset
   layout, a ``label`` dataset and the ``spacing`` attribute (and ``probability``).
@@ -28,6 +30,7 @@ from labkit.inference import predict_volume
 from labkit.plots import overlay_heatmap, prediction_overlays
 from labkit.progress import progress
 from labkit.run_folder import write_csv
+from labkit.trained.sequences import predict_series, predict_streamlines
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".h5", ".hdf5")
 PROBABILITY_FORMATS = ("png", "npy")
@@ -263,7 +266,8 @@ def predict_volumes(run, files, out, threshold=None, probabilities=None, batch_s
 
 def predict(run, inputs, out=None, threshold=None, probabilities=None, batch_size=8, gradcam=False,
             skip_bad_files=False, overlap=None):
-    """Apply a `labkit.trained.TrainedRun` to files and folders (2D images or 3D volumes, as the run's model takes).
+    """Apply a `labkit.trained.TrainedRun` to files and folders (2D images, 3D volumes, or Lab 6's series CSVs and
+    ``.trk`` files, as the run's model takes).
 
     Args:
         run: the run.
@@ -283,10 +287,14 @@ def predict(run, inputs, out=None, threshold=None, probabilities=None, batch_siz
     require(probabilities in (None, False, *PROBABILITY_FORMATS), f"--probabilities must be png or npy, got "
             f"{probabilities!r}")
     require(int(batch_size) >= 1, f"--batch-size must be at least 1, got {batch_size}")
-    files = list_inputs(inputs, volumes=run.kind == "volume")
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+    if run.kind == "series":
+        return predict_series(run, inputs, out, int(batch_size), skip_bad_files)
+    if run.kind == "streamlines":
+        return predict_streamlines(run, inputs, out, int(batch_size), skip_bad_files)
+    files = list_inputs(inputs, volumes=run.kind == "volume")
     if run.kind == "volume":
         return predict_volumes(run, files, out, threshold, probabilities, int(batch_size), overlap, skip_bad_files)
     if run.kind == "classification":

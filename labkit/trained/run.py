@@ -22,6 +22,7 @@ import numpy as np
 import labkit.losses  # noqa: F401  (registers labkit's layers, losses and metrics)
 import labkit.metrics  # noqa: F401  (registers labkit's layers, losses and metrics)
 import labkit.models  # noqa: F401  (registers labkit's layers, losses and metrics)
+from labkit.autocontext import chained_model, step_folder
 from labkit.classification_lab import COURSE_SETS, Head
 from labkit.data.io import load_image, read_scaled
 from labkit.data.layouts.ct_mri import CT_LEVELS
@@ -43,9 +44,14 @@ def lab_family(settings, output_rank):
     """Which lab family made a run, from its settings (known keys only) and the rank of its model's output.
 
     Returns:
-        ``"unet3d"`` (patch-based 3D U-Net), ``"lab5"`` (CT/MRI slices), ``"mobilenet"`` (lesion segmenter with
-        logits), ``"segmentation"`` (Lab 4 U-Net and any other 2D segmenter), or ``"classification"``.
+        ``"series"`` (Lab 6 Task 1 forecaster), ``"streamlines"`` (Lab 6 Task 2 classifier), ``"unet3d"``
+        (patch-based 3D U-Net), ``"lab5"`` (CT/MRI slices), ``"mobilenet"`` (lesion segmenter with logits),
+        ``"segmentation"`` (Lab 4 U-Net and any other 2D segmenter), or ``"classification"``.
     """
+    if "window" in settings and "column" in settings:
+        return "series"
+    if "bundles" in settings and "train_subjects" in settings:
+        return "streamlines"
     if output_rank == 5:
         return "unet3d"
     if output_rank == 2:
@@ -162,8 +168,10 @@ class TrainedRun:
 
     @property
     def kind(self):
-        """``segmentation`` (2D), ``volume`` (3D) or ``classification``."""
-        return {"unet3d": "volume", "classification": "classification"}.get(self.family, "segmentation")
+        """``segmentation`` (2D), ``volume`` (3D), ``classification``, ``series`` or ``streamlines`` (Lab 6)."""
+        kinds = {"unet3d": "volume", "classification": "classification", "series": "series",
+                 "streamlines": "streamlines"}
+        return kinds.get(self.family, "segmentation")
 
     @property
     def input_shape(self):
@@ -306,17 +314,46 @@ def load_run(run_dir, **overrides):
         LabkitInputError: no such folder, no model, a model refused by ``safe_mode`` or unreadable, or a broken
             ``config.json`` / ``metrics.json`` (one line naming it).
     """
-    model_file = find_model_file(run_dir)
-    folder = model_file.parent if Path(run_dir).is_file() else Path(run_dir)
+    folder = Path(run_dir).parent if Path(run_dir).is_file() else Path(run_dir)
+    require(folder.is_dir(), f"run folder not found: {run_dir}")
     config = _read_json(folder / "config.json") if Path(run_dir).is_dir() else {}
     metrics = _read_json(folder / "metrics.json") if Path(run_dir).is_dir() else {}
     try:
         history = read_csv(folder / "history.csv") if (folder / "history.csv").is_file() else []
     except (OSError, ValueError) as exc:
         raise LabkitInputError(f"{folder / 'history.csv'}: unreadable ({type(exc).__name__})") from None
-    model = load_model_safely(model_file, folder)
+    plan = config.get("autocontext")
+    if isinstance(plan, dict) and Path(run_dir).is_dir():  # Lab 5 auto-context: every step, in order
+        model = autocontext_model(folder, plan)
+    else:
+        model = load_model_safely(find_model_file(run_dir), folder)
     settings = config.get("settings") if isinstance(config.get("settings"), dict) else {}
-    require(settings.get("method") != "bottleneck", f"{folder}: a bottleneck run (Lab 4 Task 1) classifies VGG16 "
-            "features, not images: predict and evaluate take its scratch runs (--method scratch)")
     family = lab_family({**settings, **overrides}, len(model.output_shape))
-    return TrainedRun(folder, model, config, history, metrics, family, dict(overrides))
+    run = TrainedRun(folder, model, config, history, metrics, family, dict(overrides))
+    check_applicable(run)
+    return run
+
+
+def autocontext_model(folder, plan):
+    """The step models of a Lab 5 auto-context run (``step-1/`` … ``step-S/``) chained into one model
+    (`labkit.autocontext.chained_model`): it takes the slice and gives the last step's output."""
+    steps = plan.get("steps")
+    require(isinstance(steps, int) and steps >= 1, f"{folder}/config.json: auto-context 'steps' is {steps!r}, not a "
+            "number of steps")
+    return chained_model([load_model_safely(find_model_file(step_folder(folder, s)), folder)
+                          for s in range(1, steps + 1)])
+
+
+def check_applicable(run):
+    """Refuse, in one line, a run whose model does not take files: a Lab 4 bottleneck MLP (it takes VGG16
+    features), an auto-context step of Lab 5 (it takes the previous step's maps too), or any 2D model whose input
+    is not a grey or RGB image."""
+    settings = run.settings
+    require(settings.get("method") != "bottleneck", f"{run.path}: a bottleneck run (Lab 4 Task 1) classifies VGG16 "
+            "features, not images: predict and evaluate take its scratch runs (--method scratch)")
+    require(not settings.get("context_maps"), f"{run.path}: an auto-context step takes the previous step's maps as "
+            "input channels: predict and evaluate take the auto-context run's top folder")
+    shape = run.input_shape
+    if run.kind in ("segmentation", "classification") and len(shape) == 3:
+        require(shape[-1] in (1, 3), f"{run.path}: the model takes {shape[-1]}-channel inputs, not grey or RGB "
+                "images (a Lab 4 bottleneck MLP, which takes VGG16 features? predict its scratch child run)")
