@@ -173,6 +173,16 @@ def samples_figure(runs, title=None):
                               title=title)
 
 
+def volume_summary(metrics, summary, monitor):
+    """The lines that close a volume segmentation run: the best epoch by `monitor`, then every test summary of
+    `labkit.evaluation.evaluate_volumes` as mean ± std (with the count of cases left out as inf)."""
+    lines = [f"best epoch {metrics['best']['epoch']}: {monitor} {metrics['best'][monitor]:.4f}"]
+    for key, value in summary.items():
+        missed = f" ({value['n_infinite']} case(s) with an empty mask left out)" if value["n_infinite"] else ""
+        lines.append(f"test {key}: {value['mean']:.4f} ± {value['std']:.4f}{missed}")
+    return "\n".join(lines)
+
+
 def write_per_case_csv(rows, path):
     """Write the per-case table of `labkit.evaluation.evaluate_volumes` as CSV (atomically, no pandas); ``inf`` is
     written as ``inf``."""
