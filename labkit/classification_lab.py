@@ -31,14 +31,11 @@ from labkit.data.layouts.class_folders import LAB2_SETS, ClassFolderSplit, find_
 from labkit.data.pipeline import classification_dataset, even_replica_batches, map_batches
 from labkit.data.split import refold_class_splits
 from labkit.errors import LabkitInputError, require
-from labkit.evaluation.classification import write_classification_report
-from labkit.history import summarize
-from labkit.inference import collect_predictions
 from labkit.metrics import sign_accuracy
 from labkit.models.classic import lab1_mlp_model, vgg16_model
 from labkit.models.lenet_alexnet import alexnet_model, lenet_model
 from labkit.optimizers import OPTIMIZERS, learning_rate_schedule, optimizer_by_name
-from labkit.plots import classification_samples, confusion_matrix_figure, plot_history
+from labkit.reports import evaluate_classifier, spread_over_classes
 from labkit.runtime import distribute
 from labkit.training import compile_model, steps_per_epoch
 
@@ -112,7 +109,7 @@ def find_labelled_set(data_dir, dataset):
 
 def classes_in_turn(split):
     """The same images reordered so that the classes take turns (first of each class, then second, …)."""
-    order = _spread_over_classes(np.asarray(split.labels), len(split))
+    order = spread_over_classes(np.asarray(split.labels), len(split))
     return type(split)(tuple(split.paths[i] for i in order), tuple(split.labels[i] for i in order), split.class_names)
 
 
@@ -310,41 +307,17 @@ def compile_classifier(model, head, optimizer, learning_rate, lr_schedule="const
 
 
 def evaluate_and_report(run, history, model_path, val, val_data, head, title, n_samples=16):
-    """Score the best model on the validation images and write the run's results.
-
-    Writes ``report.txt`` / ``report.csv`` (scikit-learn's per-class precision, recall, F1, support),
-    ``predictions.csv`` (each image's true and predicted class and scores), ``curves.png`` (loss and accuracy,
-    best epoch by validation accuracy marked), ``confusion_matrix.png``, ``samples.png`` (validation images titled
-    with true and predicted class) and, last (its presence marks a finished run), ``metrics.json``: the history's
-    best/final epoch plus ``validation`` (accuracy, balanced accuracy, macro AUC and F1, per-class scores).
+    """Score the best model on the validation images and write the run's results (`labkit.reports.evaluate_classifier`):
+    ``report.txt`` / ``report.csv``, ``predictions.csv``, ``curves.png`` (loss and accuracy, best epoch by
+    validation accuracy marked), ``confusion_matrix.png``, ``samples.png`` (validation images titled with true and
+    predicted class) and, last, ``metrics.json``: the history's best/final epoch plus ``validation`` (accuracy,
+    balanced accuracy, macro AUC and F1, per-class scores), the head and the loss.
 
     Returns:
         The ``metrics.json`` content.
     """
-    best = keras.saving.load_model(model_path)
-    images, _, outputs = collect_predictions(best, val_data)
-    probabilities = head.probabilities(outputs)
-    truth, names = np.asarray(val.labels), val.class_names
-    scores = write_classification_report(run, [Path(p).name for p in val.paths], truth, probabilities, names)
-    shown = _spread_over_classes(truth, n_samples)
-    metrics = {**summarize(history, MONITOR), "validation": scores, "head": head.name, "loss": head.loss}
-    return lab.finish_run(run, metrics, {
-        "curves.png": plot_history(history, ("loss", "accuracy"), title, monitor=MONITOR),
-        "confusion_matrix.png": confusion_matrix_figure(truth, probabilities, names, title=title),
-        "samples.png": classification_samples(images[shown], truth[shown], probabilities[shown].argmax(1), names,
-                                              title=f"{title}: validation images"),
-    }, summary=f"best epoch {metrics['best']['epoch']}: val_accuracy {metrics['best'][MONITOR]:.4f}; best model on "
-               f"{scores['images']} validation images: accuracy {scores['accuracy']:.4f}, balanced accuracy "
-               f"{scores['balanced_accuracy']:.4f}")
-
-
-def _spread_over_classes(labels, n):
-    """Indices of up to `n` items taking the classes in turn (the first items of each), for the sample grid."""
-    by_class = [list(np.flatnonzero(labels == k)) for k in np.unique(labels)]
-    chosen = []
-    while len(chosen) < n and any(by_class):
-        chosen += [c.pop(0) for c in by_class if c][: n - len(chosen)]
-    return np.asarray(chosen, dtype=int)
+    return evaluate_classifier(run, history, keras.saving.load_model(model_path), val, val_data, head, title, MONITOR,
+                               n_samples=n_samples)
 
 
 __all__ = ["COURSE_SETS", "Head", "LabData", "MODELS", "MONITOR", "OPTIMIZERS", "build_classifier", "compile_classifier",

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from labkit.data.patches import sliding_window_inference
+from labkit.data.patches import centre_crop, sliding_window_inference
 from labkit.progress import progress
 from labkit.runtime import resolve_precision
 
@@ -67,6 +67,17 @@ def predict_volume(model, volume, patch, overlap=0.5, blend="gaussian", batch_si
     """
     predict = lambda batch: np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(batch)), np.float32)  # noqa
     return sliding_window_inference(volume, predict, patch, overlap, blend, batch_size=batch_size)
+
+
+def predict_case(model, case, patch, overlap=0.5, blend="gaussian", batch_size=1, centre=False):
+    """A 3D segmenter's foreground probabilities for one volume case (``image``, ``label``) and the reference they
+    are scored against: the whole volume by sliding windows (`sliding_window_inference`), or with `centre` only its
+    central `patch` block. Returns ``(probabilities, label)``, both of the predicted region's shape."""
+    if centre:
+        image, label = centre_crop(case.image, patch), centre_crop(case.label, patch)
+        return model.predict_on_batch(image[None, ..., None])[0, ..., 0], label
+    probabilities = sliding_window_inference(case.image, model, patch, overlap, blend, batch_size=batch_size)
+    return probabilities[..., 0], case.label
 
 
 def set_model_precision(model, precision):

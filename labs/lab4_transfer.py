@@ -44,7 +44,7 @@ from labkit.features import bottleneck_features
 from labkit.history import summarize
 from labkit.models.classic import MLP_model, vgg16_model
 from labkit.models.transfer import resolve_weights, weights_text
-from labkit.multirun.tables import child_metrics, keep_file, keep_winner, stacked_history
+from labkit.multirun.tables import keep_file, write_preset_report
 from labkit.multirun.variants import Preset
 from labkit.run_folder import markdown_table
 from labkit.runtime import distribute
@@ -179,14 +179,13 @@ def main(argv=None):
 def report_models(run, children):
     """The top folder's files (see the module docstring); returns the entries it adds to its metrics.json. The best
     model: the best validation accuracy, ties broken by the lower validation loss."""
-    models = child_metrics(children)
-    rows = [row for m in models.values() for row in m["comparison"]]
-    run.write_table("comparison", rows)
-    run.write_csv("history.csv", stacked_history(children, {
-        name: {"dataset": m["dataset"], "method": m["method"]} for name, m in models.items()}))
+    models, tables, winner = write_preset_report(
+        run, children, lambda models: {"comparison": [row for m in models.values() for row in m["comparison"]]},
+        lambda name, m: {"dataset": m["dataset"], "method": m["method"]},
+        lambda m: (m["best"][MONITOR], -m["comparison"][0]["best_val_loss"]))
+    rows = tables["comparison"]
     for name, m in models.items():
         keep_file(run, children[name] / m["curves"], m["curves"])
-    winner = keep_winner(run, children, models, lambda m: (m["best"][MONITOR], -m["comparison"][0]["best_val_loss"]))
     print(markdown_table(rows, ["dataset", "method", "train_seconds", "best_val_accuracy", "best_val_loss",
                                 "final_val_accuracy", "final_val_loss"]))
     return {**{k: models[winner][k] for k in ("monitor", "best", "final", "epochs_run", "model")}, "winner": winner,

@@ -36,13 +36,13 @@ from labkit.data.layouts.ct_mri import (BINARY_LEVELS, BRATS_MODALITIES, CT_LEVE
 from labkit.data.split import train_val_split
 from labkit.data.weight_maps import COURSE_STRENGTH, weight_map, with_weight_maps
 from labkit.errors import require
-from labkit.evaluation import class_channels, mean_std, per_image_class_scores, per_image_scores
+from labkit.evaluation import mean_std
 from labkit.history import summarize
-from labkit.inference import collect_predictions
 from labkit.losses import get_loss
 from labkit.metrics import class_dice_metrics, dice_coef
 from labkit.models.heads import with_sigmoid_heads
 from labkit.plots import class_samples, plot_history, segmentation_samples, weight_map_figure
+from labkit.reports import evaluate_segmenter
 from labkit.runtime import distribute
 from labkit.training import compile_model, fit
 
@@ -153,22 +153,14 @@ def training_metrics(settings):
     return [dice_coef, keras.metrics.Precision(name="precision"), keras.metrics.Recall(name="recall")], "val_dice_coef"
 
 
-def evaluate(settings, model, val, names):
-    """Per-image scores of the best model on the validation set, and the first four images for the figure."""
-    images, masks, probabilities = collect_predictions(model, val)
-    images = images[..., :1]  # the slice itself (auto-context steps add the previous step's maps as channels)
+def samples_figure(settings, result):
+    """The first four validation slices with true and predicted masks (binary) or lung classes (ct-lr)."""
+    images, scores = result["images"][:4, ..., :1], result["scores"][:4]  # the slice (auto-context adds maps)
     if settings.task != "ct-lr":
-        scores = per_image_scores(probabilities > 0.5, masks, names=names)
-        for row, mask in zip(scores, masks):  # slices without foreground score 1 when predicted empty
-            row["true_pixels"] = int(mask.sum())
-        figure = segmentation_samples(images[:4], masks[:4], probabilities[:4], scores=[s["dice"] for s in scores[:4]])
-        return scores, ("dice", "jaccard"), figure
-    true_classes, true_binary = class_channels(masks, softmax=settings.heads == "softmax")
-    pred_classes, pred_binary = class_channels(probabilities, softmax=settings.heads == "softmax")
-    scores = per_image_class_scores(pred_binary, true_binary, CLASSES, names=names)
-    text = [" ".join(f"{c} {s[f'dice_{c}']:.2f}" for c in CLASSES) for s in scores[:4]]
-    figure = class_samples(images[:4], true_classes[:4], pred_classes[:4], CLASSES, scores=text)
-    return scores, [f"dice_{c}" for c in CLASSES] + ["dice_mean"], figure
+        return segmentation_samples(images, result["masks"][:4], result["probabilities"][:4],
+                                    scores=[s["dice"] for s in scores])
+    text = [" ".join(f"{c} {s[f'dice_{c}']:.2f}" for c in CLASSES) for s in scores]
+    return class_samples(images, result["true_classes"][:4], result["pred_classes"][:4], CLASSES, scores=text)
 
 
 def course_defaults(args):
@@ -232,7 +224,11 @@ def main(argv=None):
 
     # Evaluation: the best model on every validation slice (binarised at 0.5, or each pixel's most likely class).
     best = lab.best_model(run)
-    scores, keys, samples = evaluate(settings, best, val, [p[0].name for p in val_pairs])
+    two_class = settings.task == "ct-lr"
+    result = evaluate_segmenter(best, val, [p[0].name for p in val_pairs], classes=CLASSES if two_class else None,
+                                softmax=settings.heads == "softmax")
+    scores, samples = result["scores"], samples_figure(settings, result)
+    keys = [f"dice_{c}" for c in CLASSES] + ["dice_mean"] if two_class else ("dice", "jaccard")
     run.write_csv("per_image.csv", scores)
     autocontext.save_maps(run, best, parts, settings)  # an auto-context step's maps.npz (nothing otherwise)
     metrics_out = {**summarize(history, monitor), "validation": {"images": len(scores), **mean_std(scores, keys)}}

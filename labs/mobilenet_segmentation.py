@@ -36,6 +36,7 @@ example:
   python labs/mobilenet_segmentation.py --data-dir /data/ISIC2016 --decoder unet --augment --loss bce+dice
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import flags, lab
@@ -49,8 +50,7 @@ from labkit.evaluation import mean_std
 from labkit.history import summarize
 from labkit.models.mobilenet_seg import DECODERS, compiled_segmenter, encoder_fingerprint, parameter_split
 from labkit.models.transfer import resolve_weights
-from labkit.multirun.tables import (child_histories, child_metrics, epoch_table, keep_winner, side_by_side,
-                                    stacked_history)
+from labkit.multirun.tables import child_histories, epoch_table, side_by_side, write_preset_report
 from labkit.multirun.variants import Preset
 from labkit.plots import comparison_curves
 from labkit.reports import evaluate_segmenter, samples_figure, write_samples
@@ -137,8 +137,26 @@ def model_variant(settings, lr_factor=1.0):
             lr_factor, "encoder_lr": settings.encoder_lr * lr_factor if strategy == "finetune" else 0.0}
 
 
+@dataclass(frozen=True)
+class LesionData:
+    """The datasets of one run: (image, mask) batches of each split, with the names of the validation and test
+    images, which split evaluates (``test``, or ``validation`` when the folder has no test pairs), the training images
+    a random encoder takes its BatchNorm statistics from, the folder with its file count, and the steps of an epoch."""
+
+    train: object
+    val: object
+    test: object
+    val_names: list
+    test_names: list
+    evaluated_on: str
+    calibration: object
+    dir: object
+    files: int
+    steps_per_epoch: int
+
+
 def lesion_data(settings, batch):
-    """Image/mask pairs matched by ISIC id, a seeded validation split, and the datasets of each split."""
+    """Image/mask pairs matched by ISIC id, a seeded validation split, and the datasets of each split (`LesionData`)."""
     data_dir = settings.data_dir or dermoscopy_dataset(settings.n_images, max(8, settings.n_images // 4))
     splits = isic2016_splits(data_dir, settings.val_split, settings.seed, settings.kfold, settings.skip_bad_files)
     train_pairs, val_pairs, test_pairs, evaluated_on = (splits[k] for k in ("train", "val", "test", "evaluated_on"))
@@ -150,11 +168,11 @@ def lesion_data(settings, batch):
     train = read(train_pairs, shuffle=True, seed=settings.seed, cache=True, augment=augment)  # colour on images
     calibration = segmentation_dataset(train_pairs[:CALIBRATION_IMAGES], settings.img_size, CALIBRATION_IMAGES,
                                        channels=settings.channels)
-    return {"train": train, "val": read(val_pairs, cache=True), "test": read(test_pairs),
-            "val_names": [p[0].stem for p in val_pairs], "test_names": [p[0].stem for p in test_pairs],
-            "evaluated_on": evaluated_on, "calibration": next(iter(calibration))[0], "dir": data_dir,
-            "files": 2 * (len(train_pairs) + len(val_pairs) + n_test),
-            "steps_per_epoch": steps_per_epoch(len(train_pairs), batch)}
+    names = lambda pairs: [p[0].stem for p in pairs]  # noqa: E731
+    n_files = 2 * (len(train_pairs) + len(val_pairs) + n_test)
+    return LesionData(train, read(val_pairs, cache=True), read(test_pairs), names(val_pairs), names(test_pairs),
+                      evaluated_on, next(iter(calibration))[0], data_dir, n_files,
+                      steps_per_epoch(len(train_pairs), batch))
 
 
 LAB = lab.Lab("mobilenet_segmentation", parse_args, COURSE, DEMO, demo_text, FULL_COURSE_COMMAND,
@@ -173,15 +191,15 @@ def main(argv=None):
 
     # Data: pairs matched by ISIC id; a seeded validation split of the training images; the test split evaluates.
     data = lesion_data(settings, distribution.global_batch_size)
-    lab.save_config(run, settings, data["dir"], data["files"], distribution=distribution)
+    lab.save_config(run, settings, data.dir, data.files, distribution=distribution)
 
     # Model: MobileNetV2 encoder (frozen or with its own learning rate) + decoder, on logits, compiled inside the
     # strategy's scope; a random encoder first gets BatchNorm statistics from training images.
     with distribution.strategy.scope():
         model = compiled_segmenter((size, size, settings.channels), variant["decoder"], settings.weights,
                                    variant["encoder_lr"], variant["decoder_lr"], settings.loss, settings.dropout,
-                                   calibration_images=data["calibration"], lr_schedule=settings.lr_schedule,
-                                   total_steps=settings.epochs * data["steps_per_epoch"])
+                                   calibration_images=data.calibration, lr_schedule=settings.lr_schedule,
+                                   total_steps=settings.epochs * data.steps_per_epoch)
     counts = parameter_split(model)
     print(f"model: MobileNetV2 encoder ({settings.weights} weights, {variant['strategy']}, lr "
           f"{variant['encoder_lr']:g}) + {variant['decoder']} decoder (lr {variant['decoder_lr']:g}); trainable "
@@ -191,22 +209,22 @@ def main(argv=None):
 
     # Training: history.csv every epoch, model.keras at every new best validation Dice; with --tensorboard, three
     # validation images with their true and predicted masks.
-    callbacks = [SegmentationImages.from_dataset(run.file("tensorboard"), data["val"], n_images=3, from_logits=True,
-                                                 names=data["val_names"])] if settings.tensorboard else []
-    history = fit(model, data["train"], data["val"], settings.epochs, run=run, monitor=MONITOR, callbacks=callbacks,
+    callbacks = [SegmentationImages.from_dataset(run.file("tensorboard"), data.val, n_images=3, from_logits=True,
+                                                 names=data.val_names)] if settings.tensorboard else []
+    history = fit(model, data.train, data.val, settings.epochs, run=run, monitor=MONITOR, callbacks=callbacks,
                   **lab.fit_options(settings))
 
     # Evaluation: the best epoch on every test image, masks at probability 0.5.
     best = lab.best_model(run)
     unchanged = encoder_fingerprint(best) == run.read_json("encoder.json")["sha256_at_start"]
     print(f"{variant['strategy']}: encoder weights after training", "bit-identical to the start" if unchanged else "changed")
-    result = evaluate_segmenter(best, data["test"], data["test_names"], from_logits=True)
+    result = evaluate_segmenter(best, data.test, data.test_names, from_logits=True)
     scores = [{"name": s["name"], "dice": s["dice"], "iou": s["jaccard"]} for s in result["scores"]]
     run.write_csv("per_image.csv", scores)
     metrics = {**summarize(history, MONITOR), "variant": variant, "parameters": counts, "encoder_unchanged": unchanged,
-               "test": {"split": data["evaluated_on"], "images": len(scores), **mean_std(scores, ("dice", "iou"))},
+               "test": {"split": data.evaluated_on, "images": len(scores), **mean_std(scores, ("dice", "iou"))},
                "weights": weights.record()}
-    print(f"best epoch {metrics['best']['epoch']} (val Dice {metrics['best'][MONITOR]:.4f}); {data['evaluated_on']} "
+    print(f"best epoch {metrics['best']['epoch']} (val Dice {metrics['best'][MONITOR]:.4f}); {data.evaluated_on} "
           f"Dice {metrics['test']['dice']['mean']:.4f}, IoU {metrics['test']['iou']['mean']:.4f}")
 
     # Figures, then metrics.json last: its presence marks a finished run.
@@ -214,39 +232,47 @@ def main(argv=None):
     run.save_figure("curves.png", comparison_curves({variant["strategy"]: history}, ("loss", "iou", "dice"), title))
     write_samples(run, result, N_SAMPLES)  # samples.npz, which samples.png is drawn from
     lab.finish_run(run, metrics, {
-        "samples.png": samples_figure({variant["strategy"]: run.path}, f"{data['evaluated_on']} images")})
+        "samples.png": samples_figure({variant["strategy"]: run.path}, f"{data.evaluated_on} images")})
+
+
+#: The rows of summary.md, the course report's table: {row name: its value in a model's metrics and history}.
+SUMMARY_ROWS = {
+    "final train loss": lambda r: r["final"]["loss"], "final validation loss": lambda r: r["final"]["val_loss"],
+    "best validation IoU": lambda r: max(r["history"]["val_iou"]),
+    "best validation Dice": lambda r: max(r["history"]["val_dice"]),
+    "test IoU (mean per image)": lambda r: r["test"]["iou"]["mean"],
+    "test Dice (mean per image)": lambda r: r["test"]["dice"]["mean"],
+    "trainable parameters": lambda r: r["parameters"]["model"]["trainable"],
+    "non-trainable parameters": lambda r: r["parameters"]["model"]["non_trainable"],
+    "training seconds": lambda r: r["train_seconds"]}
+
+
+def comparison_tables(models, histories):
+    """``comparison`` (each model's losses, IoU and Dice per epoch, then a parameter-count row) and ``summary``
+    (`SUMMARY_ROWS`, the models side by side)."""
+    epochs = epoch_table(histories, {"loss": "train_loss", "val_loss": "val_loss", "val_iou": "val_iou",
+                                     "val_dice": "val_dice"})
+    params = {f"{n}_{kind}_params": m["parameters"]["model"][kind] for n, m in models.items()
+              for kind in ("trainable", "non_trainable")}
+    both = {n: {**m, "history": histories[n]} for n, m in models.items()}
+    return {"comparison": epochs + [{"epoch": "parameters", **params}], "summary": side_by_side(both, SUMMARY_ROWS)}
 
 
 def report_models(run, children):
     """The --compare files (see the module docstring); returns the entries it adds to the parent's metrics.json."""
-    models, histories = child_metrics(children), child_histories(children)
+    histories = child_histories(children)
+    models, _, winner = write_preset_report(run, children, lambda models: comparison_tables(models, histories),
+                                            lambda name, m: {"model": name}, lambda m: m["best"][MONITOR])
     names, first = list(models), next(iter(models.values()))
-    epochs = epoch_table(histories, {"loss": "train_loss", "val_loss": "val_loss", "val_iou": "val_iou",
-                                             "val_dice": "val_dice"})
-    run.write_table("comparison", epochs + [{"epoch": "parameters", **{
-        f"{n}_{kind}_params": models[n]["parameters"]["model"][kind] for n in names
-        for kind in ("trainable", "non_trainable")}}])
-    both = {n: {**models[n], "history": histories[n]} for n in names}
-    run.write_table("summary", side_by_side(both, {
-        "final train loss": lambda r: r["final"]["loss"], "final validation loss": lambda r: r["final"]["val_loss"],
-        "best validation IoU": lambda r: max(r["history"]["val_iou"]),
-        "best validation Dice": lambda r: max(r["history"]["val_dice"]),
-        "test IoU (mean per image)": lambda r: r["test"]["iou"]["mean"],
-        "test Dice (mean per image)": lambda r: r["test"]["dice"]["mean"],
-        "trainable parameters": lambda r: r["parameters"]["model"]["trainable"],
-        "non-trainable parameters": lambda r: r["parameters"]["model"]["non_trainable"],
-        "training seconds": lambda r: r["train_seconds"]}))
     per_image = {n: read_csv(Path(p) / "per_image.csv") for n, p in children.items()}
     run.write_csv("per_image.csv", [{"name": row["name"], **{f"{n}_{k}": per_image[n][i][k] for n in names
                                                              for k in ("dice", "iou")}}
                                     for i, row in enumerate(per_image[names[0]])])
-    run.write_csv("history.csv", stacked_history(children, {n: {"model": n} for n in names}))
     same_strategy = len({m["variant"]["strategy"] for m in models.values()}) == 1
     subject = first["variant"]["strategy"] if same_strategy else first["variant"]["decoder"] + " decoder"
     run.save_figure("curves.png", comparison_curves(histories, ("loss", "iou", "dice"), " vs ".join(names) +
                                                     f" ({subject})", monitor=MONITOR))
     run.save_figure("samples.png", samples_figure(children, f"{first['test']['split']} images"))
-    winner = keep_winner(run, children, models, lambda m: m["best"][MONITOR])
     return {"compare": names, "winner": winner, "monitor": MONITOR, "best": {"model": winner, **models[winner]["best"]},
             "final": {"model": winner, **models[winner]["final"]}, "epochs_run": models[winner]["epochs_run"],
             "train_seconds": round(sum(m["train_seconds"] for m in models.values()), 2),

@@ -42,17 +42,15 @@ from labkit.data.layouts.isic2018 import CLASSES, SPLITS, describe_splits, lesio
 from labkit.data.pipeline import classification_dataset, even_replica_batches
 from labkit.data.synthetic.skin_lesions7 import isic2018_task3_dataset
 from labkit.errors import require
-from labkit.evaluation.classification import write_classification_report
-from labkit.gradcam import class_examples, find_layer
-from labkit.history import summarize
+from labkit.gradcam import find_layer
 from labkit.losses import get_loss
 from labkit.models.classifiers import resnet50_classifier, resnet50_gradcam_layer
 from labkit.models.summary import parameter_counts
 from labkit.models.transfer import resolve_weights, weights_text
-from labkit.multirun.tables import child_metrics, keep_winner, side_by_side, stacked_history
+from labkit.multirun.tables import side_by_side, write_preset_report
 from labkit.multirun.variants import Preset
 from labkit.optimizers import learning_rate_schedule
-from labkit.plots import class_gradcam_figure, confusion_matrix_figure, plot_history, roc_figure
+from labkit.reports import evaluate_classifier
 from labkit.runtime import distribute
 from labkit.training import balanced_class_weight, compile_model, fit, steps_per_epoch
 
@@ -76,6 +74,8 @@ AUTO_AVOIDS = {"mixed_bfloat16": "at a constant rate with Keras's moving BatchNo
                "the demo now (cosine, precise statistics) does not (0.90 ± 0.10 against 0.91 ± 0.06), but course runs "
                "train the old way (three seeds each, BENCHMARKS.md); --precision mixed_bfloat16 still uses it"}
 COMPARED = ("ce", "ce+focal")
+#: The test scores metrics.json also holds at its top level.
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_auc", "macro_f1")
 MONITOR = "val_f1_macro"
 
 
@@ -182,13 +182,10 @@ def report_losses(run, children):
     losses' epochs, with a ``loss_function`` column), model.keras (the model with the better best validation macro
     F1, chosen on validation data, never on test data); returns the entries it adds to metrics.json (that model's
     best/final epoch, both losses' numbers, the table and the total training time)."""
-    by_child = child_metrics(children)
-    results = {m["loss"]: m for m in by_child.values()}
-    rows = comparison_rows(results)
-    run.write_table("comparison", rows)
-    run.write_csv("history.csv", stacked_history(children, {n: {"loss_function": m["loss"]}
-                                                            for n, m in by_child.items()}))
-    chosen = by_child[keep_winner(run, children, by_child, lambda m: m["best"][MONITOR])]["loss"]
+    by_child, tables, winner = write_preset_report(
+        run, children, lambda models: {"comparison": comparison_rows({m["loss"]: m for m in models.values()})},
+        lambda name, m: {"loss_function": m["loss"]}, lambda m: m["best"][MONITOR])
+    results, rows, chosen = {m["loss"]: m for m in by_child.values()}, tables["comparison"], by_child[winner]["loss"]
     first = next(iter(results.values()))
     return {**{k: results[chosen][k] for k in ("monitor", "best", "final", "epochs_run")},
             "chosen_by_validation": chosen, "compare": rows, "variants": results, "weights": first.get("weights"),
@@ -241,28 +238,22 @@ def main(argv=None):
     history = fit(model, train, val, epochs, run=run, monitor=MONITOR, class_weight=class_weight,
                   **lab.fit_options(settings))
 
-    # Evaluation: the best model on the test split.
-    best = lab.best_model(run)
-    probabilities = best.predict(test, verbose=0)
-    paths, truth = splits["test"].paths, splits["test"].labels
-    scores = write_classification_report(run, [Path(p).stem for p in paths], truth, probabilities, CLASSES)
-
-    # Figures, then metrics.json last: its presence marks a finished run.
+    # Evaluation: the best model on the test split; figures, then metrics.json last: its presence marks a finished run.
     title = f"ResNet50, {settings.loss} loss ({weights_text(settings.weights)})"
-    examples = class_examples(best, paths, truth, probabilities.argmax(axis=1), size, settings.gradcam_per_class,
-                              settings.gradcam_layer_used, settings.seed)
-    metrics = {**summarize(history, MONITOR), "loss": settings.loss,
-               **{k: scores[k] for k in ("accuracy", "balanced_accuracy", "macro_auc", "macro_f1")}, "test": scores,
-               "data": {"layout": layout, "splits": split_table}, "weights": weights.record()}
-    lab.finish_run(run, metrics, {
-        "curves.png": plot_history(history, ("loss", "accuracy", "f1_macro"), title, monitor=MONITOR),
-        "confusion_matrix.png": confusion_matrix_figure(truth, probabilities, CLASSES, title=title),
-        "roc.png": roc_figure(truth, probabilities, CLASSES, title=f"{title}: one-vs-rest ROC"),
-        "gradcam.png": class_gradcam_figure(*examples, CLASSES,
-                                            title=f"{title}: Grad-CAM of {settings.gradcam_layer_used}"),
-    }, summary=f"test ({scores['images']} images, best epoch {metrics['best']['epoch']}): accuracy "
-               f"{scores['accuracy']:.4f}, balanced accuracy {scores['balanced_accuracy']:.4f}, macro AUC "
-               f"{scores['macro_auc']:.4f}")
+    entries = lambda scores: {"loss": settings.loss, **{k: scores[k] for k in HEADLINE}, "test": scores,  # noqa: E731
+                              "data": {"layout": layout, "splits": split_table}, "weights": weights.record()}
+    gradcam = {"layer": settings.gradcam_layer_used, "per_class": settings.gradcam_per_class, "img_size": size,
+               "seed": settings.seed}
+    evaluate_classifier(run, history, lab.best_model(run), splits["test"], test, None, title, MONITOR, "test",
+                        names=[Path(p).stem for p in splits["test"].paths], curves=("loss", "accuracy", "f1_macro"),
+                        n_samples=0, roc=True, gradcam=gradcam, entries=entries, summary=test_summary)
+
+
+def test_summary(metrics, scores):
+    """The result line of a run: the test split's accuracy, balanced accuracy and macro AUC."""
+    return (f"test ({scores['images']} images, best epoch {metrics['best']['epoch']}): accuracy "
+            f"{scores['accuracy']:.4f}, balanced accuracy {scores['balanced_accuracy']:.4f}, macro AUC "
+            f"{scores['macro_auc']:.4f}")
 
 
 if __name__ == "__main__":

@@ -24,16 +24,18 @@ from pathlib import Path
 
 from labkit import dice_coef, flags, get_unet3d, lab, loss_dice_plot
 from labkit.callbacks import SegmentationImages
-from labkit.data.layouts.volume_cases import find_la2018_cases, find_nifti_pairs, load_cases, volume_layout
-from labkit.data.patches import BLENDS, centre_crop, patch_dataset, sliding_window_inference, validation_patches
+from labkit.data.layouts.volume_cases import find_train_test_cases, load_cases, volume_layout
+from labkit.data.patches import BLENDS, centre_crop, patch_dataset, validation_patches
 from labkit.data.pipeline import even_replica_batches
 from labkit.data.split import train_val_split
 from labkit.data.synthetic.atrium import atrium_dataset
 from labkit.errors import require
 from labkit.evaluation import evaluate_volumes
 from labkit.history import summarize
+from labkit.inference import predict_case
 from labkit.optimizers import learning_rate_schedule
 from labkit.plots import surface_view, volume_slices
+from labkit.reports import volume_summary
 from labkit.runtime import distribute
 from labkit.training import compile_model, fit, steps_per_epoch
 
@@ -109,23 +111,6 @@ def resolve(args):
     return course
 
 
-def find_cases(data_dir, settings):
-    """Training and test case entries: the h5 case lists, or a seeded split of NIfTI pairs."""
-    if volume_layout(data_dir) == "la2018":
-        return find_la2018_cases(data_dir, "train"), find_la2018_cases(data_dir, "test"), "LA 2018 (UA-MT h5)"
-    return (*train_val_split(find_nifti_pairs(data_dir), settings.test_split, settings.seed), "NIfTI pairs")
-
-
-def predict_case(model, case, settings):
-    """Probabilities and the matching reference for one test case (whole volume, or the central patch)."""
-    if settings.inference == "centre":
-        image, label = centre_crop(case.image, settings.patch), centre_crop(case.label, settings.patch)
-        return model.predict_on_batch(image[None, ..., None])[0, ..., 0], label
-    probabilities = sliding_window_inference(case.image, model, settings.patch, settings.overlap, settings.blend,
-                                             batch_size=settings.batch_size)
-    return probabilities[..., 0], case.label
-
-
 def demo_text(settings):
     """What the demo profile runs, shown on screen."""
     return (f"{settings.n_volumes} embedded synthetic volumes of about {'×'.join(map(str, settings.volume_shape))}, "
@@ -147,7 +132,7 @@ def main(argv=None):
     # Data: case lists (or a seeded split), a validation share of the training cases, volumes held in memory.
     data_dir = Path(settings.data_dir) if settings.data_dir else atrium_dataset(
         settings.n_volumes, settings.n_test, tuple(settings.volume_shape))
-    train_entries, test_entries, layout = find_cases(data_dir, settings)
+    train_entries, test_entries, layout = find_train_test_cases(data_dir, settings.test_split, settings.seed)
     train_entries, val_entries = train_val_split(train_entries, settings.val_split, settings.seed, kfold=settings.kfold)
     # --batch-size is per replica: the global batch grows with the replicas (the learning rate too with --scale-lr).
     distribution = distribute(settings)
@@ -186,7 +171,9 @@ def main(argv=None):
 
     # Evaluation: the best model on every test volume, masks binarised at 0.5, surface distances in voxels and mm.
     best = lab.best_model(run)
-    probabilities, references = zip(*(predict_case(best, case, settings) for case in test_cases))
+    probabilities, references = zip(*(predict_case(best, case, patch, settings.overlap, settings.blend,
+                                                    settings.batch_size, settings.inference == "centre")
+                                       for case in test_cases))
     predictions = [p > 0.5 for p in probabilities]
     names = [case.name for case in test_cases]
     rows, summary = evaluate_volumes(predictions, references, [c.spacing for c in test_cases], names)
@@ -205,17 +192,7 @@ def main(argv=None):
                                     scores=[r["dice"] for r in rows[shown]], title=title),
         "surface.png": surface_view(references[0], predictions[0], test_cases[0].spacing,
                                     title=f"{names[0]}: Dice {rows[0]['dice']:.3f}"),
-    }, summary=report(metrics, summary))
-
-
-def report(metrics, summary):
-    """The lines that close a run: the best epoch and the test summary, mean ± std (with the count of cases left out
-    as inf)."""
-    lines = [f"best epoch {metrics['best']['epoch']}: val_dice_coef {metrics['best']['val_dice_coef']:.4f}"]
-    for key, value in summary.items():
-        missed = f" ({value['n_infinite']} case(s) with an empty mask left out)" if value["n_infinite"] else ""
-        lines.append(f"test {key}: {value['mean']:.4f} ± {value['std']:.4f}{missed}")
-    return "\n".join(lines)
+    }, summary=volume_summary(metrics, summary, "val_dice_coef"))
 
 
 if __name__ == "__main__":

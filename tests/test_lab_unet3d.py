@@ -126,8 +126,8 @@ def test_nifti_run_with_centre_inference_dice_loss_and_augmentation(tmp_path, mo
     lab = load_lab(LAB)
     real_predict, shifted = lab.predict_case, {}
 
-    def predict_shifted(model, case, settings):
-        _, reference = real_predict(model, case, settings)  # the lab's own centre inference still runs
+    def predict_shifted(model, case, *options):
+        _, reference = real_predict(model, case, *options)  # the lab's own centre inference still runs
         shifted[case.name] = np.roll(reference, 1, axis=2).astype(np.float32)
         return shifted[case.name], reference
 

@@ -265,3 +265,32 @@ def keep_winner(run, children, models, score):
     winner = max(models, key=lambda name: score(models[name]))
     keep_file(run, Path(children[winner]) / "model.keras")
     return winner
+
+
+def write_preset_report(run, children, tables, labels, score):
+    """The files every preset's report writes in the parent run: its tables, the children's epochs, the winner's model.
+
+    Writes each table as ``<name>.csv`` / ``<name>.md`` (`RunFolder.write_table`), ``history.csv`` (every child's
+    epochs, `stacked_history`, each row led by its child's `labels` columns) and ``model.keras`` (the winner's,
+    `keep_winner`).
+
+    Args:
+        run: the parent `RunFolder`.
+        children: ``{name: child path}``, the preset's finished children in order.
+        tables: ``tables(models) -> {table name: rows}``, from ``models`` (`child_metrics` of the children).
+        labels: ``labels(name, metrics) -> {column: value}`` that lead the child's rows of ``history.csv``.
+        score: as `keep_winner` takes it (validation numbers, never test numbers).
+
+    Returns:
+        ``(models, written, winner)``: the children's metrics, ``{table name: rows}`` as written, the winner's name.
+
+    Example:
+        >>> models, written, winner = write_preset_report(run, children, lambda models: {"comparison": rows(models)},
+        ...                                               lambda name, m: {"model": name}, lambda m: m["best"]["val_dice"])
+    """
+    models = child_metrics(children)
+    written = tables(models)
+    for name, rows in written.items():
+        run.write_table(name, rows)
+    run.write_csv("history.csv", stacked_history(children, {name: labels(name, m) for name, m in models.items()}))
+    return models, written, keep_winner(run, children, models, score)

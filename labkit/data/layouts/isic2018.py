@@ -58,6 +58,11 @@ class LabelledImages:
     def __len__(self):
         return len(self.paths)
 
+    @property
+    def class_names(self):
+        """The names of the class indices: `CLASSES`."""
+        return CLASSES
+
     def subset(self, indices, source=None):
         """The images at `indices`, as a new `LabelledImages`."""
         indices = [int(i) for i in indices]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.data.layouts.common import by_key, match_keys, name_some, note_skipped, subfolders
+from labkit.data.split import train_val_split
 from labkit.errors import LabkitInputError, require
 from labkit.progress import progress
 
@@ -129,6 +130,14 @@ def volume_layout(data_dir):
         f"{data_dir} holds neither the LA 2018 (UA-MT) layout (train.list and test.list naming <case>/{H5_NAME}) nor "
         f"NIfTI image/label folders ({', '.join('/'.join(p) for p in NIFTI_FOLDERS)}); found: "
         f"{', '.join(subfolders(data_dir)) or 'no subfolders'}")
+
+
+def find_train_test_cases(data_dir, test_split=0.2, seed=42):
+    """Training and test case entries of `data_dir` and its layout's name: LA 2018's h5 case lists, or a seeded
+    `test_split` share of NIfTI pairs held out for testing (`labkit.data.split.train_val_split`)."""
+    if volume_layout(data_dir) == "la2018":
+        return find_la2018_cases(data_dir, "train"), find_la2018_cases(data_dir, "test"), "LA 2018 (UA-MT h5)"
+    return (*train_val_split(find_nifti_pairs(data_dir), test_split, seed), "NIfTI pairs")
 
 
 def foreground(label):
