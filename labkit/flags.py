@@ -7,6 +7,7 @@ one left alone. A lab's ``parse_args`` starts from `lab_parser` and adds its own
 import argparse
 from pathlib import Path
 
+from labkit.errors import require
 from labkit.optimizers import LR_SCHEDULES
 from labkit.runtime import PRECISIONS, STRATEGIES
 
@@ -117,3 +118,20 @@ def add_weights_argument(parser, default="imagenet"):
     parser.add_argument("--weights", default=None, help="encoder weights: imagenet (Keras's cache; no network "
                         "needed once cached), none (random initialisation) or a path to a local .h5 file "
                         f"(default: {default})")
+
+
+def refuse_unused(args, reasons, lab_name):
+    """Refuse shared flags that mean nothing for a lab, before any folder is made.
+
+    Args:
+        args: the parsed flags.
+        reasons: ``{dest: why the flag does not apply}``.
+        lab_name: names the lab in the message.
+
+    Raises:
+        LabkitInputError: one line for the first such flag given (a value other than None, False or ``"none"``),
+            e.g. ``--folds does not apply to lab6_timeseries: a series has one order: …``.
+    """
+    for dest, reason in reasons.items():
+        require(getattr(args, dest, None) in (None, False, "none"),
+                f"--{dest.replace('_', '-')} does not apply to {lab_name}: {reason}")

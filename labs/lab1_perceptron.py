@@ -29,7 +29,6 @@ import time
 import numpy as np
 
 from labkit import flags, lab, numpy_net
-from labkit.errors import require
 from labkit.history import summarize
 from labkit.plots import decision_boundary_figure
 from labkit.run_folder import atomic_write
@@ -65,14 +64,6 @@ def parse_args(argv=None):
     parser.add_argument("--iterations", type=flags.positive_int, help="gradient-descent updates, for keras epochs "
                         "(course: 10–2000; default: 2000)")
     return parser.parse_args(argv)
-
-
-def check_flags(args):
-    """Reject shared flags that have no meaning for this lab (one error line, before any folder is made)."""
-    for dest, reason in NOT_USED.items():
-        value = getattr(args, dest, None)
-        require(value in (None, False) or (dest == "distribute" and value == "none"),
-                f"--{dest.replace('_', '-')} does not apply to lab1_perceptron: {reason}")
 
 
 def train_numpy(settings, X, y, run):
@@ -141,7 +132,7 @@ def main(argv=None):
     # Settings: explicit flags, then the course defaults; with --sweep, labkit.multirun runs this main once per value,
     # each into its own child folder, and compares them.
     args = parse_args(argv)
-    check_flags(args)
+    flags.refuse_unused(args, NOT_USED, "lab1_perceptron")
     if lab.run_many(main, args, argv):
         return
     settings, run = lab.start_run("lab1_perceptron", args, COURSE, {})

@@ -61,9 +61,7 @@ def parse_args(argv=None):
     parser.add_argument("--dropout", type=flags.dropout_rate, help="dropout after every LSTM (course default: 0.2)")
     parser.add_argument("--column", help="the CSV column to predict (course default: Open)")
     args = parser.parse_args(argv)
-    for dest, reason in NOT_USED.items():
-        if getattr(args, dest) is not None:
-            parser.error(f"--{dest.replace('_', '-')} does not apply to lab6_timeseries: {reason}")
+    flags.refuse_unused(args, NOT_USED, "lab6_timeseries")
     return args
 
 

@@ -43,10 +43,11 @@ def test_nine_class_run_labels_from_file_names_and_reports_per_class(xray9_run):
 
 @pytest.mark.slow
 def test_sweep_vgg16_vs_alexnet_with_regularisation(tmp_path, monkeypatch):
-    import labkit.batchnorm
+    import labkit.callbacks.precise_bn
 
-    estimated, real = [], labkit.batchnorm.estimate_batchnorm_statistics  # the real estimate, watched
-    monkeypatch.setattr(labkit.batchnorm, "estimate_batchnorm_statistics",
+    # the real estimate, watched where the precise-BatchNorm callback calls it
+    estimated, real = [], labkit.callbacks.precise_bn.estimate_batchnorm_statistics
+    monkeypatch.setattr(labkit.callbacks.precise_bn, "estimate_batchnorm_statistics",
                         lambda *a: estimated.append(real(*a)) or estimated[-1])
     lab2 = bone_skin_dataset(n_train=4, n_val=2, size=32, root=tmp_path / "data")
     code = run("lab3_cnn", ["--data-dir", lab2, "--dataset", "bone", "--out", tmp_path / "run", "--batchnorm",

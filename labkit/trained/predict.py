@@ -30,6 +30,7 @@ from labkit.inference import predict_volume
 from labkit.plots import overlay_heatmap, prediction_overlays
 from labkit.progress import progress
 from labkit.run_folder import write_csv
+from labkit.trained.inputs import readable_inputs
 from labkit.trained.sequences import predict_series, predict_streamlines
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".h5", ".hdf5")
@@ -80,21 +81,6 @@ def output_names(files):
     return [f"{Path(f).parent.name}_{s}" if stems.count(s) > 1 else s for f, s in zip(files, stems)]
 
 
-def _readable(run, files, skip_bad_files, read):
-    """``[(file, value)]`` of the files `read` accepts; a bad file stops with its one-line error, or with
-    `skip_bad_files` is listed on screen and left out."""
-    kept = []
-    for path in progress(files, desc="reading", unit="file"):
-        try:
-            kept.append((path, read(path)))
-        except LabkitInputError as exc:
-            if not skip_bad_files:
-                raise
-            print(f"skipped: {exc}")
-    require(kept, "no readable input file left to predict")
-    return kept
-
-
 def resize_to(array, size, nearest=False):
     """`array` ``(h, w[, c])`` resized to ``size = (height, width)`` (bilinear, or nearest), channels kept."""
     height, width = size
@@ -137,7 +123,7 @@ def predict_segmentation(run, files, out, threshold=None, probabilities=None, ba
     """Masks of 2D images at each image's own size (see the module docstring). Returns one row per image:
     ``{"file", "name", "height", "width", "foreground"}`` plus ``"probabilities"`` (the map at the image's size)."""
     threshold = run.threshold if threshold is None else float(threshold)
-    read = _readable(run, files, skip_bad_files, run.read_image)
+    read = readable_inputs(files, skip_bad_files, run.read_image)
     results, shown = [], []
     names = output_names([path for path, _ in read])
     for first in progress(range(0, len(read), batch_size), desc="predicting", unit="batch"):
@@ -165,7 +151,7 @@ def predict_classes(run, files, out, batch_size=8, skip_bad_files=False, gradcam
     """Class probabilities of 2D images; with `out`, ``predictions.csv`` and (`gradcam`) ``<name>_gradcam.png``.
     Returns one row per image: ``{"file", "predicted", <class>: probability, …}``."""
     classes = run.class_names
-    read = _readable(run, files, skip_bad_files, run.read_image)
+    read = readable_inputs(files, skip_bad_files, run.read_image)
     rows, names = [], output_names([path for path, _ in read])
     for first in progress(range(0, len(read), batch_size), desc="predicting", unit="batch"):
         group = read[first:first + batch_size]

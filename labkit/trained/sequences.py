@@ -29,8 +29,8 @@ from labkit.evaluation.classification import (classification_report_rows, classi
 from labkit.evaluation.series import forecast_scores
 from labkit.inference import predict_arrays
 from labkit.plots import confusion_matrix_figure, series_prediction_figure
-from labkit.progress import progress
 from labkit.run_folder import write_csv
+from labkit.trained.inputs import readable_inputs
 
 #: The families of Lab 6's runs (`labkit.trained.run.lab_family`) and the files each one's `predict` takes.
 SUFFIXES = {"series": ".csv", "streamlines": ".trk"}
@@ -49,24 +49,6 @@ def list_files(inputs, suffix):
         files += [item] if item.is_file() else sorted(p for p in item.rglob(f"*{suffix}") if p.is_file())
     require(files, f"no {suffix} files to predict in {', '.join(map(str, inputs))}")
     return files
-
-
-def _each_readable(files, skip_bad_files, read):
-    """``[(file, value)]`` of the files `read` accepts; a bad one stops with its one-line error, or with
-    `skip_bad_files` is listed and left out."""
-    kept = []
-    for path in progress(files, desc="predicting", unit="file"):
-        try:
-            kept.append((path, read(path)))
-        except LabkitInputError as exc:
-            if not skip_bad_files:
-                raise
-            print(f"skipped: {exc}")
-    require(kept, "no readable input file left to predict")
-    return kept
-
-
-# --- Task 1: series --------------------------------------------------------------------------------------------------
 
 
 def series_scaler(run):
@@ -102,7 +84,7 @@ def predict_series(run, inputs, out=None, batch_size=8, skip_bad_files=False):
         return dates, values
 
     results = []
-    for path, (dates, values) in _each_readable(list_files(inputs, ".csv"), skip_bad_files, read):
+    for path, (dates, values) in readable_inputs(list_files(inputs, ".csv"), skip_bad_files, read):
         predicted = forecast(run, series_inputs(values, window, scaler), scaler, batch_size)
         name = path.stem
         if out is not None:
@@ -168,7 +150,7 @@ def predict_streamlines(run, inputs, out=None, batch_size=8, skip_bad_files=Fals
     Returns the rows."""
     bundles = bundle_names(run)
     rows = []
-    for path, streamlines in _each_readable(list_files(inputs, ".trk"), skip_bad_files, read_streamlines):
+    for path, streamlines in readable_inputs(list_files(inputs, ".trk"), skip_bad_files, read_streamlines):
         for index, (line, prob) in enumerate(zip(streamlines, streamline_probabilities(run, streamlines,
                                                                                       batch_size))):
             rows.append({"file": path.name, "streamline": index, "points": len(line),
