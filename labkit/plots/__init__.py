@@ -14,7 +14,7 @@ from labkit.plots.classification import (class_gradcam_figure, classification_sa
                                          roc_figure)
 from labkit.plots.curves import (ACCURACY_KEYS, autocontext_curve, comparison_curves, loss_accuracy_plot,
                                  loss_dice_plot, loss_dice_precision_recall_plot, plot_history)
-from labkit.plots.explain import activation_map_figure, decision_boundary_figure, overlay_heatmap
+from labkit.plots.explain import activation_map_figure, decision_boundary_figure
 from labkit.plots.notebook import show_figures_inline
 from labkit.plots.segmentation import (CLASS_COLOURS, class_samples, comparison_samples, prediction_overlays,
                                        segmentation_samples, weight_map_figure)
@@ -24,6 +24,6 @@ from labkit.plots.volume_views import surface_view, volume_slices
 __all__ = ["ACCURACY_KEYS", "CLASS_COLOURS", "activation_map_figure", "augmentation_preview", "autocontext_curve",
            "class_gradcam_figure", "class_samples", "classification_samples", "comparison_curves",
            "comparison_samples", "confusion_matrix_figure", "decision_boundary_figure", "loss_accuracy_plot",
-           "loss_dice_plot", "loss_dice_precision_recall_plot", "overlay_heatmap", "plot_history",
-           "prediction_overlays", "roc_figure", "segmentation_samples", "series_prediction_figure",
-           "show_figures_inline", "streamlines_figure", "surface_view", "volume_slices", "weight_map_figure"]
+           "loss_dice_plot", "loss_dice_precision_recall_plot", "plot_history", "prediction_overlays", "roc_figure",
+           "segmentation_samples", "series_prediction_figure", "show_figures_inline", "streamlines_figure",
+           "surface_view", "volume_slices", "weight_map_figure"]

@@ -27,7 +27,8 @@ from labkit.errors import LabkitInputError, require
 from labkit.evaluation import class_channels
 from labkit.gradcam import grad_cam
 from labkit.inference import predict_volume
-from labkit.plots import overlay_heatmap, prediction_overlays
+from labkit.plots import prediction_overlays
+from labkit.plots.explain import overlay_heatmap
 from labkit.progress import progress
 from labkit.run_folder import write_csv
 from labkit.trained.inputs import readable_inputs
