@@ -102,7 +102,9 @@ def test_a_lab_run_with_auto_records_this_machines_policy(lab_runner, tmp_path):
     assert f"precision policy: {expected}\n" in stdout
     assert json.loads((tmp_path / "run" / "config.json").read_text())["settings"]["precision"] == expected
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
-    assert model.get_layer("mask").dtype_policy.name == expected
+    hidden = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D) and layer.name != "mask"]
+    assert {layer.dtype_policy.name for layer in hidden} == {expected}  # every hidden convolution in the policy
+    assert model.get_layer("mask").dtype_policy.name == "float32"  # the probabilities stay float32 under any policy
 
 
 def test_unknown_policy_is_named():
