@@ -24,7 +24,7 @@ from labkit.lab import finish_run
 from labkit.plots import (class_gradcam_figure, classification_samples, comparison_samples, confusion_matrix_figure,
                           plot_history, roc_figure)
 from labkit.run_folder import atomic_write, read_csv, write_csv
-from labkit.inference import collect_predictions
+from labkit.inference import collect_predictions, sigmoid
 
 SAMPLES_FILE = "samples.npz"
 
@@ -119,9 +119,7 @@ def evaluate_segmenter(model, dataset, names=None, from_logits=False, threshold=
         >>> mean_std(result["scores"], ("dice", "jaccard"))
     """
     images, masks, outputs = collect_predictions(model, dataset)
-    probabilities = outputs.astype(np.float32)
-    if from_logits:
-        probabilities = (1.0 / (1.0 + np.exp(-outputs.astype(np.float64)))).astype(np.float32)
+    probabilities = sigmoid(outputs) if from_logits else outputs.astype(np.float32)
     result = {"images": images, "masks": masks, "probabilities": probabilities}
     if classes is None:
         scores = per_image_scores(probabilities > threshold, masks, names=names)
