@@ -1,6 +1,8 @@
 """Shared test set-up: quiet TensorFlow, a non-interactive matplotlib, embedded data in a temporary home."""
 
+import contextlib
 import importlib.util
+import io
 import os
 import sys
 from pathlib import Path
@@ -71,19 +73,25 @@ def sgd_instances(monkeypatch):
     return watch_optimizer(monkeypatch, "SGD")
 
 
-def run_lab_inprocess(module, argv, capsys):
+def run_lab_inprocess(module, argv, capsys=None):
     """Run a lab's ``main`` through `labkit.lab.run_lab`; returns ``(exit_code, stdout, stderr)``.
 
+    `capsys`: the test's capsys; None (in a module-scoped fixture, where there is none) captures the output here.
     A run that finished leaves only files its manifest lists (else ``--overwrite`` would refuse labkit's own files):
     every in-process lab run of the suite checks that its ``--out`` holds nothing unrecorded.
     """
     from labkit.lab import run_lab
     from labkit.run_folder import foreign_file
 
-    with pytest.raises(SystemExit) as exit_info:
-        run_lab(module.main, argv)
-    out, err = capsys.readouterr()
     argv = [str(a) for a in argv]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.ExitStack() as stack:
+        if capsys is None:
+            stack.enter_context(contextlib.redirect_stdout(stdout))
+            stack.enter_context(contextlib.redirect_stderr(stderr))
+        exit_info = stack.enter_context(pytest.raises(SystemExit))
+        run_lab(module.main, argv)
+    out, err = capsys.readouterr() if capsys is not None else (stdout.getvalue(), stderr.getvalue())
     if exit_info.value.code == 0 and "--out" in argv:
         folder = Path(argv[argv.index("--out") + 1])
         unrecorded = foreign_file(folder) if folder.is_dir() else None

@@ -4,16 +4,22 @@ import argparse
 import csv
 import json
 import urllib.error
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from conftest import load_lab, run_lab_inprocess
 from PIL import Image
-
 from test_tensorboard import panels, read_events
+from trained_runs import labkit_command
 
 from labkit.callbacks.tensorboard_images import IMAGES_RUN
+from labkit.data import segmentation_dataset
+from labkit.data.layouts.isic2016 import find_isic2016_pairs
 from labkit.data.synthetic.dermoscopy import dermoscopy_dataset
+from labkit.inference import collect_predictions, sigmoid
 from labkit.models.mobilenet_seg import compiled_segmenter
 from labkit.models.transfer import WeightsUnavailableError, resolve_weights
 from labkit.plots import comparison_curves, comparison_samples
@@ -102,21 +108,30 @@ def test_tiny_compare_run_writes_the_course_tables_and_figures(tiny_isic, tmp_pa
 
 
 
-@pytest.mark.slow
-def test_real_decoder_compare_trains_both_decoders_and_reports_their_own_numbers(tiny_isic, tmp_path, lab_runner,
-                                                                                  monkeypatch):
-    """--compare decoder for real at the tiny size: transpose/ and unet/ are finished runs of one strategy, and every
-    number of the parent's files is read from their metrics.json, history.csv and per_image.csv."""
+@pytest.fixture(scope="module")
+def decoder_runs(tiny_isic, tmp_path_factory):
+    """``--compare decoder`` for real at the tiny size, trained once for the module: ``(run folder, the
+    encoder/decoder optimizers made)``."""
     import labkit.models.mobilenet_seg as mobilenet_seg
 
     optimizers, make = [], mobilenet_seg.encoder_decoder_optimizer  # the real function, watched
-    monkeypatch.setattr(mobilenet_seg, "encoder_decoder_optimizer", lambda *a, **k: optimizers.append(make(*a, **k))
-                        or optimizers[-1])
-    out = tmp_path / "run"
-    code, _, stderr = lab_runner("mobilenet_segmentation", [
-        "--data-dir", tiny_isic, "--compare", "decoder", "--img-size", 32, "--epochs", 1, "--batch-size", 4,
-        "--weights", "none", "--lr-schedule", "cosine", "--quiet", "--out", out])
+    out = tmp_path_factory.mktemp("mobilenet") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mobilenet_seg, "encoder_decoder_optimizer", lambda *a, **k: optimizers.append(make(*a, **k))
+                      or optimizers[-1])
+        code, _, stderr = run_lab_inprocess(load_lab("mobilenet_segmentation"), [
+            "--data-dir", tiny_isic, "--compare", "decoder", "--img-size", 32, "--epochs", 1, "--batch-size", 4,
+            "--weights", "none", "--lr-schedule", "cosine", "--quiet", "--out", out])
     assert code == 0, stderr
+    keras.backend.clear_session()
+    return out, optimizers
+
+
+@pytest.mark.slow
+def test_real_decoder_compare_trains_both_decoders_and_reports_their_own_numbers(decoder_runs):
+    """--compare decoder for real at the tiny size: transpose/ and unet/ are finished runs of one strategy, and every
+    number of the parent's files is read from their metrics.json, history.csv and per_image.csv."""
+    out, optimizers = decoder_runs
     names = ("transpose", "unet")
     # 8 training images, batch 4: the one epoch is the whole cosine (2 steps), so both rates end at 0
     assert len(optimizers) == 2
@@ -153,6 +168,40 @@ def test_real_decoder_compare_trains_both_decoders_and_reports_their_own_numbers
     assert child["unet"]["parameters"]["model"]["trainable"] != child["transpose"]["parameters"]["model"]["trainable"]
     assert "| test Dice (mean per image) |" in (out / "summary.md").read_text()
     assert json.loads((out / "config.json").read_text())["settings"]["compare"] == "decoder"
+
+
+@pytest.mark.slow
+def test_predict_and_evaluate_a_trained_segmenter_reproduce_its_test_results(decoder_runs, tiny_isic, tmp_path,
+                                                                             capsys):
+    """``labkit predict`` on the ISIC test images (48×64; the model saw 32×32) writes masks at their own size that
+    are the sigmoid of the model's logits on the lab's own preprocessing, resized back; ``labkit evaluate`` on the
+    data folder reproduces each model's per-image test Dice exactly."""
+    run = decoder_runs[0] / "transpose"
+    pairs = find_isic2016_pairs(tiny_isic, "test")
+    code, _, err = labkit_command(["predict", run, *(image for image, _ in pairs), "--out", tmp_path / "pred",
+                                   "--probabilities", "npy"], capsys)
+    assert code == 0, err
+    model = keras.saving.load_model(run / "model.keras")
+    _, _, logits = collect_predictions(model, segmentation_dataset(pairs, 32, 4, channels=3))
+    for (image, _), logit in zip(pairs, logits):
+        stored = np.load(tmp_path / "pred" / f"{image.stem}_prob.npy")
+        mask = np.asarray(Image.open(tmp_path / "pred" / f"{image.stem}_mask.png"))
+        size = Image.open(image).size[::-1]  # (height, width): the synthetic lesions are 48×64
+        expected = tf.image.resize(sigmoid(logit), size).numpy()
+        assert stored.shape == (*size, 1) and mask.shape == size
+        assert np.abs(stored - expected).max() < 1e-3
+        assert np.array_equal(mask > 0, stored[..., 0] > 0.5)
+
+    for name in ("transpose", "unet"):
+        code, _, err = labkit_command(["evaluate", decoder_runs[0] / name, "--data-dir", tiny_isic], capsys)
+        assert code == 0, err
+        folder = decoder_runs[0] / name / "evaluations" / tiny_isic.name
+        own = {r["name"]: float(r["dice"]) for r in _rows(decoder_runs[0] / name / "per_image.csv")}
+        tested = {Path(r["name"]).stem: float(r["dice"]) for r in _rows(folder / "per_item.csv")}  # file names
+        assert tested == pytest.approx(own, abs=1e-12) and len(tested) == 4
+        metrics = json.loads((folder / "metrics.json").read_text())["test"]
+        trained = json.loads((decoder_runs[0] / name / "metrics.json").read_text())["test"]
+        assert metrics["dice"]["mean"] == pytest.approx(trained["dice"]["mean"], abs=1e-12)
 
 
 @pytest.mark.parametrize("extra, message", [

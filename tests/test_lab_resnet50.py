@@ -3,13 +3,17 @@ demo's honest weights, the data splits, and one-line errors for bad input."""
 
 import csv
 import json
+import shutil
 import urllib.error
 
+import cv2
 import keras
 import pytest
-from conftest import load_lab, run_lab_inprocess
+from conftest import load_lab, run_lab_inprocess, watch_optimizer
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report
+from trained_runs import labkit_command
 
+import labkit
 from labkit.data.layouts.isic2018 import CLASSES, lesion_splits
 from labkit.data.pipeline import decode_image
 from labkit.data.synthetic.skin_lesions7 import isic2018_task3_dataset
@@ -36,14 +40,25 @@ def groupings(root):
         return {row["image"]: row["lesion_id"] for row in csv.DictReader(handle)}
 
 
-@pytest.mark.slow
-def test_tiny_run_writes_every_file_and_its_numbers_agree(lab_runner, lesions, tmp_path, monkeypatch, adam_instances):
-    monkeypatch.setattr("labkit.runtime.cpu_has_bf16", lambda: True)  # where auto would pick mixed_bfloat16
-    out = tmp_path / "run"
-    code, stdout, stderr = lab_runner("resnet50_classification", [
-        "--data-dir", lesions, "--out", out, *TINY, "--loss", "ce+focal", "--class-weights", "balanced",
-        "--augment", "--lr-schedule", "cosine"])
+@pytest.fixture(scope="module")
+def tiny_run(lab, lesions, tmp_path_factory):
+    """One tiny run (focal loss, balanced weights, augmentation, cosine schedule) on a CPU where auto would pick
+    mixed_bfloat16, trained once for the module: ``(run folder, stdout, the Adams made)``."""
+    out = tmp_path_factory.mktemp("resnet50") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("labkit.runtime.cpu_has_bf16", lambda: True)
+        adams = watch_optimizer(patch, "Adam")
+        code, stdout, stderr = run_lab_inprocess(lab, [
+            "--data-dir", lesions, "--out", out, *TINY, "--loss", "ce+focal", "--class-weights", "balanced",
+            "--augment", "--lr-schedule", "cosine"])
     assert code == 0, stderr
+    keras.backend.clear_session()
+    return out, stdout, adams
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_every_file_and_its_numbers_agree(tiny_run, lesions):
+    out, stdout, adam_instances = tiny_run
     # the lab avoids mixed_bfloat16 (measured to cost it quality): auto trains in float32 and says why
     assert ("precision policy: float32 (auto would pick mixed_bfloat16 here, which this lab avoids: at a constant "
             "rate with Keras's moving BatchNorm averages") in stdout
@@ -90,6 +105,59 @@ def test_tiny_run_writes_every_file_and_its_numbers_agree(lab_runner, lesions, t
     # The recorded lesion count of the test split is that of its images.
     lesion_of = groupings(lesions)
     assert len({lesion_of[r["image"]] for r in predictions}) == splits["test"]["lesions"]
+
+
+def official_test_folder(root, images, rows):
+    """`images` with their true classes (from `rows` of predictions.csv) in the ISIC 2018 Task 3 test layout."""
+    inputs = root / "ISIC2018_Task3_Test_Input"
+    inputs.mkdir(parents=True)
+    with open(root / "ISIC2018_Task3_Test_GroundTruth.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", *CLASSES])
+        for path, row in zip(images, rows):
+            shutil.copy(path, inputs / path.name)
+            writer.writerow([path.stem, *("1.0" if name == row["true"] else "0.0" for name in CLASSES)])
+    return root
+
+
+@pytest.mark.slow
+def test_predict_and_evaluate_reproduce_the_runs_test_results(tiny_run, lesions, tmp_path, capsys):
+    """``labkit predict`` on the run's test images gives the probabilities the lab recorded for them, and on copies
+    at other sizes the model's output on the lab's own preprocessing; ``labkit evaluate`` on those images in the
+    official test layout reproduces the run's test metrics exactly."""
+    out = tiny_run[0]
+    recorded = read_csv(out / "predictions.csv")
+    images = [lesions / "ISIC2018_Task3_Training_Input" / f"{row['image']}.jpg" for row in recorded]
+    code, _, err = labkit_command(["predict", out, *images, "--out", tmp_path / "pred", "--batch-size", "4"], capsys)
+    assert code == 0, err
+    predicted = read_csv(tmp_path / "pred" / "predictions.csv")
+    assert [row["file"] for row in predicted] == [path.name for path in images]
+    for mine, theirs in zip(predicted, recorded):
+        assert mine["predicted"] == theirs["predicted"]
+        assert [mine[c] for c in CLASSES] == pytest.approx([theirs[c] for c in CLASSES], abs=1e-6)
+
+    # Other sizes than the 32 px it trained on: the lab's decoding resizes them to the model's input.
+    model = keras.saving.load_model(out / "model.keras")
+    resized = tmp_path / "sizes"
+    resized.mkdir()
+    for index, (height, width) in enumerate([(45, 37), (80, 64)]):
+        image = cv2.imread(str(images[index]))
+        cv2.imwrite(str(resized / f"img{index}.png"), cv2.resize(image, (width, height)))
+    results = labkit.load_run(out).predict(resized, out=tmp_path / "sized")
+    assert [r["file"] for r in results] == ["img0.png", "img1.png"]
+    for index, result in enumerate(results):
+        expected = model.predict(decode_image(str(resized / f"img{index}.png"), 32, 3).numpy()[None], verbose=0)[0]
+        assert [result[c] for c in CLASSES] == pytest.approx(expected, abs=1e-6)
+
+    held_out = official_test_folder(tmp_path / "held-out", images, recorded)
+    code, _, err = labkit_command(["evaluate", out, "--data-dir", held_out, "--out", tmp_path / "eval"], capsys)
+    assert code == 0, err
+    tested = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
+    trained = json.loads((out / "metrics.json").read_text())
+    assert tested["images"] == trained["test"]["images"] == len(images)
+    for key in ("accuracy", "balanced_accuracy"):
+        assert tested[key] == pytest.approx(trained[key], abs=1e-12), key
+    assert read_csv(tmp_path / "eval" / "report.csv") == read_csv(out / "report.csv")
 
 
 @pytest.mark.slow

@@ -42,9 +42,11 @@ def runs(tmp_path_factory):
 
 
 def grey_at(path, size):
-    """An image file as float32 grey (1, size, size, 1) in [0, 1], read with TensorFlow alone."""
-    image = tf.io.decode_png(tf.io.read_file(str(path)), channels=1)
-    return tf.image.resize(tf.cast(image, tf.float32) / 255.0, (size, size), method="bilinear")[None].numpy()
+    """An 8-bit PNG as float32 grey (1, size, size, 1) in [0, 1], read with TensorFlow alone (colour files through
+    the luminance labkit documents, `tf.image.rgb_to_grayscale`)."""
+    image = tf.cast(tf.io.decode_png(tf.io.read_file(str(path))), tf.float32) / 255.0  # the file's own channels
+    image = tf.image.rgb_to_grayscale(image[..., :3]) if image.shape[-1] >= 3 else image[..., :1]
+    return tf.image.resize(image, (size, size), method="bilinear")[None].numpy()
 
 
 def resized_copies(files, folder, sizes):
@@ -124,11 +126,15 @@ def test_lab5_left_right_labels_are_the_argmax_in_the_course_grey_levels(runs, t
 
 @pytest.mark.slow
 def test_classifier_predictions_csv_matches_the_model_and_gradcam_maps(runs, tmp_path, capsys):
+    # the validation folder of class folders: predict looks inside them, and each row names its folder
     files = sorted((runs["skin"] / "Skin" / "validation").rglob("*.png"))
-    code, _, err = labkit_command(["predict", runs["lenet"], *files, "--out", tmp_path, "--gradcam"], capsys)
+    code, _, err = labkit_command(["predict", runs["lenet"], runs["skin"] / "Skin" / "validation", "--out", tmp_path,
+                                   "--gradcam"], capsys)
     assert code == 0, err
     rows = read_csv(tmp_path / "predictions.csv")
-    assert [r["file"] for r in rows] == [f.name for f in files] and list(rows[0]) == ["file", "predicted", "Mel", "Nevi"]
+    assert [r["file"] for r in rows] == [f.name for f in files]
+    assert list(rows[0]) == ["file", "folder", "predicted", "Mel", "Nevi"]
+    assert [r["folder"] for r in rows] == [f.parent.name for f in files] == ["Mel"] * 3 + ["Nevi"] * 3
     model = keras.saving.load_model(runs["lenet"] / "model.keras")
     for path, row in zip(files, rows):
         nevi = float(model.predict_on_batch(grey_at(path, 32))[0, 0])  # one sigmoid unit: P(class 1)
@@ -226,6 +232,60 @@ def test_a_model_saved_by_plain_course_code_predicts_without_config(tmp_path, ca
     stored = np.load(tmp_path / "o" / "scan_prob.npy")
     expected = tf.image.resize(model.predict_on_batch(grey_at(tmp_path / "scan.png", 32))[0], (40, 24)).numpy()
     assert stored.shape == (40, 24, 1) and np.abs(stored - expected).max() < 1e-5
+
+
+def test_a_plain_course_classifier_takes_its_class_names_and_layout_from_flags(tmp_path, capsys):
+    # a LeNet saved by course code (model.save of an .h5, no config.json): --dataset names the course set, so
+    # evaluate reads its validation folders and labels the classes as the course does
+    skin = bone_skin_dataset(n_train=2, n_val=3, size=40, root=tmp_path / "lab2")
+    model = labkit.lenet_model(32, 32, 1, 4)
+    (tmp_path / "student").mkdir()
+    model.save(tmp_path / "student" / "lenet.h5")
+    code, _, err = labkit_command(["evaluate", tmp_path / "student" / "lenet.h5", "--data-dir", skin, "--dataset",
+                                   "skin", "--out", tmp_path / "eval"], capsys)
+    assert code == 0, err
+    rows = read_csv(tmp_path / "eval" / "per_item.csv")
+    files = {f.name: f for f in (skin / "Skin" / "validation").rglob("*.png")}
+    assert sorted(r["image"] for r in rows) == sorted(files) and len(files) == 6
+    # by hand: the model on the images read by TensorFlow here, in one batch as evaluate's batch of 8 holds them
+    batch = np.concatenate([grey_at(files[r["image"]], 32) for r in rows])
+    nevi = dict(zip([r["image"] for r in rows], model.predict_on_batch(batch)[:, 0].astype(float)))
+    truth = {name: int(path.parent.name == "Nevi") for name, path in files.items()}
+    assert all(r["Nevi"] == pytest.approx(nevi[r["image"]], abs=1e-6) for r in rows)  # rounded to 6 decimals
+    assert all(r["true"] == ("Nevi" if truth[r["image"]] else "Mel") for r in rows)
+    accuracy = np.mean([(nevi[name] > 0.5) == truth[name] for name in nevi])
+    test = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
+    assert test["accuracy"] == pytest.approx(accuracy, abs=1e-12) and test["images"] == 6
+
+    # predict: --classes names the outputs; a list that does not fit the model is one line
+    image = files[rows[0]["image"]]
+    code, _, err = labkit_command(["predict", tmp_path / "student" / "lenet.h5", image, "--out", tmp_path / "p",
+                                   "--classes", "benign,malignant"], capsys)
+    assert code == 0, err
+    row = read_csv(tmp_path / "p" / "predictions.csv")[0]
+    assert list(row) == ["file", "predicted", "benign", "malignant"]
+    assert row["malignant"] == pytest.approx(float(model.predict_on_batch(grey_at(image, 32))[0, 0]), abs=1e-6)
+    code, _, err = labkit_command(["predict", tmp_path / "student" / "lenet.h5", image, "--out", tmp_path / "p",
+                                   "--classes", "a,b,c"], capsys)
+    assert code == 2 and "--classes names 3 classes; the model has 2" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exit_info:  # refused by the parser, before any model is loaded
+        labkit_command(["predict", tmp_path / "student" / "lenet.h5", image, "--out", tmp_path / "p", "--classes",
+                        "a,a"], capsys)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--classes: 'a,a' is not two or more distinct names" in err
+
+
+def test_a_plain_course_lab5_segmenter_writes_the_course_grey_levels_with_task(tmp_path, capsys):
+    ct = ct_dataset(n_patients=1, n_slices=2, size=32, root=tmp_path / "ct")
+    model = labkit.get_unet((32, 32, 1), base=2, n_class=3)  # softmax: background, left lung, right lung
+    model.save(tmp_path / "unet.h5")
+    image = sorted((ct / "Image").iterdir())[0]
+    code, _, err = labkit_command(["predict", tmp_path / "unet.h5", image, "--out", tmp_path / "o", "--task",
+                                   "ct-lr"], capsys)
+    assert code == 0, err
+    labels = cv2.imread(str(tmp_path / "o" / f"{image.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+    outputs = model.predict_on_batch(labkit.load_image(image, 32, 32)[None])[0]
+    assert np.array_equal(labels, np.array([0, 250, 156], np.uint8)[np.asarray(outputs).argmax(-1)])
 
 
 def test_precision_flag_recomputes_a_mixed_precision_model_in_float32(tmp_path):

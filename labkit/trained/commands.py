@@ -5,17 +5,24 @@
 
     labkit predict RUN_DIR INPUT… --out DIR [--threshold T] [--probabilities png|npy] [--gradcam] [--batch-size B]
     labkit evaluate RUN_DIR… --data-dir TEST [--out DIR] [--batch-size B]
+
+A model saved by plain course code (``model.save("unet.h5")``, no ``config.json``) takes what its file cannot say
+from flags: ``--classes`` (a classifier's class names), ``--dataset`` (a course Lab 2/3 set: its layout and class
+names) and ``--task`` (a Lab 5 CT/MRI segmenter: slices read and labelled as Lab 5 does). Image size and grey/RGB
+always come from the model itself.
 """
 
+import argparse
 import sys
 from pathlib import Path
 
+from labkit.classification_lab import COURSE_SETS
 from labkit.errors import LabkitInputError
 from labkit.flags import fraction as open_fraction, nonnegative_float, positive_int
 from labkit.inference import set_model_precision
 from labkit.runtime import PRECISIONS
 from labkit.trained.grading import grade_runs
-from labkit.trained.run import load_run
+from labkit.trained.run import LAB5_TASKS, load_run
 
 COMMANDS = ("predict", "evaluate")
 
@@ -28,6 +35,30 @@ def _common(parser):
     add("--threshold", type=open_fraction, help="foreground probability threshold (default: the run's, else 0.5)")
     add("--overlap", type=nonnegative_float, help="3D: sliding-window overlap in [0, 1) (default: the run's "
         "--overlap; needed for runs whose config.json lacks it)")
+    course = parser.add_argument_group("models of plain course code (no config.json): what the file cannot say")
+    course.add_argument("--classes", type=class_names, metavar="A,B,…", help="a classifier's class names, in the "
+                        "order of its outputs (default: the run's, else class_0, class_1, …)")
+    course.add_argument("--dataset", choices=tuple(COURSE_SETS), help="the course set a classifier was trained on "
+                        "(its folder layout and class names)")
+    course.add_argument("--task", choices=LAB5_TASKS, help="a Lab 5 segmenter: slices read and labelled as Lab 5 "
+                        "does (ct-lr: left/right lung)")
+
+
+def class_names(text):
+    """``--classes Mel,Nevi`` → ``["Mel", "Nevi"]`` (at least two distinct names)."""
+    names = [name.strip() for name in text.split(",")]
+    if len(names) < 2 or "" in names or len(set(names)) < len(names):
+        raise argparse.ArgumentTypeError(f"{text!r} is not two or more distinct names separated by commas")
+    return names
+
+
+#: The settings the course-model flags give (`load_run` overrides).
+COURSE_MODEL_SETTINGS = ("classes", "dataset", "task")
+
+
+def given_settings(args):
+    """The course-model flags that were given, as `load_run` overrides (they replace the run's own settings)."""
+    return {key: getattr(args, key) for key in COURSE_MODEL_SETTINGS if getattr(args, key) is not None}
 
 
 def add_commands(subparsers, error=None):
@@ -56,7 +87,7 @@ def add_commands(subparsers, error=None):
 
 def _predict(args):
 
-    run = load_run(args.run)
+    run = load_run(args.run, **given_settings(args))
     set_model_precision(run.model, args.precision)
     results = run.predict(args.inputs, out=args.out, threshold=args.threshold, probabilities=args.probabilities,
                           batch_size=args.batch_size, gradcam=args.gradcam, skip_bad_files=args.skip_bad_files,
@@ -70,11 +101,12 @@ def _evaluate(args):
     if len(args.runs) > 1:
         if args.precision:
             raise LabkitInputError("--precision applies to one run at a time; evaluate several runs without it")
-        rows, folder = grade_runs(args.runs, args.data_dir, args.out, args.batch_size, args.threshold)
+        rows, folder = grade_runs(args.runs, args.data_dir, args.out, args.batch_size, args.threshold,
+                                  **given_settings(args))
         print(folder.file("grades.md").read_text())
         print(f"{len(rows)} runs evaluated on {args.data_dir}; table in {folder.file('grades.csv')}")
         return
-    run = load_run(args.runs[0])
+    run = load_run(args.runs[0], **given_settings(args))
     set_model_precision(run.model, args.precision)
     metrics = run.evaluate(args.data_dir, args.out, batch_size=args.batch_size, threshold=args.threshold,
                            overlap=args.overlap)

@@ -25,8 +25,9 @@ def _scalar_metrics(test):
     return values
 
 
-def grade_row(run_dir, data_dir, batch_size=8, threshold=None):
-    """Evaluate one run (into ``<run>/evaluations/<test folder>/``) and give its table row and settings.
+def grade_row(run_dir, data_dir, batch_size=8, threshold=None, **overrides):
+    """Evaluate one run (into ``<run>/evaluations/<test folder>/``) and give its table row and settings;
+    `overrides` complete the settings of runs without ``config.json`` (see `labkit.trained.load_run`).
 
     Returns:
         ``(row, settings)``: the row ``{run, error, monitor, best_epoch, val_<metric>, test_<metric>, …}`` and the
@@ -34,7 +35,7 @@ def grade_row(run_dir, data_dir, batch_size=8, threshold=None):
     """
     row = {"run": Path(run_dir).name}
     try:
-        run = load_run(run_dir)
+        run = load_run(run_dir, **overrides)
         result = run.evaluate(data_dir, batch_size=batch_size, threshold=threshold)
     except LabkitInputError as exc:
         return {**row, "error": str(exc)}, {}
@@ -49,14 +50,14 @@ def grade_row(run_dir, data_dir, batch_size=8, threshold=None):
     return row, run.settings
 
 
-def grade_runs(run_dirs, data_dir, out=None, batch_size=8, threshold=None):
+def grade_runs(run_dirs, data_dir, out=None, batch_size=8, threshold=None, **overrides):
     """Evaluate every run on `data_dir` and write ``grades.csv`` / ``grades.md`` into `out` (default
-    ``runs/evaluate-<timestamp>``). Returns the rows, in the order given."""
+    ``runs/evaluate-<timestamp>``); `overrides` as in `grade_row`. Returns the rows, in the order given."""
     require(Path(data_dir).is_dir(), f"--data-dir {data_dir}: folder not found")
     names = [Path(p).resolve().name for p in run_dirs]
     require(len(set(names)) == len(names), f"two runs share the folder name ({', '.join(names)}): names label the "
             "rows")
-    graded = [grade_row(p, data_dir, batch_size, threshold) for p in run_dirs]
+    graded = [grade_row(p, data_dir, batch_size, threshold, **overrides) for p in run_dirs]
     differing = varying_settings([{"settings": settings} for _, settings in graded if settings])
     rows = []
     for row, settings in graded:

@@ -4,7 +4,8 @@
   grey levels, so the file reads back as a mask of the lab's layout), with ``probabilities="png"`` a 16-bit
   ``<name>_prob.png`` per output channel (``_prob_<structure>.png`` for several) or ``"npy"`` one float32
   ``<name>_prob.npy`` ``(h, w, channels)``; ``overlay.png`` shows the first few.
-* Classification: ``predictions.csv`` (file, predicted class, each class's probability); ``gradcam=True`` writes
+* Classification: ``predictions.csv`` (file, its folder when they come from several, e.g. class folders given
+  as their parent, predicted class, each class's probability); ``gradcam=True`` writes
   ``<name>_gradcam.png`` (the Grad-CAM map of the predicted class over the image).
 * Lab 6: ``<name>_predictions.csv`` per series CSV, ``predictions.csv`` with a row per streamline of ``.trk`` files
   (`labkit.trained.sequences`).
@@ -53,9 +54,10 @@ def _stem(path):
     return Path(name).stem
 
 
-def list_inputs(inputs, volumes=False):
+def list_inputs(inputs, volumes=False, subfolders=False):
     """The files to predict: every file given, and the image files (2D) or volume files (3D, also in case
-    subfolders, e.g. ``<case>/mri_norm2.h5``) of every folder given, in order.
+    subfolders, e.g. ``<case>/mri_norm2.h5``) of every folder given, in order. With `subfolders` (classifiers),
+    a folder's images include those of its subfolders at any depth, so class folders (``validation/Mel/…``) work.
 
     Raises:
         LabkitInputError: a path that does not exist, or no file to predict at all.
@@ -68,11 +70,19 @@ def list_inputs(inputs, volumes=False):
         if item.is_file():
             files.append(item)
         elif volumes:
-            files += sorted(p for p in item.rglob("*") if p.is_file() and _is_volume(p) and not p.name.startswith("."))
+            files += _files_below(item, _is_volume)
+        elif subfolders:
+            files += _files_below(item, lambda p: p.suffix.lower() in IMAGE_EXTENSIONS)
         else:
             files += list_image_files(item)
     require(files, f"no {'volume' if volumes else 'image'} files to predict in {', '.join(map(str, inputs))}")
     return files
+
+
+def _files_below(folder, wanted):
+    """The files in `folder` and its subfolders that `wanted` accepts, hidden files and folders skipped, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and wanted(p)
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def output_names(files):
@@ -150,15 +160,18 @@ def predict_segmentation(run, files, out, threshold=None, probabilities=None, ba
 
 def predict_classes(run, files, out, batch_size=8, skip_bad_files=False, gradcam=False):
     """Class probabilities of 2D images; with `out`, ``predictions.csv`` and (`gradcam`) ``<name>_gradcam.png``.
-    Returns one row per image: ``{"file", "predicted", <class>: probability, …}``."""
+    Returns one row per image: ``{"file", "predicted", <class>: probability, …}``, with ``"folder"`` (the file's
+    folder name, e.g. its class folder) after ``"file"`` when the images come from several folders."""
     classes = run.class_names
     read = readable_inputs(files, skip_bad_files, run.read_image)
     rows, names = [], output_names([path for path, _ in read])
+    several_folders = len({Path(path).parent for path, _ in read}) > 1  # class folders, say: rows name theirs
     for first in progress(range(0, len(read), batch_size), desc="predicting", unit="batch"):
         group = read[first:first + batch_size]
         images = np.stack([image for _, (image, _) in group])
         for (path, (_, size)), name, image, prob in zip(group, names[first:], images, run.probabilities(images, batch_size)):
-            rows.append({"file": Path(path).name, "predicted": classes[int(prob.argmax())],
+            folder = {"folder": Path(path).parent.name} if several_folders else {}
+            rows.append({"file": Path(path).name, **folder, "predicted": classes[int(prob.argmax())],
                          **{c: float(p) for c, p in zip(classes, prob)}})
             if gradcam and out is not None:
                 original = resize_to(image, size)  # the network's view, at the file's own size
@@ -281,7 +294,7 @@ def predict(run, inputs, out=None, threshold=None, probabilities=None, batch_siz
         return predict_series(run, inputs, out, int(batch_size), skip_bad_files)
     if run.kind == "streamlines":
         return predict_streamlines(run, inputs, out, int(batch_size), skip_bad_files)
-    files = list_inputs(inputs, volumes=run.kind == "volume")
+    files = list_inputs(inputs, volumes=run.kind == "volume", subfolders=run.kind == "classification")
     if run.kind == "volume":
         return predict_volumes(run, files, out, threshold, probabilities, int(batch_size), overlap, skip_bad_files)
     if run.kind == "classification":

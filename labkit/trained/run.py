@@ -56,7 +56,7 @@ def lab_family(settings, output_rank):
         return "unet3d"
     if output_rank == 2:
         return "classification"
-    if settings.get("task") in LAB5_TASKS and "heads" in settings:
+    if settings.get("task") in LAB5_TASKS:
         return "lab5"
     if "decoder" in settings:
         return "mobilenet"
@@ -228,13 +228,17 @@ class TrainedRun:
 
     @property
     def class_names(self):
-        """A classifier's class names, in output order: from ``metrics.json`` (the names training scored), else the
-        course set the run names, else ``class_0`` …"""
+        """A classifier's class names, in output order: given (``--classes``), else from ``metrics.json`` (the names
+        training scored), else the course set the run names (``--dataset``), else ``class_0`` …"""
+        count = max(2, self.n_outputs)
+        given = self.overrides.get("classes")
+        if given is not None:
+            require(len(given) == count, f"{self.path}: --classes names {len(given)} classes; the model has {count}")
+            return list(given)
         names = _find_class_names(self.metrics)
         dataset = self.settings.get("dataset")
         if names is None and dataset in COURSE_SETS:
             names = list(COURSE_SETS[dataset][1])
-        count = max(2, self.n_outputs)
         return names if names and len(names) == count else [f"class_{i}" for i in range(count)]
 
     # --- applying the model ----------------------------------------------------------------------------------------
