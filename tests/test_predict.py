@@ -12,8 +12,8 @@ import nibabel
 import numpy as np
 import pytest
 import tensorflow as tf
-from trained_runs import (activation_map_run, labkit_command, lab5_run, lenet_run, series_run, streamline_run, unet3d_run,
-                          unet_run)
+from trained_runs import (activation_map_run, labkit_command, lab5_run, lenet_run, series_run, streamline_run, train,
+                          unet3d_run, unet_run)
 
 import labkit
 from labkit.data import segmentation_dataset
@@ -22,6 +22,7 @@ from labkit.data.patches import sliding_window_inference
 from labkit.data.synthetic import ct_dataset, xray_dataset
 from labkit.data.synthetic.atrium import atrium_dataset
 from labkit.data.synthetic.bone_skin import bone_skin_dataset
+from labkit.data.synthetic.lab1 import lab1_dataset
 from labkit.data.synthetic.stock import stock_dataset
 from labkit.data.synthetic.tracts import tract_dataset
 from labkit.inference import collect_predictions
@@ -143,6 +144,28 @@ def test_classifier_predictions_csv_matches_the_model_and_gradcam_maps(runs, tmp
         assert row["predicted"] == ("Nevi" if nevi > 0.5 else "Mel")
         heat = cv2.imread(str(tmp_path / f"{path.stem}_gradcam.png"))
         assert heat.shape == (40, 40, 3)
+
+
+@pytest.mark.slow
+def test_lab1_mlp_on_flat_names_predicts_and_evaluates_as_its_own_validation(tmp_path, capsys):
+    # Lab 1's flat layout (class in the file name), 40 px files, a model trained at 32 px
+    data = lab1_dataset(n_train=4, n_test=3, size=40, root=tmp_path / "lab1")
+    run = train("lab1_mlp", ["--data-dir", data, "--img-size", "32", "--base", "8", "--epochs", "1", "--batch-size",
+                             "4", "--quiet"], tmp_path / "mlp")
+    recorded = {row["image"]: row for row in read_csv(run / "predictions.csv")}  # the lab's validation images
+    code, _, err = labkit_command(["predict", run, data / "Skin" / "test", "--out", tmp_path / "pred"], capsys)
+    assert code == 0, err
+    predicted = read_csv(tmp_path / "pred" / "predictions.csv")
+    assert sorted(row["file"] for row in predicted) == sorted(recorded) and len(predicted) == 6
+    for row in predicted:
+        assert row["predicted"] == recorded[row["file"]]["predicted"]
+        assert row["Nevi"] == pytest.approx(recorded[row["file"]]["Nevi"], abs=2e-6)  # the lab rounds to 6 places
+    code, _, err = labkit_command(["evaluate", run, "--data-dir", data, "--out", tmp_path / "eval"], capsys)
+    assert code == 0, err
+    tested = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
+    validation = json.loads((run / "metrics.json").read_text())["validation"]
+    for key in ("images", "accuracy", "balanced_accuracy", "macro_auc"):
+        assert tested[key] == pytest.approx(validation[key], abs=1e-12), key
 
 
 @pytest.mark.slow
