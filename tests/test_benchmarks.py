@@ -51,6 +51,27 @@ def test_precision_rows_are_relative_to_the_float32_row_and_auto_names_its_polic
 
 
 @pytest.mark.slow
+def test_overhead_rows_are_each_variants_epoch_time_over_plain_keras():
+    out = run_benchmark("overhead", "--size", "32", "--images", "8", "--epochs", "3", "--rounds", "2")
+    sys.path.insert(0, str(BENCHMARKS))
+    from overhead import VARIANTS
+
+    tables = out.split("\nunet: ")[1].split("\nlenet: ")
+    assert len(tables) == 2
+    for table in tables:
+        names = [name for name, _ in VARIANTS]
+        rows = [line for line in table.splitlines() if line[:30].strip() in names]
+        assert [row[:30].strip() for row in rows] == names
+        plain = numbers(rows[0])[0]
+        for row in rows:
+            seconds, ratio = numbers(row)
+            # both times print rounded to 0.0005 s, the ratio to 0.0005: the bound of the rounding errors
+            rounding = 0.0005 + ratio * (0.0005 / seconds + 0.0005 / plain)
+            assert seconds > 0 and ratio == pytest.approx(seconds / plain, abs=rounding)
+        assert numbers(rows[0])[1] == 1.0
+
+
+@pytest.mark.slow
 def test_pipeline_ratios_divide_labkits_rates_by_the_baselines():
     out = run_benchmark("pipeline", "--images", "8", "--batches", "2", "--rounds", "2", "--train-steps", "0")
     baseline, from_disk, cached, disk_ratio, cached_ratio = (numbers(line_with(out, text)) for text in (
