@@ -71,6 +71,26 @@ def test_overhead_rows_are_each_variants_epoch_time_over_plain_keras():
         assert numbers(rows[0])[1] == 1.0
 
 
+def test_roofline_counts_two_flops_per_multiply_add_of_every_convolution_and_dense_layer():
+    import keras
+
+    sys.path.insert(0, str(BENCHMARKS))
+    from roofline import forward_flops
+
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8·8 outputs × 4 filters × 3·3·2 weights each
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)  # 8·8·4 outputs × 3·3 weights each
+    x = keras.layers.Conv2DTranspose(3, 2, strides=2)(x)  # 8·8·4 inputs, each spread over 2·2 × 3 filters
+    x = keras.layers.BatchNormalization()(x)  # element-wise: not counted
+    outputs = keras.layers.Dense(5)(keras.layers.Flatten()(x))  # 16·16·3 inputs × 5 units
+    by_hand = 2 * (8 * 8 * 4 * 3 * 3 * 2 + 8 * 8 * 4 * 3 * 3 + 8 * 8 * 4 * 2 * 2 * 3 + 16 * 16 * 3 * 5)
+    assert forward_flops(keras.Model(inputs, outputs)) == by_hand
+    volume = keras.Input((4, 4, 4, 1))
+    nested = keras.Model(volume, keras.layers.Conv3D(2, 3, padding="same")(volume))  # counted inside a model too
+    outer = keras.Input((4, 4, 4, 1))
+    assert forward_flops(keras.Model(outer, nested(outer))) == 2 * 4 * 4 * 4 * 2 * 3 * 3 * 3
+
+
 @pytest.mark.slow
 def test_pipeline_ratios_divide_labkits_rates_by_the_baselines():
     out = run_benchmark("pipeline", "--images", "8", "--batches", "2", "--rounds", "2", "--train-steps", "0")
