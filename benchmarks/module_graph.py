@@ -32,7 +32,7 @@ LAYERS = [
     ("losses", ["labkit.losses", "labkit.metrics"]),
     ("evaluation", ["labkit.evaluation"]),
     ("data", ["labkit.data"]),
-    ("base", ["labkit.run_folder", "labkit.runs", "labkit.runtime", "labkit.history", "labkit.progress",
+    ("base", ["labkit.run_folder", "labkit.run_manifest", "labkit.runs", "labkit.runtime", "labkit.history", "labkit.progress",
               "labkit.errors", "labkit.startup", "labkit.version"]),
 ]
 

@@ -18,6 +18,7 @@ bfloat16: its peak and steps are then slower than float32, which is why ``--prec
 
 usage:
   python benchmarks/roofline.py [--labs unet lenet vgg16 mobilenet resnet50 unet3d] [--steps 3] [--repeats 5]
+                               [--policies float32 mixed_bfloat16]
 """
 
 import argparse
@@ -157,6 +158,7 @@ def main(argv=None):
     parser.add_argument("--labs", nargs="+", choices=tuple(LABS), default=list(LABS))
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per lab and policy")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls of each peak kernel (best is kept)")
+    parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES))
     args = parser.parse_args(argv)
     started = time.perf_counter()
     print(machine_summary())
@@ -169,7 +171,7 @@ def main(argv=None):
           f"{'% conv peak':>11s}")
     for lab in args.labs:
         name, _, batch = LABS[lab]
-        for policy in POLICIES:
+        for policy in args.policies:
             seconds, flops = step_seconds(lab, policy, args.steps)
             step_flops = 3 * flops * batch
             peak = peaks["bfloat16" if policy == "mixed_bfloat16" else "float32"]["conv3x3"]

@@ -34,7 +34,7 @@ import keras
 import numpy
 import tensorflow
 
-from labkit import progress, resume, run_folder, runtime
+from labkit import progress, resume, run_folder, run_manifest, runtime
 from labkit.data.layouts import check_readable, forget_skipped, skipped_files
 from labkit.errors import LabkitInputError, RunWriteError
 from labkit.multirun import engine, variants
@@ -218,7 +218,7 @@ def run_lab(main, argv=None):
 def what_the_run_keeps(path, remedy="free space"):
     """``<run> keeps epochs 1–k; free space and rerun with --resume`` for a file of a run that could not be
     written (k from the run's resume checkpoint)."""
-    folder = run_folder.run_folder_of(path)
+    folder = run_manifest.run_folder_of(path)
     if folder is None:
         return f"{remedy} and run again"
     epochs = resume.completed_epochs(run_folder.RunFolder(folder))

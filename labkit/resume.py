@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.run_folder import atomic_write, forget_written
+from labkit.run_folder import atomic_write
+from labkit.run_manifest import forget_written
 from labkit.runtime import seed_states
 
 FOLDER = "backup"

@@ -100,7 +100,7 @@ def run_lab_inprocess(module, argv, capsys=None):
     every in-process lab run of the suite checks that its ``--out`` holds nothing unrecorded.
     """
     from labkit.lab import run_lab
-    from labkit.run_folder import foreign_file
+    from labkit.run_manifest import foreign_file
 
     argv = [str(a) for a in argv]
     stdout, stderr = io.StringIO(), io.StringIO()

@@ -135,6 +135,13 @@ def test_surface_benchmark_gets_identical_values_cropped_and_uncropped():
     assert line_with(out, "machine:") and re.search(r"load average \d", out)  # as BENCHMARKS.md says every script does
 
 
+def test_readme_states_the_overhead_ratio_benchmarks_md_recorded():
+    root = BENCHMARKS.parent
+    row = line_with((root / "BENCHMARKS.md").read_text(), "**+ progress bar (= what a lab runs)**")
+    recorded = re.search(r"\*\*(\d+\.\d+)×\*\*", row).group(1)  # the U-Net's ratio, in bold
+    assert f"at **{recorded}×** the seconds per epoch of plain `model.fit`" in (root / "README.md").read_text()
+
+
 @pytest.mark.slow
 def test_quality_table_is_the_mean_and_std_of_the_runs_it_made(tmp_path):
     import json

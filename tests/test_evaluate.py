@@ -21,7 +21,8 @@ from labkit.data.synthetic.stock import stock_dataset
 from labkit.data.synthetic.tracts import tract_dataset
 from labkit.evaluation import dice
 from labkit.inference import collect_predictions
-from labkit.run_folder import MANIFEST, foreign_file, read_csv
+from labkit.run_folder import read_csv
+from labkit.run_manifest import MANIFEST, foreign_file
 
 pytestmark = pytest.mark.slow  # every test here scores runs the module trains once
 

@@ -8,7 +8,8 @@ import pytest
 from conftest import load_lab
 
 from labkit.data.synthetic import xray_dataset
-from labkit.run_folder import MANIFEST, RunFolder, foreign_file
+from labkit.run_folder import RunFolder
+from labkit.run_manifest import MANIFEST, foreign_file
 
 #: What a student keeps beside a run (issue 26's list: names labkit's own files also have) and inside its folders.
 USER_FILES = ["report.docx", "summary.xlsx", "comparison.pptx", "curves_mine.png", "backup/thesis.tex",

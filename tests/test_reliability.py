@@ -15,7 +15,8 @@ from conftest import ROOT
 
 from labkit.data import check_readable
 from labkit.data.synthetic import xray_dataset
-from labkit.run_folder import MANIFEST, read_csv
+from labkit.run_folder import read_csv
+from labkit.run_manifest import MANIFEST
 
 TINY = ["--img-size", "16", "--base", "2", "--batch-size", "4", "--quiet"]
 EPOCHS = 8  # a kill after two epochs leaves six of them (and the evaluation) undone

@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import h5py
 import keras
@@ -37,7 +36,8 @@ import pytest
 from conftest import ROOT
 
 import labkit  # noqa: F401  (the MobileNet and ResNet50 models hold labkit's preprocessing layers)
-from labkit.run_folder import MANIFEST, read_csv
+from labkit.run_folder import read_csv
+from labkit.run_manifest import MANIFEST
 
 KILL = ROOT / "tests" / "kill_after_epoch.py"
 #: Every run: repeatable numbers, float32 whatever the CPU (the proof is about resuming, not about precision).

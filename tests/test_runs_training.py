@@ -13,7 +13,8 @@ from conftest import CrashAt
 from labkit import LabkitInputError, dice_coef, get_unet, loss_dice_plot, train_unet
 from labkit.data import array_dataset
 from labkit.history import summarize
-from labkit.run_folder import MANIFEST, RunFolder, atomic_write, read_csv, record_folder, record_written, write_json
+from labkit.run_folder import RunFolder, atomic_write, read_csv, write_json
+from labkit.run_manifest import MANIFEST, record_folder, record_written
 from labkit.runtime import resolve_precision
 from labkit.training import TrainingDiverged, balanced_class_weight, compile_model, fit
 

@@ -1,6 +1,5 @@
 """--lr-schedule: constant, or a warm-up then cosine decay that a resumed run continues where it stopped."""
 
-import json
 import math
 
 import keras

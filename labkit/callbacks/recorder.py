@@ -8,7 +8,7 @@ import keras
 
 from labkit import resume
 from labkit.history import improved
-from labkit.run_folder import record_folder
+from labkit.run_manifest import record_folder
 
 
 class RunRecorder(keras.callbacks.Callback):

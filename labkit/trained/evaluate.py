@@ -39,7 +39,8 @@ from labkit.evaluation.classification import (classification_report_rows, classi
 from labkit.inference import collect_predictions, predict_volume, sigmoid
 from labkit.plots import (class_samples, classification_samples, confusion_matrix_figure, roc_figure,
                           segmentation_samples, volume_slices)
-from labkit.run_folder import MANIFEST, RunFolder
+from labkit.run_folder import RunFolder
+from labkit.run_manifest import MANIFEST
 from labkit.trained.sequences import evaluate_series, evaluate_streamlines
 
 EVALUATIONS = "evaluations"
