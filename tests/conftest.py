@@ -21,25 +21,6 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-#: The suite's longest modules, longest first (minutes each on 2 cores). They are handed to the two xdist workers
-#: before the short ones, which then fill the gaps at the end, so that neither worker idles while the other finishes
-#: a long module. Every module's tests stay on one worker (its shared runs are made once), but for `SPREAD_MODULES`,
-#: whose tests make independent runs and are handed out one by one.
-LONGEST_FIRST = ("test_resume_all_labs", "test_distribute", "test_lab_resnet50", "test_multirun", "test_lab_mobilenet",
-                 "test_benchmarks", "test_lab5_segmentation", "test_autocontext", "test_skip_bad_files", "test_predict",
-                 "test_evaluate", "test_lab3_cnn", "test_runs_training", "test_lab_unet3d", "test_dead_runs")
-SPREAD_MODULES = ("test_resume_all_labs",)
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (setup.cfg: --dist loadgroup, in this order)
-def pytest_collection_modifyitems(config, items):
-    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: each module keeps its order
-    for item in items:
-        if item.path.stem not in SPREAD_MODULES:
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def embedded_data_home(tmp_path_factory):
     """Embedded datasets go to a per-session temporary folder, never into the checkout."""

@@ -69,7 +69,6 @@ class Case:
     fit: int = 1
 
 
-#: Longest first: the suite hands these to its two workers one by one, in this order.
 CASES = {
     # ResNet50: dermoscopy augmentation, dropout, balanced class weights, cosine schedule, precise statistics
     "resnet50": Case("resnet50_classification", "isic2018", [
