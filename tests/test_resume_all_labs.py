@@ -70,23 +70,18 @@ class Case:
 
 
 CASES = {
-    # ResNet50: dermoscopy augmentation, dropout, balanced class weights, cosine schedule, precise statistics
-    "resnet50": Case("resnet50_classification", "isic2018", [
-        "--img-size", "32", "--batch-size", "16", "--epochs", "2", "--weights", "none", "--augment", "--precise-bn",
-        "--class-weights", "balanced", "--lr-schedule", "cosine", "--gradcam-per-class", "1"]),
-    # Lab 5 auto-context: 2 steps, 2 inner folds (fits: step-1, step-1-fold-1, step-1-fold-2, step-2); killed in the
-    # second fold model, after epoch 1: step 2 then trains on maps the resumed fold model made
-    "autocontext": Case("lab5_segmentation", "ct", [
-        "--task", "ct", "--autocontext", "2", "--autocontext-folds", "2", "--img-size", "16", "--base", "2",
-        "--batch-size", "4", "--epochs", "2", "--augment", "--precise-bn"], fit=3),
+    # U-Net (Lab 4 Task 4): shuffled, augmented batches, dropout, batch norm with precise statistics
+    "unet": Case("lab4_unet", "xray", ["--img-size", "16", "--base", "2", "--batch-size", "4", "--epochs", "2",
+                                       "--augment", "--dropout", "0.2", "--batchnorm", "--precise-bn"]),
     # MobileNetV2: the per-group optimizer (encoder and decoder rates, cosine schedule), its decoder's dropout and
     # BatchNorm, lesion augmentation, the random encoder's BatchNorm calibration; killed inside epoch 2
     "mobilenet": Case("mobilenet_segmentation", "isic2016", [
         "--img-size", "32", "--batch-size", "4", "--epochs", "2", "--weights", "none", "--strategy", "finetune",
         "--decoder", "transpose", "--augment", "--precise-bn", "--lr-schedule", "cosine"], mid=True),
-    # U-Net (Lab 4 Task 4): shuffled, augmented batches, dropout, batch norm with precise statistics
-    "unet": Case("lab4_unet", "xray", ["--img-size", "16", "--base", "2", "--batch-size", "4", "--epochs", "2",
-                                       "--augment", "--dropout", "0.2", "--batchnorm", "--precise-bn"]),
+    # ResNet50: dermoscopy augmentation, dropout, balanced class weights, cosine schedule, precise statistics
+    "resnet50": Case("resnet50_classification", "isic2018", [
+        "--img-size", "32", "--batch-size", "16", "--epochs", "2", "--weights", "none", "--augment", "--precise-bn",
+        "--class-weights", "balanced", "--lr-schedule", "cosine", "--gradcam-per-class", "1"]),
     # 3D U-Net: random (foreground-centred) crops, rotation/flip augmentation, dropout; killed inside epoch 2
     "unet3d": Case("unet3d_segmentation", "atrium", [
         "--patch", "16", "16", "8", "--base", "2", "--depth", "2", "--batch-size", "2", "--patches-per-volume", "2",
@@ -96,6 +91,11 @@ CASES = {
         "--dataset", "skin", "--model", "vgg16", "--img-size", "32", "--base", "2", "--batch-size", "4", "--epochs",
         "2", "--lr", "1e-3", "--augment", "--batchnorm", "--dropout", "0.4", "--spatial-dropout", "0.1",
         "--precise-bn"]),
+    # Lab 5 auto-context: 2 steps, 2 inner folds (fits: step-1, step-1-fold-1, step-1-fold-2, step-2); killed in the
+    # second fold model, after epoch 1: step 2 then trains on maps the resumed fold model made
+    "autocontext": Case("lab5_segmentation", "ct", [
+        "--task", "ct", "--autocontext", "2", "--autocontext-folds", "2", "--img-size", "16", "--base", "2",
+        "--batch-size", "4", "--epochs", "2", "--augment", "--precise-bn"], fit=3),
     # a sweep (the Lab 2 AlexNet with dropout, the cheapest network with random state): killed inside epoch 2 of its
     # second variant, after the first variant finished
     "sweep": Case("lab2_cnn", "skin", ["--dataset", "skin", "--model", "alexnet", "--img-size", "32", "--base", "2",
